@@ -1,0 +1,27 @@
+# The README's two commands: `make run` and `make test`. Both create .venv and install the
+# pinned dependencies first when pyproject.toml is newer than the last install.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
+VENV := .venv
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test bench lint
+
+run: $(INSTALLED)
+	$(VENV)/bin/python manage.py launch
+
+test: $(INSTALLED)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: $(INSTALLED)
+	@set -e; for bench in bench/bench_*.py; do [ -e "$$bench" ] || { echo "no benchmarks yet"; break; }; $(VENV)/bin/python "$$bench"; done
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.version_info[:2] in ((3, 11), (3, 12)) or sys.exit("Python 3.11 or 3.12 is needed; found " + sys.version.split()[0] + " at " + sys.executable + ". Set PYTHON=/path/to/python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet '.[test]'
+	@touch $@

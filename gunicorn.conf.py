@@ -1,0 +1,14 @@
+# Read by gunicorn from the working directory; the address comes from WEB_BIND in settings,
+# so the Procfile, docker-compose.yml and `make run` agree on it.
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scheduler.settings")
+
+from django.conf import settings  # noqa: E402
+
+bind = settings.WEB_BIND
+accesslog = "-"
+# Gunicorn itself reads WEB_CONCURRENCY for the number of worker processes.
+# Gunicorn 27's control socket defaults to one path per user, so a second instance (tests, a
+# second checkout) would fight over it; nothing here uses it.
+control_socket_disable = True

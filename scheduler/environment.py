@@ -1,0 +1,75 @@
+"""Configuration read from the environment, validated before anything starts.
+
+Every variable is read first and validated together, so that a person who set three things
+wrong learns about all three at once, one line each, naming the variable; the process then
+stops with exit status 2 instead of a traceback that buries the cause.
+"""
+
+import secrets
+import sys
+from pathlib import Path
+
+from environs import Env, EnvValidationError
+from marshmallow import ValidationError
+
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket")
+
+
+class Configuration:
+    def __init__(self) -> None:
+        # eager=False collects every parse error instead of raising on the first one.
+        self.env = Env(eager=False)
+        self.problems: list[str] = []
+
+    def problem(self, variable: str, message: str) -> None:
+        self.problems.append(f"{variable}: {message}")
+
+    def redis_url(self, variable: str) -> str | None:
+        value = self.env.str(variable, None)
+        if value is not None and value.partition("://")[0] not in REDIS_SCHEMES:
+            self.problem(variable, f"must start with one of {', '.join(s + '://' for s in REDIS_SCHEMES)}")
+        return value
+
+    def secret_key(self, variable: str, data_dir: Path) -> str:
+        """The environment's key, else a per-install key kept in the data folder.
+
+        A generated key is kept rather than made anew each start, so logins survive restarts
+        of the embedded set-up; production sets SECRET_KEY and never touches the file.
+        """
+        value = self.env.str(variable, None)
+        if value:
+            return value
+        key_file = data_dir / "secret_key"
+        if not key_file.exists():
+            key_file.touch(mode=0o600)
+            key_file.write_text(secrets.token_urlsafe(50))
+        return key_file.read_text().strip()
+
+    def seal(self) -> None:
+        """Stop start-up with one line per bad variable, naming it."""
+        try:
+            self.env.seal()
+        except EnvValidationError as error:
+            for variable, messages in error.error_messages.items():
+                text = "; ".join(str(m) for m in _flatten(messages))
+                self.problem(variable, f"invalid value: {text}")
+        if self.problems:
+            for line in self.problems:
+                print(f"configuration error: {line}", file=sys.stderr)
+            raise SystemExit(2)
+
+
+def _flatten(messages):
+    if isinstance(messages, dict):
+        for value in messages.values():
+            yield from _flatten(value)
+    elif isinstance(messages, list | tuple):
+        for value in messages:
+            yield from _flatten(value)
+    else:
+        yield messages
+
+
+def positive(value: int) -> None:
+    if value <= 0:
+        raise ValidationError("must be a positive number")

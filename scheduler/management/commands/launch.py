@@ -1,0 +1,95 @@
+"""`make run`: set up what is missing, then run web, worker and beat until Ctrl-C.
+
+Every step is safe to repeat: a second run reuses the database, the schedules as the admin
+left them and the staff login, and loses nothing.
+"""
+
+import os
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from honcho.environ import parse_procfile
+from honcho.manager import Manager
+
+from scheduler.celery import app as celery_app
+from scheduler.embedded_redis import EmbeddedRedis
+from scheduler.services import staff_login_ensure
+
+
+class Command(BaseCommand):
+    help = "Migrate, seed schedules, ensure a staff login, then run web + worker + beat."
+
+    def handle(self, *args, **options) -> None:
+        redis = None
+        env = dict(os.environ)
+        # The Procfile's gunicorn and celery are the ones installed beside this Python.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        if not os.environ.get("REDIS_URL"):
+            redis = EmbeddedRedis(Path(settings.DATA_DIR) / "redis", publish_url=True)
+            env["REDIS_URL"] = redis.start()
+            # Settings were read before this Redis existed; point this process's app at it.
+            celery_app.conf.broker_url = env["REDIS_URL"]
+            self.say(f"Embedded Redis started on {redis.url.rsplit('@', 1)[1]} (password-protected)")
+        try:
+            call_command("prepare", stdout=self.stdout)
+            login = staff_login_ensure(
+                username=settings.ADMIN_USERNAME,
+                email=settings.ADMIN_EMAIL,
+                password=settings.ADMIN_PASSWORD,
+            )
+            announce = threading.Thread(target=self.announce_when_ready, args=(login,), daemon=True)
+            announce.start()
+            sys.exit(self.run_processes(env))
+        finally:
+            if redis is not None:
+                redis.stop()
+                self.say("Embedded Redis stopped.")
+
+    def run_processes(self, env: dict) -> int:
+        procfile = parse_procfile((Path(settings.BASE_DIR) / "Procfile").read_text())
+        manager = Manager()
+        for name, command in procfile.processes.items():
+            manager.add_process(name, command, env=env, cwd=str(settings.BASE_DIR))
+        # Honcho stops every process on Ctrl-C or SIGTERM, or when any one of them exits.
+        manager.loop()
+        return manager.returncode or 0
+
+    def announce_when_ready(self, login) -> None:
+        host, _, port = settings.WEB_BIND.rpartition(":")
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        url = f"http://{host}:{port}/admin/"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(url + "login/", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            self.say(f"The web process did not answer at {url} within 2 minutes; see its log above.")
+            return
+        # The banner goes last, after the worker's start-up output, where a person sees it.
+        while time.monotonic() < deadline and not celery_app.control.ping(timeout=1):
+            time.sleep(0.5)
+        if login.generated_password:
+            how = f"password {login.generated_password}  (shown only this once; set ADMIN_PASSWORD to choose one)"
+        elif settings.ADMIN_PASSWORD:
+            how = "the password in ADMIN_PASSWORD"
+        else:
+            how = ("the password printed on the first run (forgot it? run with "
+                   "ADMIN_PASSWORD=... to set a new one)")
+        self.say(
+            "\n" + "=" * 72 + f"\n  Admin ready: {url}\n  Log in as {login.username!r} with {how}"
+            "\n  Heartbeat results appear within two minutes under Scheduler › Worker heartbeats."
+            "\n  Stop everything with Ctrl-C.\n" + "=" * 72
+        )
+
+    def say(self, text: str) -> None:
+        self.stdout.write(text)
+        self.stdout.flush()
