@@ -84,6 +84,9 @@ class EmbeddedRedis:
             [redis_server_binary(), str(config)],
             stdout=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
+            # Out of the terminal's process group: Ctrl-C must not stop Redis before the
+            # worker has finished with it; whoever started it stops it last.
+            start_new_session=True,
         )
         self.url = f"redis://:{password}@127.0.0.1:{port}/0"
         self._wait_until_ready(timeout)

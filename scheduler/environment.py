@@ -73,3 +73,8 @@ def _flatten(messages):
 def positive(value: int) -> None:
     if value <= 0:
         raise ValidationError("must be a positive number")
+
+
+# What a deployment beyond one machine must set: the embedded defaults (a SQLite file, a private
+# Redis, a key generated into the data folder) belong to one machine and are not shared.
+DEPLOYMENT_VARIABLES = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "ALLOWED_HOSTS")

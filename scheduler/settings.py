@@ -51,7 +51,9 @@ ADMIN_PASSWORD = env.str("ADMIN_PASSWORD", "") or None
 
 if None not in (_task_time_limit, _task_soft_time_limit, _visibility_timeout):
     if _task_soft_time_limit >= _task_time_limit:
-        config.problem("TASK_SOFT_TIME_LIMIT", "must be less than TASK_TIME_LIMIT, so a task can clean up before it is killed")
+        config.problem(
+            "TASK_SOFT_TIME_LIMIT", "must be less than TASK_TIME_LIMIT, so a task can clean up before it is killed"
+        )
     if _visibility_timeout <= _task_time_limit:
         # Redis hands an unacknowledged message to another worker after this timeout; if it
         # were shorter than a task may run, long tasks would run twice.

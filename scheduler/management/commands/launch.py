@@ -58,7 +58,9 @@ class Command(BaseCommand):
             manager.add_process(name, command, env=env, cwd=str(settings.BASE_DIR))
         # Honcho stops every process on Ctrl-C or SIGTERM, or when any one of them exits.
         manager.loop()
-        return manager.returncode or 0
+        # Stopped on request (honcho reports 130 for SIGINT, 143 for SIGTERM) is a clean exit;
+        # anything else is the status of the process that stopped on its own.
+        return 0 if manager.returncode in (130, 143) else manager.returncode or 0
 
     def announce_when_ready(self, login) -> None:
         host, _, port = settings.WEB_BIND.rpartition(":")

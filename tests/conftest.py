@@ -1,0 +1,48 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scheduler.embedded_redis import EmbeddedRedis
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+# Variables a test sets on purpose; the rest of the environment is passed through.
+CONFIG_VARIABLES = (
+    "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "HTTPS", "DATA_DIR",
+    "WEB_BIND", "ADMIN_USERNAME", "ADMIN_PASSWORD", "ADMIN_EMAIL", "TASK_TIME_LIMIT",
+    "TASK_SOFT_TIME_LIMIT", "BROKER_VISIBILITY_TIMEOUT", "EMAIL_PORT",
+)
+
+
+def subprocess_env(**overrides: str | None) -> dict:
+    """The environment for a child process: ours, without config variables, plus overrides."""
+    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARIABLES}
+    env["DJANGO_SETTINGS_MODULE"] = "scheduler.settings"
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update({k: v for k, v in overrides.items() if v is not None})
+    return env
+
+
+def run_manage(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    """A private, real Redis server for the whole test session."""
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    user = django_user_model.objects.create_superuser("staff", "staff@example.com", "pw-for-tests")
+    client.force_login(user)
+    return client

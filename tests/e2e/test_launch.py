@@ -1,0 +1,67 @@
+"""The README's run command as a new user meets it: start, log in, see heartbeats, Ctrl-C, again."""
+
+import re
+import signal
+import socket
+import sys
+import time
+
+import pytest
+
+from scheduler.embedded_redis import free_port
+from tests.e2e.admin_http import AdminSession
+
+READY = "Stop everything with Ctrl-C."
+
+
+def press_ctrl_c(launch) -> int:
+    launch.signal_group(signal.SIGINT)
+    return launch.process.wait(timeout=60)
+
+
+def port_is_closed(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def wait_for_page(admin: AdminSession, path: str, text: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page = admin.get(path)
+        if text in page:
+            return page
+        time.sleep(2)
+    raise AssertionError(f"{path} did not show {text!r} within {timeout:.0f} s")
+
+
+@pytest.mark.e2e
+def test_the_run_command_serves_the_admin_runs_heartbeats_and_a_second_run_keeps_everything(
+    start_process, tmp_path
+):
+    port = free_port()
+    # No DATABASE_URL or REDIS_URL: the embedded defaults, in a data folder of this test's own.
+    env = {"DATA_DIR": str(tmp_path / "data"), "WEB_BIND": f"127.0.0.1:{port}"}
+    launch = start_process("launch-1", [sys.executable, "manage.py", "launch"], **env)
+    output = launch.wait_for_output(READY, timeout=180)
+    assert "Schedule 'Heartbeat': created" in output
+    password = re.search(r"Log in as 'admin' with password (\S+)", output).group(1)
+    redis_port = int(re.search(r"Embedded Redis started on 127\.0\.0\.1:(\d+)", output).group(1))
+
+    admin = AdminSession(f"http://127.0.0.1:{port}")
+    admin.login("admin", password)
+    schedules = admin.get("/admin/django_celery_beat/periodictask/")
+    assert "Heartbeat" in schedules and "Expired session cleanup" in schedules
+    # The heartbeat schedule runs every minute; its first run is a minute after beat starts.
+    wait_for_page(admin, "/admin/scheduler/workerheartbeat/", "alive", timeout=120)
+    assert "scheduler.tasks.heartbeat" in admin.get("/admin/django_celery_results/taskresult/")
+
+    assert press_ctrl_c(launch) == 0
+    assert "Embedded Redis stopped." in launch.output()
+    assert port_is_closed(port) and port_is_closed(redis_port)
+
+    again = start_process("launch-2", [sys.executable, "manage.py", "launch"], **env)
+    output = again.wait_for_output(READY, timeout=180)
+    assert "Schedule 'Heartbeat': kept as it is" in output
+    assert "with password" not in output and "the password printed on the first run" in output
+    AdminSession(f"http://127.0.0.1:{port}").login("admin", password)
+    assert press_ctrl_c(again) == 0

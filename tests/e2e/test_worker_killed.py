@@ -1,0 +1,45 @@
+"""A worker killed with SIGKILL in the middle of a task: the task is delivered again."""
+
+import signal
+import time
+
+import pytest
+from django_celery_results.models import TaskResult
+
+from scheduler.celery import app
+from tests.e2e.processes import worker_argv
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Short limits so redelivery (after the visibility timeout) happens within the test.
+FAST_REDELIVERY = {"TASK_TIME_LIMIT": "4", "TASK_SOFT_TIME_LIMIT": "3", "BROKER_VISIBILITY_TIMEOUT": "6"}
+
+
+def wait_for_lines(path, expected: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().splitlines() == expected:
+            return
+        time.sleep(0.2)
+    found = path.read_text().splitlines() if path.exists() else []
+    raise AssertionError(f"expected notes {expected}, found {found} after {timeout:.0f} s")
+
+
+def test_a_task_whose_worker_was_killed_is_delivered_again(start_process, app_env, redis_url, tmp_path):
+    env = {**app_env, **FAST_REDELIVERY}
+    first = start_process("worker-1", worker_argv("--include", "tests.e2e.tasks"), **env)
+    first.wait_for_output("ready.", timeout=60)
+    notes = tmp_path / "notes.txt"
+    with app.connection_for_write(redis_url) as connection:
+        sent = app.send_task(
+            "tests.e2e.tasks.note_start_then_sleep", args=[str(notes), 2.5], connection=connection
+        )
+
+    wait_for_lines(notes, ["started"], timeout=30)
+    first.signal_group(signal.SIGKILL)
+    first.process.wait(timeout=10)
+
+    start_process("worker-2", worker_argv("--include", "tests.e2e.tasks"), **env)
+    wait_for_lines(notes, ["started", "started", "finished"], timeout=60)
+    result = TaskResult.objects.get(task_id=sent.id)
+    assert result.status == "SUCCESS" and result.result == '"finished"'

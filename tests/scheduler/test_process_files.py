@@ -1,0 +1,52 @@
+"""The Procfile and docker-compose.yml describe the same processes; compose sets what they need."""
+
+import shlex
+
+import yaml
+from honcho.environ import parse_procfile
+
+from scheduler.environment import DEPLOYMENT_VARIABLES
+from tests.conftest import PROJECT_DIR
+
+APP_SERVICES = ("prepare", "web", "worker", "beat")
+
+
+def procfile() -> dict:
+    return dict(parse_procfile((PROJECT_DIR / "Procfile").read_text()).processes)
+
+
+def compose() -> dict:
+    return yaml.safe_load((PROJECT_DIR / "docker-compose.yml").read_text())
+
+
+def test_the_procfile_runs_web_worker_and_beat_with_beat_taking_its_scheduler_from_settings():
+    processes = procfile()
+    assert set(processes) == {"web", "worker", "beat"}
+    assert "-S" not in shlex.split(processes["beat"]) and "--scheduler" not in processes["beat"]
+    assert processes["worker"].startswith("celery -A scheduler worker")
+
+
+def test_each_compose_service_runs_the_same_command_as_its_procfile_entry():
+    services = compose()["services"]
+    for name, command in procfile().items():
+        assert shlex.split(services[name]["command"]) == shlex.split(command), name
+
+
+def test_compose_sets_every_variable_a_deployment_needs():
+    services = compose()["services"]
+    for name in APP_SERVICES:
+        missing = set(DEPLOYMENT_VARIABLES) - set(services[name]["environment"])
+        assert not missing, f"{name} lacks {missing}"
+    assert services["web"]["environment"]["WEB_BIND"] == "0.0.0.0:8000"
+
+
+def test_compose_protects_postgres_and_redis_with_passwords_volumes_and_health_checks():
+    services = compose()["services"]
+    for name in ("postgres", "redis"):
+        assert services[name]["volumes"] and services[name]["healthcheck"]["test"]
+    assert "--requirepass" in " ".join(services["redis"]["command"])
+    assert "${POSTGRES_PASSWORD:?" in services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    for name in ("web", "worker", "beat"):
+        assert services[name]["depends_on"]["prepare"]["condition"] == "service_completed_successfully"
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"

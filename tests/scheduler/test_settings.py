@@ -1,0 +1,90 @@
+"""Configuration from the environment, checked the way a person meets it: by starting a command."""
+
+import secrets
+
+import pytest
+
+from tests.conftest import run_manage, subprocess_env
+
+
+def show_setting(expression: str, env: dict) -> str:
+    """What `expression` (over `settings`) is in a freshly started process."""
+    result = run_manage("shell", "-v", "0", "-c", f"from django.conf import settings; print({expression})", env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def configuration_errors(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def test_it_names_each_bad_variable_on_one_line_and_stops(tmp_path):
+    result = run_manage("check", env=subprocess_env(
+        DATA_DIR=str(tmp_path), DEBUG="maybe", DATABASE_URL="postgress//nohost", EMAIL_PORT="twenty-five",
+    ))
+    assert result.returncode == 2
+    errors = configuration_errors(result)
+    assert sorted(errors) == [
+        "configuration error: DATABASE_URL: invalid value: Not a valid database URL.",
+        "configuration error: DEBUG: invalid value: Not a valid boolean.",
+        "configuration error: EMAIL_PORT: invalid value: Not a valid integer.",
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_it_refuses_a_redis_url_that_is_not_redis(tmp_path):
+    result = run_manage("check", env=subprocess_env(DATA_DIR=str(tmp_path), REDIS_URL="http://cache:6379"))
+    assert result.returncode == 2
+    assert configuration_errors(result) == [
+        "configuration error: REDIS_URL: must start with one of redis://, rediss://, unix://, redis+socket://"
+    ]
+
+
+def test_it_refuses_a_visibility_timeout_that_would_run_long_tasks_twice(tmp_path):
+    result = run_manage("check", env=subprocess_env(
+        DATA_DIR=str(tmp_path), TASK_TIME_LIMIT="7200", TASK_SOFT_TIME_LIMIT="7000",
+        BROKER_VISIBILITY_TIMEOUT="3600",
+    ))
+    assert result.returncode == 2
+    assert configuration_errors(result) == [
+        "configuration error: BROKER_VISIBILITY_TIMEOUT: must be longer than TASK_TIME_LIMIT, or long tasks run twice"
+    ]
+
+
+def test_deploy_check_has_no_warnings_with_production_variables(tmp_path):
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=subprocess_env(
+        DATA_DIR=str(tmp_path), DEBUG="false", SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="ops.example.com", HTTPS="true",
+    ))
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_it_keeps_a_generated_secret_key_across_starts(tmp_path):
+    env = subprocess_env(DATA_DIR=str(tmp_path))
+    first, second = show_setting("settings.SECRET_KEY", env), show_setting("settings.SECRET_KEY", env)
+    assert first == second and len(first) >= 50
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_it_uses_the_running_embedded_redis_when_redis_url_is_unset(tmp_path):
+    (tmp_path / "redis").mkdir()
+    (tmp_path / "redis" / "url").write_text("redis://:pw@127.0.0.1:41234/0")
+    broker = show_setting("settings.CELERY_BROKER_URL", subprocess_env(DATA_DIR=str(tmp_path)))
+    assert broker == "redis://:pw@127.0.0.1:41234/0"
+
+
+@pytest.mark.parametrize("url, engine", [
+    ("sqlite:///{tmp}/db.sqlite3", "sqlite3"),
+    ("postgres://user:pw@db.example.com:5432/ops", "postgresql"),
+])
+def test_it_reads_the_database_from_database_url(tmp_path, url, engine):
+    shown = show_setting(
+        "settings.DATABASES['default']['ENGINE'], "
+        "settings.DATABASES['default'].get('OPTIONS', {}).get('transaction_mode')",
+        subprocess_env(DATA_DIR=str(tmp_path), DATABASE_URL=url.format(tmp=tmp_path)),
+    )
+    backend, transaction_mode = shown.split()
+    assert backend == f"django.db.backends.{engine}"
+    # SQLite is shared by web, worker and beat: writers take the lock up front.
+    assert transaction_mode == ("IMMEDIATE" if engine == "sqlite3" else "None")
