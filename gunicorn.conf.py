@@ -7,8 +7,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scheduler.settings")
 from django.conf import settings  # noqa: E402
 
 bind = settings.WEB_BIND
+workers = settings.WEB_CONCURRENCY
 accesslog = "-"
-# Gunicorn itself reads WEB_CONCURRENCY for the number of worker processes.
 # Gunicorn 27's control socket defaults to one path per user, so a second instance (tests, a
 # second checkout) would fight over it; nothing here uses it.
 control_socket_disable = True

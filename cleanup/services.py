@@ -1,15 +1,135 @@
-from importlib import import_module
+import logging
+import time
+from collections.abc import Callable
 
-from django.conf import settings
-from django.contrib.sessions.models import Session
 from django.utils import timezone
 
+from cleanup.leases import lease_claim, lease_holder, lease_release, lease_renew, new_holder
+from cleanup.models import CleanupRun, RetentionPolicy
+from cleanup.purge import KeepNewest, PurgeProgress, purge_in_batches
+from cleanup.targets import RetentionTarget, retention_targets, unknown_targets
 
-def sessions_purge_expired() -> int:
-    """Remove expired sessions with Django's own session store; return how many there were.
+logger = logging.getLogger(__name__)
 
-    The count is taken first because the stores' clear_expired() returns nothing.
+# Called once per batch with the run's progress so far (the command draws its progress bar).
+ProgressWatcher = Callable[[PurgeProgress], None]
+
+
+def _policy_get_or_create(target: RetentionTarget) -> tuple[RetentionPolicy, bool]:
+    return RetentionPolicy.objects.get_or_create(
+        target=target.key,
+        defaults={"max_age_days": target.default_max_age_days, "keep_last": target.default_keep_last},
+    )
+
+
+def retention_policy_for(*, target: RetentionTarget) -> RetentionPolicy:
+    return _policy_get_or_create(target)[0]
+
+
+def retention_policies_seed() -> list[tuple[str, bool]]:
+    """Create the missing policies with their targets' defaults; existing ones stay as edited."""
+    return [(target.key, _policy_get_or_create(target)[1]) for target in retention_targets().values()]
+
+
+def removable_rows(*, target: RetentionTarget, policy: RetentionPolicy):
+    """The rows the policy lets go now (before keep-last), or None when none may go."""
+    condition = target.removable(max_age_days=policy.max_age_days, now=timezone.now())
+    if condition is None:
+        return None
+    return target.model_class._base_manager.filter(condition)
+
+
+def target_purge(
+    *, target: RetentionTarget, policy: RetentionPolicy, dry_run: bool, trigger: str,
+    watch: ProgressWatcher | None = None,
+) -> CleanupRun:
+    holder = new_holder()
+    run = CleanupRun.objects.create(
+        target=target.key, trigger=trigger, dry_run=dry_run, started_at=timezone.now(), holder=holder
+    )
+    if not lease_claim(target=target.key, holder=holder):
+        lease = lease_holder(target=target.key)
+        held_by = f"{lease.holder} until {lease.expires_at:%H:%M:%S}" if lease else "another process"
+        return _finish(run, CleanupRun.Status.SKIPPED, f"another run is cleaning {target.key} ({held_by})")
+    try:
+        return _purge_under_lease(run, target, policy, holder, watch)
+    except Exception as error:
+        logger.exception("cleanup of %s failed", target.key)
+        return _finish(run, CleanupRun.Status.FAILED, f"{type(error).__name__}: {error}")
+    finally:
+        lease_release(target=target.key, holder=holder)
+
+
+def _purge_under_lease(run, target, policy, holder, watch) -> CleanupRun:
+    # Holding the lease proves that any other run still marked running on this target died
+    # (a live one would hold the lease); say so instead of leaving it "running" forever.
+    CleanupRun.objects.filter(target=target.key, status=CleanupRun.Status.RUNNING).exclude(pk=run.pk).update(
+        status=CleanupRun.Status.FAILED, finished_at=timezone.now(),
+        error="interrupted: its process stopped before finishing; a later run went on with the work",
+    )
+    removable = removable_rows(target=target, policy=policy)
+    if removable is None:
+        return _finish(run, CleanupRun.Status.SUCCEEDED, "no max age set: every row is kept")
+    lease_lost = False
+
+    def after_batch(progress: PurgeProgress) -> bool:
+        nonlocal lease_lost
+        _record(run, progress)
+        # Saved as it goes, so the admin shows a long run's progress and a killed run's work.
+        run.save(update_fields=["rows_matched", "rows_deleted", "batches"])
+        if watch:
+            watch(progress)
+        lease_lost = not lease_renew(target=target.key, holder=holder)
+        return not lease_lost
+
+    progress = purge_in_batches(
+        removable=removable,
+        batch_size=policy.batch_size,
+        deadline=time.monotonic() + policy.time_budget_seconds,
+        dry_run=run.dry_run,
+        keep=KeepNewest(target, policy.keep_last) if policy.keep_last else None,
+        after_batch=after_batch,
+    )
+    _record(run, progress)
+    if lease_lost:
+        return _finish(run, CleanupRun.Status.FAILED, "lost the target's lease to another run; it goes on from here")
+    if progress.stopped_on_budget:
+        return _finish(run, CleanupRun.Status.STOPPED_ON_BUDGET, "")
+    return _finish(run, CleanupRun.Status.SUCCEEDED, "")
+
+
+def _record(run: CleanupRun, progress: PurgeProgress) -> None:
+    run.rows_matched, run.rows_deleted, run.batches = progress.matched, progress.deleted, progress.batches
+    run.stopped_on_budget = progress.stopped_on_budget
+
+
+def _finish(run: CleanupRun, status: str, error: str) -> CleanupRun:
+    run.status, run.error, run.finished_at = status, error, timezone.now()
+    run.save()
+    return run
+
+
+def retention_sweep(
+    *, keys: list[str] | None = None, include_disabled: bool = False, dry_run: bool = False, trigger: str,
+    watch_target: Callable[[RetentionTarget, RetentionPolicy], ProgressWatcher | None] | None = None,
+) -> list[CleanupRun]:
+    """Run the named targets (every target when none is named), one after the other.
+
+    A disabled policy's target is recorded as skipped, so the admin shows why it did not run,
+    unless include_disabled (a person named it on the command line and means it).
     """
-    expired = Session.objects.filter(expire_date__lt=timezone.now()).count()
-    import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
-    return expired
+    unknown = unknown_targets(keys or [])
+    if unknown:
+        raise ValueError(f"unknown retention target(s): {', '.join(unknown)}; known: {', '.join(retention_targets())}")
+    targets = retention_targets()
+    runs = []
+    for key in keys or list(targets):
+        target = targets[key]
+        policy = retention_policy_for(target=target)
+        if not policy.enabled and not include_disabled:
+            run = CleanupRun(target=key, trigger=trigger, dry_run=dry_run, started_at=timezone.now())
+            runs.append(_finish(run, CleanupRun.Status.SKIPPED, "policy disabled"))
+            continue
+        watch = watch_target(target, policy) if watch_target else None
+        runs.append(target_purge(target=target, policy=policy, dry_run=dry_run, trigger=trigger, watch=watch))
+    return runs

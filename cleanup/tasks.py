@@ -1,8 +1,24 @@
 from celery import shared_task
 
-from cleanup.services import sessions_purge_expired
+from cleanup.models import CleanupRun
+from cleanup.services import retention_sweep
+
+
+def _sweep(keys: list[str] | None) -> dict:
+    runs = retention_sweep(keys=keys, trigger=CleanupRun.Trigger.SCHEDULE)
+    summary = {run.target: {"status": run.status, "deleted": run.rows_deleted} for run in runs}
+    failed = [run for run in runs if run.status == CleanupRun.Status.FAILED]
+    if failed:
+        # Fail the task too, so the failure shows in the task results and monitoring, not only here.
+        raise RuntimeError("cleanup failed for " + "; ".join(f"{run.target}: {run.error}" for run in failed))
+    return summary
 
 
 @shared_task
 def purge_expired_sessions() -> dict:
-    return {"sessions_deleted": sessions_purge_expired()}
+    return _sweep(["sessions"])
+
+
+@shared_task
+def retention_sweep_all() -> dict:
+    return _sweep(None)

@@ -6,10 +6,8 @@ missing ones and leaves every existing row as an admin left it.
 
 from dataclasses import dataclass
 from datetime import timedelta
-from importlib import import_module
 
-from django.apps import apps
-from django.utils.module_loading import module_has_submodule
+from scheduler.declarations import declared_in_apps
 
 
 @dataclass(frozen=True)
@@ -29,9 +27,4 @@ class DefaultSchedule:
 
 
 def declared_default_schedules() -> list[DefaultSchedule]:
-    declared = []
-    for app_config in apps.get_app_configs():
-        if module_has_submodule(app_config.module, "schedules"):
-            module = import_module(f"{app_config.name}.schedules")
-            declared.extend(getattr(module, "DEFAULT_SCHEDULES", []))
-    return declared
+    return declared_in_apps("schedules", "DEFAULT_SCHEDULES")

@@ -30,6 +30,13 @@ class Configuration:
             self.problem(variable, f"must start with one of {', '.join(s + '://' for s in REDIS_SCHEMES)}")
         return value
 
+    def host_and_port(self, variable: str, default: str) -> str:
+        value = self.env.str(variable, default)
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            self.problem(variable, f"{value!r} is not HOST:PORT, e.g. 127.0.0.1:8000")
+        return value
+
     def secret_key(self, variable: str, data_dir: Path) -> str:
         """The environment's key, else a per-install key kept in the data folder.
 

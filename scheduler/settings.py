@@ -41,9 +41,9 @@ _task_time_limit = env.int("TASK_TIME_LIMIT", 30 * 60, validate=positive)
 _task_soft_time_limit = env.int("TASK_SOFT_TIME_LIMIT", 25 * 60, validate=positive)
 _visibility_timeout = env.int("BROKER_VISIBILITY_TIMEOUT", 60 * 60, validate=positive)
 _worker_concurrency = env.int("WORKER_CONCURRENCY", None, validate=positive)
-_result_expires_days = env.int("RESULT_EXPIRES_DAYS", 30, validate=positive)
 # Where gunicorn listens (gunicorn.conf.py) and where `make run` says the admin is.
-WEB_BIND = env.str("WEB_BIND", "127.0.0.1:8000")
+WEB_BIND = config.host_and_port("WEB_BIND", "127.0.0.1:8000")
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", 2, validate=positive)
 # The staff login `make run` makes sure of; with no password a generated one is printed once.
 ADMIN_USERNAME = env.str("ADMIN_USERNAME", "admin")
 ADMIN_EMAIL = env.str("ADMIN_EMAIL", "admin@localhost")
@@ -218,8 +218,10 @@ CELERY_TASK_TRACK_STARTED = True
 # A database hiccup while storing a result is retried instead of losing the result.
 CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
 CELERY_RESULT_BACKEND_MAX_RETRIES = 10
-# Results older than this are removed by Celery's daily backend_cleanup task.
-CELERY_RESULT_EXPIRES = _result_expires_days * 24 * 60 * 60
+# Results expire by the cleanup engine's "task_results" retention policy (30 days, newest 10
+# per schedule kept; edit it in the admin), in short batches. None turns off Celery's own
+# backend_cleanup, which deletes every expired result in one long statement.
+CELERY_RESULT_EXPIRES = None
 # Events let monitoring tools see tasks as they are sent, start and finish.
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True

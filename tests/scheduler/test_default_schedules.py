@@ -9,15 +9,18 @@ from scheduler.default_schedules import DefaultSchedule
 pytestmark = pytest.mark.django_db
 
 
-def test_it_creates_the_heartbeat_and_session_cleanup_schedules():
+def test_it_creates_the_heartbeat_and_cleanup_schedules():
     seeded = dict(services.schedules_seed())
-    assert seeded == {"Heartbeat": True, "Expired session cleanup": True}
+    assert seeded == {"Heartbeat": True, "Expired session cleanup": True, "Daily retention sweep": True}
     heartbeat = PeriodicTask.objects.get(name="Heartbeat")
     assert heartbeat.enabled and heartbeat.task == "scheduler.tasks.heartbeat"
     assert (heartbeat.interval.every, heartbeat.interval.period) == (60, "seconds")
     cleanup = PeriodicTask.objects.get(name="Expired session cleanup")
     assert cleanup.task == "cleanup.tasks.purge_expired_sessions"
     assert (cleanup.crontab.minute, cleanup.crontab.hour) == ("0", "*")
+    sweep = PeriodicTask.objects.get(name="Daily retention sweep")
+    assert sweep.task == "cleanup.tasks.retention_sweep_all"
+    assert (sweep.crontab.minute, sweep.crontab.hour) == ("30", "3")
 
 
 def test_it_keeps_what_an_admin_changed_when_seeded_again():
@@ -28,7 +31,7 @@ def test_it_keeps_what_an_admin_changed_when_seeded_again():
     heartbeat.description = "ours now"
     heartbeat.save()
 
-    assert dict(services.schedules_seed()) == {"Heartbeat": False, "Expired session cleanup": False}
+    assert not any(created for _, created in services.schedules_seed())
 
     heartbeat.refresh_from_db()
     assert (heartbeat.enabled, heartbeat.kwargs, heartbeat.description) == (

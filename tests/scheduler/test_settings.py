@@ -32,6 +32,18 @@ def test_it_names_each_bad_variable_on_one_line_and_stops(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("variable, value, message", [
+    ("WEB_BIND", "nonsense", "'nonsense' is not HOST:PORT, e.g. 127.0.0.1:8000"),
+    ("WEB_BIND", "127.0.0.1:99999", "'127.0.0.1:99999' is not HOST:PORT, e.g. 127.0.0.1:8000"),
+    ("WEB_CONCURRENCY", "zero", "invalid value: Not a valid integer."),
+    ("WORKER_CONCURRENCY", "0", "invalid value: must be a positive number"),
+])
+def test_it_refuses_bad_process_settings(tmp_path, variable, value, message):
+    result = run_manage("check", env=subprocess_env(DATA_DIR=str(tmp_path), **{variable: value}))
+    assert result.returncode == 2
+    assert configuration_errors(result) == [f"configuration error: {variable}: {message}"]
+
+
 def test_it_refuses_a_redis_url_that_is_not_redis(tmp_path):
     result = run_manage("check", env=subprocess_env(DATA_DIR=str(tmp_path), REDIS_URL="http://cache:6379"))
     assert result.returncode == 2

@@ -5,6 +5,7 @@ left them and the staff login, and loses nothing.
 """
 
 import os
+import socket
 import sys
 import threading
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
 
@@ -26,6 +27,7 @@ class Command(BaseCommand):
     help = "Migrate, seed schedules, ensure a staff login, then run web + worker + beat."
 
     def handle(self, *args, **options) -> None:
+        self.check_web_address_is_free()
         redis = None
         env = dict(os.environ)
         # The Procfile's gunicorn and celery are the ones installed beside this Python.
@@ -50,6 +52,20 @@ class Command(BaseCommand):
             if redis is not None:
                 redis.stop()
                 self.say("Embedded Redis stopped.")
+
+    def check_web_address_is_free(self) -> None:
+        """Fail with one line naming WEB_BIND, not gunicorn's retries buried in other output."""
+        host, _, port = settings.WEB_BIND.rpartition(":")
+        with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as probe:
+            # As gunicorn does, so a port left in TIME_WAIT by the last run counts as free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host.strip("[]"), int(port)))
+            except OSError as error:
+                raise CommandError(
+                    f"WEB_BIND={settings.WEB_BIND} cannot be used ({error.strerror}); is another "
+                    f"`make run` going? Choose another address, e.g. WEB_BIND=127.0.0.1:{int(port) + 1} make run"
+                ) from None
 
     def run_processes(self, env: dict) -> int:
         procfile = parse_procfile((Path(settings.BASE_DIR) / "Procfile").read_text())

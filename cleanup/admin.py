@@ -1,0 +1,54 @@
+from django.contrib import admin
+from django.utils.html import format_html
+
+from cleanup.models import CleanupRun, RetentionPolicy
+from cleanup.selectors import TREND_WINDOWS, cleanup_trends
+from cleanup.targets import retention_targets
+from scheduler.admin_review import ReviewOnlyAdmin
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(admin.ModelAdmin):
+    list_display = ["target", "what", "enabled", "max_age_days", "keep_last", "batch_size", "time_budget_seconds",
+                    "last_run"]
+    list_editable = ["enabled", "max_age_days", "keep_last", "batch_size", "time_budget_seconds"]
+    readonly_fields = ["target", "what", "updated_at"]
+    fields = ["target", "what", "enabled", "max_age_days", "keep_last", "batch_size", "time_budget_seconds",
+              "updated_at"]
+
+    # Targets are declared in code; a policy exists for each and is edited, never added or removed.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="what it removes")
+    def what(self, policy: RetentionPolicy) -> str:
+        target = retention_targets().get(policy.target)
+        return target.description if target else "unknown target: not run"
+
+    @admin.display(description="last run")
+    def last_run(self, policy: RetentionPolicy) -> str:
+        run = CleanupRun.objects.filter(target=policy.target, dry_run=False).first()
+        if run is None:
+            return "never"
+        return format_html("{}: {} deleted, {:%Y-%m-%d %H:%M}", run.get_status_display(), run.rows_deleted,
+                           run.started_at)
+
+
+@admin.register(CleanupRun)
+class CleanupRunAdmin(ReviewOnlyAdmin):
+    list_display = ["started_at", "target", "status", "trigger", "dry_run", "rows_matched", "rows_deleted",
+                    "batches", "duration", "stopped_on_budget", "error"]
+    list_filter = ["target", "status", "trigger", "dry_run", "stopped_on_budget"]
+    date_hierarchy = "started_at"
+    change_list_template = "admin/cleanup/cleanuprun/change_list.html"
+
+    @admin.display(description="seconds")
+    def duration(self, run: CleanupRun) -> str:
+        return "running" if run.duration_seconds is None else f"{run.duration_seconds:.1f}"
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "trends": cleanup_trends(), "trend_windows": list(TREND_WINDOWS)}
+        return super().changelist_view(request, extra_context)

@@ -1,0 +1,73 @@
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.utils import timezone
+
+from cleanup.models import CleanupRun
+from cleanup.tasks import purge_expired_sessions, retention_sweep_all
+from tests.cleanup import factories
+from tests.conftest import run_manage, subprocess_env
+
+
+@pytest.mark.django_db
+def test_it_cleans_the_named_targets_and_prints_a_summary():
+    factories.sessions(30, expires_in=-timedelta(minutes=1))
+    out = StringIO()
+    call_command("cleanup", "sessions", stdout=out, stderr=StringIO())
+    summary = out.getvalue().splitlines()
+    assert summary[0].split()[:4] == ["target", "status", "matched", "deleted"]
+    assert summary[1].split()[:4] == ["sessions", "Succeeded", "30", "30"]
+    assert CleanupRun.objects.get().trigger == "command"
+
+
+@pytest.mark.django_db
+def test_a_dry_run_says_what_would_go():
+    factories.sessions(4, expires_in=-timedelta(minutes=1))
+    out = StringIO()
+    call_command("cleanup", "--dry-run", stdout=out, stderr=StringIO())
+    assert "would delete" in out.getvalue()
+    assert "sessions             Succeeded                   4            4" in out.getvalue()
+
+
+def test_an_unknown_target_is_refused_with_the_known_ones_and_a_nonzero_status(tmp_path):
+    result = run_manage("cleanup", "sesions", env=subprocess_env(DATA_DIR=str(tmp_path)))
+    assert result.returncode == 1
+    assert "Unknown target 'sesions'; known targets:" in result.stderr and "sessions" in result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_target_fails_the_command_and_the_task_but_the_others_still_run():
+    factories.sessions(3, expires_in=-timedelta(minutes=1))
+    factories.task_results(2, schedule="x", age=timedelta(days=90))
+    # A real database failure: the results table is missing while the cleanup runs.
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE django_celery_results_taskresult RENAME TO taskresult_away")
+    try:
+        with pytest.raises(CommandError, match="cleanup failed for: task_results"):
+            call_command("cleanup", stdout=StringIO(), stderr=StringIO())
+        failed = CleanupRun.objects.get(target="task_results")
+        assert failed.status == "failed" and failed.error
+        assert CleanupRun.objects.get(target="sessions").rows_deleted == 3
+        with pytest.raises(RuntimeError, match="cleanup failed for task_results"):
+            retention_sweep_all.apply(throw=True)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE taskresult_away RENAME TO django_celery_results_taskresult")
+
+
+@pytest.mark.django_db
+def test_the_hourly_task_cleans_sessions_only():
+    factories.sessions(3, expires_in=-timedelta(minutes=1))
+    assert purge_expired_sessions.apply().get() == {"sessions": {"status": "succeeded", "deleted": 3}}
+    assert list(CleanupRun.objects.values_list("target", "trigger")) == [("sessions", "schedule")]
+
+
+@pytest.mark.django_db
+def test_the_runs_page_shows_runs_and_trends(staff_client):
+    CleanupRun.objects.create(target="sessions", trigger="schedule", status="succeeded", rows_deleted=1234,
+                              started_at=timezone.now(), finished_at=timezone.now())
+    page = staff_client.get("/admin/cleanup/cleanuprun/").content.decode()
+    assert 'id="cleanup-trends"' in page and "1234" in page

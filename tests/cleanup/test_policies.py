@@ -1,0 +1,47 @@
+import pytest
+from django.core.exceptions import ValidationError
+
+from cleanup.models import RetentionPolicy
+from cleanup.services import retention_policies_seed
+
+pytestmark = pytest.mark.django_db
+
+
+def test_policies_are_seeded_with_their_targets_defaults_and_kept_when_seeded_again():
+    assert dict(retention_policies_seed()) == {
+        "sessions": True, "task_results": True, "cleanup_runs": True, "worker_heartbeats": True,
+    }
+    RetentionPolicy.objects.filter(target="task_results").update(max_age_days=7, enabled=False)
+    assert not any(created for _, created in retention_policies_seed())
+    results = RetentionPolicy.objects.get(target="task_results")
+    assert (results.max_age_days, results.keep_last, results.enabled) == (7, 10, False)
+
+
+@pytest.mark.parametrize("fields, field_in_error", [
+    ({"target": "nope"}, "target"),
+    ({"target": "task_results", "max_age_days": -3}, "max_age_days"),
+    ({"target": "task_results", "batch_size": 0}, "batch_size"),
+    ({"target": "sessions", "max_age_days": 10}, "max_age_days"),
+])
+def test_a_bad_policy_is_refused_naming_the_field(fields, field_in_error):
+    with pytest.raises(ValidationError) as refused:
+        RetentionPolicy(**fields).full_clean()
+    assert field_in_error in refused.value.message_dict
+
+
+def test_the_admin_refuses_a_zero_batch_size_and_keeps_the_stored_policy(staff_client):
+    retention_policies_seed()
+    stored = RetentionPolicy.objects.get(target="sessions")
+    response = staff_client.post(f"/admin/cleanup/retentionpolicy/{stored.pk}/change/", {
+        "enabled": "on", "max_age_days": "", "keep_last": "", "batch_size": "0", "time_budget_seconds": "300",
+    })
+    assert response.status_code == 200
+    assert "Ensure this value is greater than or equal to 1." in response.content.decode()
+    stored.refresh_from_db()
+    assert stored.batch_size == 2000
+
+
+def test_the_admin_lists_policies_with_what_they_remove(staff_client):
+    retention_policies_seed()
+    page = staff_client.get("/admin/cleanup/retentionpolicy/").content.decode()
+    assert "Django sessions past their expiry date" in page and "task_results" in page

@@ -1,0 +1,133 @@
+import time
+from datetime import timedelta
+
+import pytest
+from django.contrib.sessions.models import Session
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from cleanup.leases import lease_claim
+from cleanup.models import CleanupRun, RetentionPolicy, TargetLease
+from cleanup.services import retention_policy_for, retention_sweep, target_purge
+from cleanup.targets import retention_targets
+from tests.cleanup import factories
+
+pytestmark = pytest.mark.django_db
+
+EXPIRED, LIVE = -timedelta(minutes=5), timedelta(days=1)
+
+
+def policy(key: str, **fields) -> RetentionPolicy:
+    found = retention_policy_for(target=retention_targets()[key])
+    RetentionPolicy.objects.filter(pk=found.pk).update(**fields)
+    found.refresh_from_db()
+    return found
+
+
+def purge(key: str, **options) -> CleanupRun:
+    options.setdefault("dry_run", False)
+    return target_purge(target=retention_targets()[key], policy=policy(key), trigger="command", **options)
+
+
+def test_it_deletes_expired_sessions_in_batches_and_keeps_live_ones():
+    factories.sessions(50, expires_in=EXPIRED)
+    live = factories.sessions(20, expires_in=LIVE)
+    policy("sessions", batch_size=7)
+
+    run = purge("sessions")
+
+    assert (run.status, run.rows_matched, run.rows_deleted, run.batches) == ("succeeded", 50, 50, 8)
+    assert set(Session.objects.values_list("session_key", flat=True)) == set(live)
+    assert run.finished_at >= run.started_at and not run.stopped_on_budget
+
+
+def test_a_dry_run_counts_what_would_go_and_deletes_nothing():
+    factories.sessions(12, expires_in=EXPIRED)
+    factories.sessions(3, expires_in=LIVE)
+    run = purge("sessions", dry_run=True)
+    assert (run.rows_matched, run.rows_deleted, run.dry_run) == (12, 0, True)
+    assert Session.objects.count() == 15
+
+
+def test_it_keeps_the_newest_results_of_each_schedule_however_old():
+    nightly_recent = factories.task_results(4, schedule="nightly", age=timedelta(days=1))
+    nightly_old = factories.task_results(15, schedule="nightly", age=timedelta(days=40))
+    hourly_old = factories.task_results(3, schedule="hourly", age=timedelta(days=40))
+    unscheduled_old = factories.task_results(12, schedule=None, age=timedelta(days=40))
+    policy("task_results", max_age_days=30, keep_last=10, batch_size=4)
+
+    run = purge("task_results")
+
+    remaining = set(TaskResult.objects.values_list("pk", flat=True))
+    # nightly: the 4 recent ones plus the 6 newest old ones make its newest 10.
+    assert remaining == set(nightly_recent) | set(nightly_old[:6]) | set(hourly_old) | set(unscheduled_old[:10])
+    assert run.rows_deleted == 9 + 2 == run.rows_matched
+
+
+def test_without_a_max_age_an_age_based_target_keeps_everything():
+    factories.task_results(5, schedule="nightly", age=timedelta(days=400))
+    policy("task_results", max_age_days=None)
+    run = purge("task_results")
+    assert run.status == "succeeded" and "every row is kept" in run.error
+    assert TaskResult.objects.count() == 5
+
+
+def test_a_run_stops_on_its_time_budget_and_the_next_run_goes_on():
+    factories.sessions(30, expires_in=EXPIRED)
+    policy("sessions", batch_size=5, time_budget_seconds=1)
+
+    slow = purge("sessions", watch=lambda progress: time.sleep(0.6))
+    assert slow.status == "stopped_on_budget" and slow.stopped_on_budget
+    assert slow.rows_deleted == 10 and Session.objects.count() == 20
+
+    finishing = purge("sessions")
+    assert finishing.status == "succeeded" and finishing.rows_deleted == 20
+    assert Session.objects.count() == 0
+
+
+def test_a_target_another_run_holds_is_skipped_with_the_holder_named():
+    factories.sessions(5, expires_in=EXPIRED)
+    assert lease_claim(target="sessions", holder="ops-2:4242:cafe")
+
+    run = purge("sessions")
+
+    assert run.status == "skipped" and "ops-2:4242:cafe" in run.error
+    assert Session.objects.count() == 5
+
+
+def test_an_expired_lease_of_a_killed_run_is_taken_over_and_its_run_marked_interrupted():
+    factories.sessions(5, expires_in=EXPIRED)
+    dead = CleanupRun.objects.create(target="sessions", trigger="schedule", started_at=timezone.now(), holder="gone")
+    TargetLease.objects.create(target="sessions", holder="gone", expires_at=timezone.now() - timedelta(seconds=1))
+
+    run = purge("sessions")
+
+    assert run.status == "succeeded" and run.rows_deleted == 5
+    dead.refresh_from_db()
+    assert dead.status == "failed" and dead.error.startswith("interrupted")
+    assert not TargetLease.objects.exists()
+
+
+def test_a_run_that_loses_its_lease_stops_before_the_next_batch():
+    factories.sessions(20, expires_in=EXPIRED)
+    policy("sessions", batch_size=5)
+
+    def another_process_takes_over(progress):
+        TargetLease.objects.update(holder="someone-else")
+
+    run = purge("sessions", watch=another_process_takes_over)
+    assert run.status == "failed" and "lost the target's lease" in run.error
+    assert (run.batches, Session.objects.count()) == (1, 15)
+
+
+def test_a_sweep_records_disabled_targets_as_skipped():
+    policy("task_results", enabled=False)
+    runs = {run.target: run for run in retention_sweep(trigger="schedule")}
+    assert set(runs) == set(retention_targets())
+    assert runs["task_results"].status == "skipped" and runs["task_results"].error == "policy disabled"
+    assert runs["sessions"].status == "succeeded"
+
+
+def test_a_sweep_refuses_an_unknown_target():
+    with pytest.raises(ValueError, match="unknown retention target.*nope"):
+        retention_sweep(keys=["nope"], trigger="command")
