@@ -9,12 +9,14 @@ from scheduler.admin_review import ReviewOnlyAdmin
 
 @admin.register(RetentionPolicy)
 class RetentionPolicyAdmin(admin.ModelAdmin):
-    list_display = ["target", "what", "enabled", "max_age_days", "keep_last", "batch_size", "time_budget_seconds",
-                    "last_run"]
-    list_editable = ["enabled", "max_age_days", "keep_last", "batch_size", "time_budget_seconds"]
+    list_display = ["target", "what", "enabled", "max_age_days", "keep_last", "batch_size", "batch_target_ms",
+                    "time_budget_seconds", "last_run"]
+    list_editable = [
+        "enabled", "max_age_days", "keep_last", "batch_size", "batch_target_ms", "time_budget_seconds",
+    ]
     readonly_fields = ["target", "what", "updated_at"]
-    fields = ["target", "what", "enabled", "max_age_days", "keep_last", "batch_size", "time_budget_seconds",
-              "updated_at"]
+    fields = ["target", "what", "enabled", "max_age_days", "keep_last", "batch_size", "batch_target_ms",
+              "time_budget_seconds", "updated_at"]
 
     # Targets are declared in code; a policy exists for each and is edited, never added or removed.
     def has_add_permission(self, request) -> bool:

@@ -19,8 +19,15 @@ class RetentionPolicy(models.Model):
         help_text="Always keep this many newest rows (per group, where the target has groups).",
     )
     batch_size = models.PositiveIntegerField(
-        default=2000, validators=[MinValueValidator(1), MaxValueValidator(50_000)],
-        help_text="Rows deleted per short transaction.",
+        default=2000, validators=[MinValueValidator(1), MaxValueValidator(20_000)],
+        help_text="Rows deleted by the first short transaction; later ones adapt to the target duration.",
+    )
+    batch_target_ms = models.PositiveIntegerField(
+        "batch target (ms)", null=True, blank=True, default=50, validators=[MinValueValidator(1)],
+        help_text=(
+            "Batches grow or shrink so each delete takes about this long: other writers wait at most "
+            "about this long. Empty: every batch is batch size rows."
+        ),
     )
     time_budget_seconds = models.PositiveIntegerField(
         default=300, validators=[MinValueValidator(1)],

@@ -1,20 +1,35 @@
 """The batched-delete engine: one loop for every retention target.
 
-Rows are walked in primary-key order (keyset pagination: each batch starts after the last key
-of the one before, so nothing is scanned twice, dead rows included). Each batch is deleted in
-its own short transaction, so other writers wait milliseconds, not the whole purge; and by
-key range with the removable condition applied again, so a row that changed since it was
-listed (a session its user just extended) stays. Only keys are loaded, and the DELETE is issued
-directly: no model instances, no per-row signals.
+Rows go in slices of the target's time column (expiry or age), oldest first, each slice in its
+own short transaction, so other writers wait milliseconds, not the whole purge. Slicing by the
+time column follows its index, and, since rows are written in time order, the table's own
+order: far fewer pages are rewritten per batch than walking a random key (sessions) would. Each
+slice starts where the last one ended, so no slice scans rows already deleted (PostgreSQL
+keeps dead index entries until vacuum). A run of equal times larger than a batch is walked by
+primary key instead, so a batch stays bounded whatever the data.
+
+Batch sizes adapt: each slice's DELETE is timed and the next slice grows or shrinks towards the
+policy's target duration, so PostgreSQL takes large batches while SQLite, whose one writer
+blocks every other, keeps them short. The condition is part of every DELETE, so a row that
+changed since the slice was chosen (a session its user just extended) stays. Only keys are
+loaded, and only where keep-last needs them; the DELETE is issued directly, no model
+instances, no per-row signals.
 """
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.db import models, transaction
+from django.db import connections, models, transaction
 
 from cleanup.targets import RetentionTarget
+
+MIN_BATCH, MAX_BATCH = 100, 20_000
+# SQLite keeps a transaction's dirty pages in memory until it commits; with random keys each
+# deleted row dirties its own index page, so this cap bounds the process's memory (about
+# 4 KB a row), and keeps key lists far under SQLite's bound-variable limit.
+MAX_BATCH_SQLITE = 5_000
+SIZE_STEP = 500
 
 
 @dataclass
@@ -46,40 +61,133 @@ class KeepNewest:
         return {row[0] for row in rows if row[0] in self.newest[row[1]]}
 
 
+@dataclass
+class BatchSizer:
+    """Grows or shrinks the batch so each DELETE takes about `target_seconds` (None: fixed)."""
+
+    size: int
+    target_seconds: float | None
+    max_size: int = MAX_BATCH
+
+    def record(self, rows: int, seconds: float) -> None:
+        if self.target_seconds is None or rows < self.size // 2:
+            return  # a short final slice says nothing about the rate
+        wanted = self.size * self.target_seconds / max(seconds, 1e-4)
+        # At most double or halve per step: one slow batch (a checkpoint, a burst of
+        # traffic) should not swing the size wildly.
+        size = int(min(self.max_size, max(MIN_BATCH, self.size // 2, min(wanted, self.size * 2))))
+        # A few sizes, not any: on SQLite each length of key list is a prepared statement of
+        # its own, and Python's sqlite3 caches 128 of them; with every size possible the cache
+        # filled with large ones and the process grew by about 50 MB.
+        step = SIZE_STEP if size >= SIZE_STEP else MIN_BATCH
+        self.size = max(MIN_BATCH, size - size % step)
+
+
 def purge_in_batches(
     *,
     removable: models.QuerySet,
-    batch_size: int,
+    time_field: str,
+    sizer: BatchSizer,
     deadline: float,
     dry_run: bool,
     keep: KeepNewest | None,
     after_batch: Callable[[PurgeProgress], bool],
 ) -> PurgeProgress:
-    """Delete `removable` in batches until done, out of time, or `after_batch` says stop."""
+    """Delete `removable` slice by slice until done, out of time, or `after_batch` says stop."""
     progress = PurgeProgress()
-    group_field = keep.target.group_field if keep else None
-    columns = ["pk", group_field] if group_field else ["pk"]
+    remove = _BatchRemover(removable, dry_run, keep, progress)
+    if remove.on_sqlite:
+        sizer.max_size = min(sizer.max_size, MAX_BATCH_SQLITE)
+        sizer.size = min(sizer.size, sizer.max_size)
+    # Where the next slice starts: rows at or after this time (or strictly after, once a run
+    # of equal times is done). Rebuilt from `removable` each time, so the SQL stays one bound.
+    lower, lookup = None, "gte"
+    while True:
+        remaining = removable if lower is None else removable.filter(**{f"{time_field}__{lookup}": lower})
+        if time.monotonic() >= deadline:
+            progress.stopped_on_budget = True
+            return progress
+        times = remaining.order_by(time_field).values_list(time_field, flat=True)
+        # The first row's time, and the time of the row just past a full batch: the slice is
+        # every row before that one, at most a batch.
+        window = list(times[:1]) + list(times[sizer.size : sizer.size + 1])
+        if not window:
+            return progress
+        first, last = window[0], window[-1] if len(window) > 1 else None
+        if last is None:
+            # A batch or fewer left: this slice is the last.
+            remove(remaining, sizer)
+            after_batch(progress)
+            return progress
+        if last == first:
+            # A run of equal times larger than a batch: walk it by primary key.
+            same_time = remaining.filter(**{time_field: first})
+            if not _purge_by_key(same_time, remove, sizer, deadline, progress, after_batch):
+                return progress
+            lower, lookup = first, "gt"
+            continue
+        remove(remaining.filter(**{f"{time_field}__lt": last}), sizer)
+        if not after_batch(progress):
+            return progress
+        lower, lookup = last, "gte"
+
+
+def _purge_by_key(rows, remove, sizer, deadline, progress, after_batch) -> bool:
+    """Walk `rows` in primary-key batches; False when the run must stop."""
     last_key = None
     while True:
         if time.monotonic() >= deadline:
             progress.stopped_on_budget = True
-            break
-        page = removable.order_by("pk")
-        if last_key is not None:
-            page = page.filter(pk__gt=last_key)
-        rows = [row if group_field else (row[0], None) for row in page.values_list(*columns)[:batch_size]]
-        if not rows:
-            break
-        batch = removable.filter(pk__gt=last_key) if last_key is not None else removable
-        batch = batch.filter(pk__lte=rows[-1][0])
-        last_key = rows[-1][0]
-        protected = keep.protected(rows) if keep else set()
-        progress.matched += len(rows) - len(protected)
-        if not dry_run:
-            with transaction.atomic(using=removable.db):
-                # _raw_delete: one DELETE statement, no instances loaded, no signals sent.
-                progress.deleted += batch.exclude(pk__in=protected)._raw_delete(removable.db)
-        progress.batches += 1
+            return False
+        after = rows if last_key is None else rows.filter(pk__gt=last_key)
+        keys = list(after.order_by("pk").values_list("pk", flat=True)[: sizer.size])
+        if not keys:
+            return True
+        remove(after.filter(pk__lte=keys[-1]), sizer)
+        last_key = keys[-1]
         if not after_batch(progress):
-            break
-    return progress
+            return False
+
+
+class _BatchRemover:
+    """Deletes one slice in its own transaction, recording what it did.
+
+    SQLite has a single writer and no queue for it: a writer waiting on its busy timeout polls
+    at growing intervals (up to 25 ms, then 50 and 100) and would rarely catch the moment
+    between two of our batches, so after each commit we pause long enough for it to get in.
+    On SQLite a slice also goes by its keys: measured on 3.40, a range DELETE walking the
+    very index it modifies took about three times as long as deleting the same rows by key.
+    """
+
+    SQLITE_PAUSE_SECONDS = 0.03
+
+    def __init__(self, removable: models.QuerySet, dry_run: bool, keep: KeepNewest | None,
+                 progress: PurgeProgress) -> None:
+        self.removable, self.dry_run, self.keep, self.progress = removable, dry_run, keep, progress
+        self.db = removable.db
+        self.on_sqlite = connections[self.db].vendor == "sqlite"
+
+    def __call__(self, batch: models.QuerySet, sizer: BatchSizer) -> None:
+        protected, keys = set(), None
+        if self.keep or self.on_sqlite:
+            group_field = self.keep.target.group_field if self.keep else None
+            rows = list(batch.values_list("pk", group_field) if group_field else
+                        ((pk, None) for pk in batch.values_list("pk", flat=True)))
+            protected = self.keep.protected(rows) if self.keep else set()
+            keys = [row[0] for row in rows if row[0] not in protected]
+        if keys is not None:
+            batch = self.removable.filter(pk__in=keys) if self.on_sqlite else batch.exclude(pk__in=protected)
+        if self.dry_run:
+            self.progress.matched += len(keys) if keys is not None else batch.count()
+        else:
+            started = time.perf_counter()
+            with transaction.atomic(using=self.db):
+                # _raw_delete: one DELETE statement, no instances loaded, no signals sent.
+                deleted = batch._raw_delete(self.db) if keys != [] else 0
+            sizer.record(deleted + len(protected), time.perf_counter() - started)
+            self.progress.matched += deleted
+            self.progress.deleted += deleted
+            if self.on_sqlite:
+                time.sleep(self.SQLITE_PAUSE_SECONDS)
+        self.progress.batches += 1
+

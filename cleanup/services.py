@@ -6,10 +6,12 @@ from django.utils import timezone
 
 from cleanup.leases import lease_claim, lease_holder, lease_release, lease_renew, new_holder
 from cleanup.models import CleanupRun, RetentionPolicy
-from cleanup.purge import KeepNewest, PurgeProgress, purge_in_batches
+from cleanup.purge import BatchSizer, KeepNewest, PurgeProgress, purge_in_batches
 from cleanup.targets import RetentionTarget, retention_targets, unknown_targets
 
 logger = logging.getLogger(__name__)
+
+CHECKPOINT_SECONDS = 2.0
 
 # Called once per batch with the run's progress so far (the command draws its progress bar).
 ProgressWatcher = Callable[[PurgeProgress], None]
@@ -71,20 +73,27 @@ def _purge_under_lease(run, target, policy, holder, watch) -> CleanupRun:
     if removable is None:
         return _finish(run, CleanupRun.Status.SUCCEEDED, "no max age set: every row is kept")
     lease_lost = False
+    last_checkpoint = time.monotonic()
 
     def after_batch(progress: PurgeProgress) -> bool:
-        nonlocal lease_lost
-        _record(run, progress)
-        # Saved as it goes, so the admin shows a long run's progress and a killed run's work.
-        run.save(update_fields=["rows_matched", "rows_deleted", "batches"])
+        nonlocal lease_lost, last_checkpoint
         if watch:
             watch(progress)
-        lease_lost = not lease_renew(target=target.key, holder=holder)
+        # Every few seconds, not every batch: each is a write transaction that other writers
+        # wait for. Often enough that the admin shows a long run's progress, and well within
+        # the lease's duration.
+        if time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
+            last_checkpoint = time.monotonic()
+            _record(run, progress)
+            run.save(update_fields=["rows_matched", "rows_deleted", "batches"])
+            lease_lost = not lease_renew(target=target.key, holder=holder)
         return not lease_lost
 
+    target_seconds = policy.batch_target_ms / 1000 if policy.batch_target_ms else None
     progress = purge_in_batches(
         removable=removable,
-        batch_size=policy.batch_size,
+        time_field=target.time_field,
+        sizer=BatchSizer(size=policy.batch_size, target_seconds=target_seconds),
         deadline=time.monotonic() + policy.time_budget_seconds,
         dry_run=run.dry_run,
         keep=KeepNewest(target, policy.keep_last) if policy.keep_last else None,

@@ -35,9 +35,13 @@ class RetentionTarget:
         return apps.get_model(self.model)
 
     @property
+    def time_field(self) -> str:
+        return self.expiry_field or self.age_field
+
+    @property
     def newest_first(self) -> list[str]:
         """The order in which rows count as newest, for keep-last."""
-        return [f"-{self.expiry_field or self.age_field}", "-pk"]
+        return [f"-{self.time_field}", "-pk"]
 
     def removable(self, *, max_age_days: int | None, now: datetime) -> models.Q | None:
         """The condition a row meets once it may go; None when nothing may go."""

@@ -115,9 +115,11 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and beat write to one file at once. WAL lets readers go on during a write;
     # busy_timeout waits for the lock instead of failing; IMMEDIATE takes the write lock at
     # the start of a transaction, which avoids the deadlock-then-"database is locked" that
-    # upgrading a read lock causes (WAL alone made lock errors worse).
+    # upgrading a read lock causes (WAL alone made lock errors worse). synchronous=NORMAL is
+    # safe with WAL (no corruption on power loss; the last commits may be lost) and spares an
+    # fsync per commit, which many short transactions (batched cleanup) would otherwise pay.
     _database["OPTIONS"] = {
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000;",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
     }
     _database["CONN_MAX_AGE"] = 0
@@ -166,7 +168,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "[%(asctime)s: %(levelname)s/%(name)s] %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # The level is on the handler too: Django's own loggers set theirs and propagate here.
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "level": LOG_LEVEL}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
 

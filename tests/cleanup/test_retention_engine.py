@@ -6,6 +6,7 @@ from django.contrib.sessions.models import Session
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from cleanup import services
 from cleanup.leases import lease_claim
 from cleanup.models import CleanupRun, RetentionPolicy, TargetLease
 from cleanup.services import retention_policy_for, retention_sweep, target_purge
@@ -32,7 +33,7 @@ def purge(key: str, **options) -> CleanupRun:
 def test_it_deletes_expired_sessions_in_batches_and_keeps_live_ones():
     factories.sessions(50, expires_in=EXPIRED)
     live = factories.sessions(20, expires_in=LIVE)
-    policy("sessions", batch_size=7)
+    policy("sessions", batch_size=7, batch_target_ms=None)
 
     run = purge("sessions")
 
@@ -54,7 +55,7 @@ def test_it_keeps_the_newest_results_of_each_schedule_however_old():
     nightly_old = factories.task_results(15, schedule="nightly", age=timedelta(days=40))
     hourly_old = factories.task_results(3, schedule="hourly", age=timedelta(days=40))
     unscheduled_old = factories.task_results(12, schedule=None, age=timedelta(days=40))
-    policy("task_results", max_age_days=30, keep_last=10, batch_size=4)
+    policy("task_results", max_age_days=30, keep_last=10, batch_size=4, batch_target_ms=None)
 
     run = purge("task_results")
 
@@ -74,7 +75,7 @@ def test_without_a_max_age_an_age_based_target_keeps_everything():
 
 def test_a_run_stops_on_its_time_budget_and_the_next_run_goes_on():
     factories.sessions(30, expires_in=EXPIRED)
-    policy("sessions", batch_size=5, time_budget_seconds=1)
+    policy("sessions", batch_size=5, batch_target_ms=None, time_budget_seconds=1)
 
     slow = purge("sessions", watch=lambda progress: time.sleep(0.6))
     assert slow.status == "stopped_on_budget" and slow.stopped_on_budget
@@ -108,9 +109,10 @@ def test_an_expired_lease_of_a_killed_run_is_taken_over_and_its_run_marked_inter
     assert not TargetLease.objects.exists()
 
 
-def test_a_run_that_loses_its_lease_stops_before_the_next_batch():
+def test_a_run_that_loses_its_lease_stops_at_its_next_checkpoint(monkeypatch):
+    monkeypatch.setattr(services, "CHECKPOINT_SECONDS", 0)
     factories.sessions(20, expires_in=EXPIRED)
-    policy("sessions", batch_size=5)
+    policy("sessions", batch_size=5, batch_target_ms=None)
 
     def another_process_takes_over(progress):
         TargetLease.objects.update(holder="someone-else")
@@ -131,3 +133,36 @@ def test_a_sweep_records_disabled_targets_as_skipped():
 def test_a_sweep_refuses_an_unknown_target():
     with pytest.raises(ValueError, match="unknown retention target.*nope"):
         retention_sweep(keys=["nope"], trigger="command")
+
+
+def test_no_batch_exceeds_its_size_across_distinct_and_equal_times():
+    for minutes in range(1, 31):
+        factories.sessions(1, expires_in=-timedelta(minutes=minutes))
+    factories.sessions(25, expires_in=-timedelta(minutes=45))  # 25 sessions expiring at one instant
+    live = set(factories.sessions(10, expires_in=LIVE))
+    policy("sessions", batch_size=10, batch_target_ms=None)
+    deleted_per_batch = []
+
+    def note_batch(progress):
+        deleted_per_batch.append(progress.deleted - sum(deleted_per_batch))
+
+    run = purge("sessions", watch=note_batch)
+
+    assert run.rows_deleted == 55 and max(deleted_per_batch) <= 10
+    assert set(Session.objects.values_list("session_key", flat=True)) == live
+
+
+def test_batches_grow_towards_the_target_duration_and_shrink_when_slow():
+    from cleanup.purge import BatchSizer
+
+    sizer = BatchSizer(size=1000, target_seconds=0.05)
+    sizer.record(1000, 0.005)
+    assert sizer.size == 2000  # ten times too fast, but at most doubled per batch
+    sizer.record(2000, 0.2)
+    assert sizer.size == 1000  # four times too slow, but at most halved per batch
+    sizer.record(10, 0.2)
+    assert sizer.size == 1000  # a short last slice says nothing
+    sizer.record(1000, 0.04)
+    assert sizer.size == 1000  # 1250 wanted, rounded down to a step of 500
+    sizer.record(1000, 0.2)
+    assert sizer.size == 500

@@ -1,0 +1,222 @@
+"""Expired-session cleanup under live traffic: our batched engine beside Django's clearsessions.
+
+For each database: load N expired and M live sessions once (see SPREAD), then for each contender start from
+an identical copy, run a probe (bench/session_probe.py) that reads, updates and creates sessions
+every 20 ms, run the cleanup as a separate process, and report wall time, the cleanup's peak
+RSS, the probe's p99 and max latency and errors, expired rows left and live rows lost. On
+PostgreSQL both run again under statement_timeout=500ms: a long single statement is cancelled.
+
+    .venv/bin/python bench/bench_session_cleanup.py [--databases sqlite,postgres]
+        [--expired 1000000] [--live 200000] [--postgres-url postgres://postgres@127.0.0.1:5432/postgres]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+PROJECT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+CONTENDERS = {
+    "stock clearsessions": ["manage.py", "clearsessions"],
+    "ours (cleanup sessions)": ["manage.py", "cleanup", "sessions"],
+}
+TEMPLATE_DB, RUN_DB = "bench_cleanup_template", "bench_cleanup_run"
+# As on a real site: sessions are written as people log in, so expiry times are spread out and
+# rise with the order rows were written in; expired ones over the last two weeks, live ones
+# over the next two (the default SESSION_COOKIE_AGE). Keys are random, as Django makes them.
+SPREAD = timedelta(days=14)
+
+
+def child_env(database_url: str, data_dir: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(DATABASE_URL=database_url, DATA_DIR=str(data_dir), SECRET_KEY="bench-only-key-" + "x" * 40,
+               LOG_LEVEL="ERROR", DJANGO_SETTINGS_MODULE="scheduler.settings")
+    return env
+
+
+def manage(database_url: str, data_dir: Path, *args: str) -> None:
+    subprocess.run([PYTHON, "manage.py", *args], cwd=PROJECT, env=child_env(database_url, data_dir), check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+class SQLiteDatabase:
+    name = "SQLite"
+
+    def __init__(self, workdir: Path) -> None:
+        self.template = workdir / "template.sqlite3"
+        self.run_file = workdir / "run.sqlite3"
+
+    def url(self, template: bool = False) -> str:
+        return f"sqlite:///{self.template if template else self.run_file}"
+
+    def load(self, expired: int, live: int, workdir: Path) -> None:
+        manage(self.url(template=True), workdir, "migrate", "-v", "0")
+        now = datetime.now(UTC)
+        with sqlite3.connect(self.template) as db:
+            for count, start in ((expired, now - SPREAD), (live, now + timedelta(minutes=10))):
+                # Django's own text form of a datetime on SQLite: microseconds, six digits.
+                db.execute(
+                    "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < ?), "
+                    "at(e) AS (SELECT ? + i * ? FROM seq) "
+                    "INSERT INTO django_session SELECT lower(hex(randomblob(16))), 'e30=', "
+                    "strftime('%Y-%m-%d %H:%M:%S', e, 'unixepoch') || printf('.%06d', (e - floor(e)) * 1000000) "
+                    "FROM at",
+                    (count, start.timestamp(), (SPREAD.total_seconds() - 1200) / count),
+                )
+        with sqlite3.connect(self.template) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def fresh_copy(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.run_file}{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(self.template, self.run_file)
+
+    def count(self, sql: str) -> int:
+        with sqlite3.connect(self.run_file) as db:
+            return db.execute(sql.replace("now()", "strftime('%Y-%m-%d %H:%M:%f', 'now')")).fetchone()[0]
+
+
+class PostgresDatabase:
+    name = "PostgreSQL"
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+
+    def url(self, template: bool = False, options: str = "") -> str:
+        base = self.server_url.rsplit("/", 1)[0] + "/" + (TEMPLATE_DB if template else RUN_DB)
+        return base + (f"?options={options}" if options else "")
+
+    def reachable(self) -> bool:
+        try:
+            psycopg.connect(self.server_url, connect_timeout=5).close()
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    def admin(self, *statements: str) -> None:
+        with psycopg.connect(self.server_url, autocommit=True) as db:
+            for statement in statements:
+                db.execute(statement)
+
+    def load(self, expired: int, live: int, workdir: Path) -> None:
+        self.admin(f"DROP DATABASE IF EXISTS {RUN_DB}", f"DROP DATABASE IF EXISTS {TEMPLATE_DB}",
+                   f"CREATE DATABASE {TEMPLATE_DB}")
+        manage(self.url(template=True), workdir, "migrate", "-v", "0")
+        with psycopg.connect(self.url(template=True), autocommit=True) as db:
+            for count, start in ((expired, -SPREAD), (live, timedelta(minutes=10))):
+                db.execute(
+                    "INSERT INTO django_session SELECT md5(random()::text || i::text), 'e30=', "
+                    "now() + %s + i * %s FROM generate_series(1, %s) AS i",
+                    (start, (SPREAD - timedelta(minutes=20)) / count, count),
+                )
+            db.execute("VACUUM ANALYZE django_session")
+
+    def fresh_copy(self) -> None:
+        self.admin(f"DROP DATABASE IF EXISTS {RUN_DB}", f"CREATE DATABASE {RUN_DB} TEMPLATE {TEMPLATE_DB}")
+
+    def count(self, sql: str) -> int:
+        with psycopg.connect(self.url()) as db:
+            return db.execute(sql).fetchone()[0]
+
+
+def run_cleanup(argv: list[str], env: dict, log: Path) -> dict:
+    started = time.perf_counter()
+    with log.open("w") as output:
+        process = subprocess.Popen([PYTHON, *argv], cwd=PROJECT, env=env, stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    return {"wall": time.perf_counter() - started, "rss_mb": usage.ru_maxrss / 1024,
+            "exit": os.waitstatus_to_exitcode(status), "log": log.read_text()}
+
+
+def measure(database, argv: list[str], live: int, workdir: Path) -> dict:
+    database.fresh_copy()
+    env = child_env(database.url(), workdir)
+    figures_path, ready = workdir / "probe.json", workdir / "probe.ready"
+    ready.unlink(missing_ok=True)
+    probe = subprocess.Popen([PYTHON, "bench/session_probe.py", str(figures_path), str(ready)], cwd=PROJECT, env=env)
+    while not ready.exists():
+        time.sleep(0.05)
+    time.sleep(1)  # a second of undisturbed traffic first
+    result = run_cleanup(argv, env, workdir / "cleanup.log")
+    time.sleep(1)
+    probe.terminate()
+    probe.wait()
+    probe_figures = json.loads(figures_path.read_text())
+    latencies = sorted(probe_figures["latencies"])
+    result.update(
+        p99_ms=latencies[int(len(latencies) * 0.99)] * 1000, max_ms=latencies[-1] * 1000,
+        median_ms=statistics.median(latencies) * 1000, probe_ops=len(latencies), errors=probe_figures["errors"],
+        expired_left=database.count("SELECT count(*) FROM django_session WHERE expire_date < now()"),
+        live_lost=live + probe_figures["created"]
+        - database.count("SELECT count(*) FROM django_session WHERE expire_date >= now()"),
+    )
+    return result
+
+
+def under_statement_timeout(database: PostgresDatabase, argv: list[str], workdir: Path) -> str:
+    database.fresh_copy()
+    env = child_env(database.url(options="-c%20statement_timeout%3D500"), workdir)
+    result = run_cleanup(argv, env, workdir / "timeout.log")
+    left = database.count("SELECT count(*) FROM django_session WHERE expire_date < now()")
+    if result["exit"] == 0 and left == 0:
+        return f"completed in {result['wall']:.1f} s, 0 expired left"
+    cancelled = "statement timeout" in result["log"]
+    return (f"exit {result['exit']}{' (statement cancelled: timeout)' if cancelled else ''}, "
+            f"{left} expired rows left")
+
+
+def report(database_name: str, expired: int, live: int, results: dict) -> None:
+    print(f"\n== {database_name}: {expired:,} expired + {live:,} live sessions")
+    print(f"{'':26}{'wall s':>8}{'peak RSS MB':>13}{'probe p99 ms':>14}{'probe max ms':>14}"
+          f"{'probe errors':>14}{'expired left':>14}{'live lost':>11}")
+    for name, r in results.items():
+        print(f"{name:26}{r['wall']:>8.2f}{r['rss_mb']:>13.0f}{r['p99_ms']:>14.1f}{r['max_ms']:>14.1f}"
+              f"{len(r['errors']):>14}{r['expired_left']:>14}{r['live_lost']:>11}")
+    stock, ours = results.values()
+    print(f"ratio ours/stock: wall {ours['wall'] / stock['wall']:.2f}x, probe max latency "
+          f"{ours['max_ms'] / stock['max_ms']:.2f}x, peak RSS {ours['rss_mb'] / stock['rss_mb']:.2f}x")
+    for name, r in results.items():
+        for error in sorted(set(r["errors"]))[:3]:
+            print(f"  {name} probe error: {error}")
+        if r["exit"] != 0:
+            print(f"  {name} exited {r['exit']}: {r['log'].strip().splitlines()[-1]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument("--expired", type=int, default=1_000_000)
+    parser.add_argument("--live", type=int, default=200_000)
+    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL",
+                                                                 "postgres://postgres@127.0.0.1:5432/postgres"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-cleanup-") as tmp:
+        workdir = Path(tmp)
+        for kind in args.databases.split(","):
+            database = SQLiteDatabase(workdir) if kind == "sqlite" else PostgresDatabase(args.postgres_url)
+            if kind == "postgres" and not database.reachable():
+                print(f"\n== PostgreSQL: not reachable at {args.postgres_url}; skipped (set BENCH_POSTGRES_URL)")
+                continue
+            database.load(args.expired, args.live, workdir)
+            results = {name: measure(database, argv, args.live, workdir) for name, argv in CONTENDERS.items()}
+            report(database.name, args.expired, args.live, results)
+            if kind == "postgres":
+                print("statement_timeout=500ms:")
+                for name, argv in CONTENDERS.items():
+                    print(f"  {name}: {under_statement_timeout(database, argv, workdir)}")
+                database.admin(f"DROP DATABASE IF EXISTS {RUN_DB}", f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
+
+
+if __name__ == "__main__":
+    main()
