@@ -66,13 +66,14 @@ class SQLiteDatabase:
         now = datetime.now(UTC)
         with sqlite3.connect(self.template) as db:
             for count, start in ((expired, now - SPREAD), (live, now + timedelta(minutes=10))):
-                # Django's own text form of a datetime on SQLite: microseconds, six digits.
+                # Django's own text form of a datetime on SQLite: six digits of microseconds,
+                # none at all when they are zero.
                 db.execute(
                     "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < ?), "
                     "at(e) AS (SELECT ? + i * ? FROM seq) "
                     "INSERT INTO django_session SELECT lower(hex(randomblob(16))), 'e30=', "
-                    "strftime('%Y-%m-%d %H:%M:%S', e, 'unixepoch') || printf('.%06d', (e - floor(e)) * 1000000) "
-                    "FROM at",
+                    "strftime('%Y-%m-%d %H:%M:%S', e, 'unixepoch') || CASE WHEN e = floor(e) THEN '' "
+                    "ELSE printf('.%06d', (e - floor(e)) * 1000000) END FROM at",
                     (count, start.timestamp(), (SPREAD.total_seconds() - 1200) / count),
                 )
         with sqlite3.connect(self.template) as db:

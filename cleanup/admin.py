@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 
 from cleanup.models import CleanupRun, RetentionPolicy
 from cleanup.selectors import TREND_WINDOWS, cleanup_trends
@@ -18,12 +20,13 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
     fields = ["target", "what", "enabled", "max_age_days", "keep_last", "batch_size", "batch_target_ms",
               "time_budget_seconds", "updated_at"]
 
-    # Targets are declared in code; a policy exists for each and is edited, never added or removed.
+    # Targets are declared in code; a policy exists for each and is edited, never added or
+    # removed, except the policy of a target no app declares any more.
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+        return obj is not None and obj.target not in retention_targets() and super().has_delete_permission(request, obj)
 
     @admin.display(description="what it removes")
     def what(self, policy: RetentionPolicy) -> str:
@@ -35,8 +38,8 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
         run = CleanupRun.objects.filter(target=policy.target, dry_run=False).first()
         if run is None:
             return "never"
-        return format_html("{}: {} deleted, {:%Y-%m-%d %H:%M}", run.get_status_display(), run.rows_deleted,
-                           run.started_at)
+        return format_html("{}: {} deleted, {}", run.get_status_display(), run.rows_deleted,
+                           date_format(localtime(run.started_at), "Y-m-d H:i"))
 
 
 @admin.register(CleanupRun)

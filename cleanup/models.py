@@ -46,7 +46,9 @@ class RetentionPolicy(models.Model):
         target = retention_targets().get(self.target)
         if target is None:
             known = ", ".join(sorted(retention_targets()))
-            raise ValidationError({"target": f"Unknown retention target {self.target!r}; known targets: {known}."})
+            # Not keyed to the field: the admin shows target read-only, so a field error would
+            # have nowhere to go.
+            raise ValidationError(f"Unknown retention target {self.target!r}; known targets: {known}.")
         if target.expiry_field and self.max_age_days is not None:
             raise ValidationError({"max_age_days": (
                 f"{self.target} rows go when they expire ({target.expiry_field}); a max age does not apply."

@@ -121,6 +121,10 @@ def purge_in_batches(
             return progress
         if last == first:
             # A run of equal times larger than a batch: walk it by primary key.
+            if (lower, lookup) == (first, "gt"):
+                # Rows the database orders after this time but not equal to it (text written
+                # by hand in another form, on SQLite): stop rather than spin on them.
+                raise RuntimeError(f"no progress past {time_field}={first}: rows stored in an unexpected form")
             same_time = remaining.filter(**{time_field: first})
             if not _purge_by_key(same_time, remove, sizer, deadline, progress, after_batch):
                 return progress
@@ -176,7 +180,9 @@ class _BatchRemover:
             protected = self.keep.protected(rows) if self.keep else set()
             keys = [row[0] for row in rows if row[0] not in protected]
         if keys is not None:
-            batch = self.removable.filter(pk__in=keys) if self.on_sqlite else batch.exclude(pk__in=protected)
+            # Exactly the rows looked at (and the condition again): a row that appeared in the
+            # slice since then has not had its keep-last check.
+            batch = self.removable.filter(pk__in=keys)
         if self.dry_run:
             self.progress.matched += len(keys) if keys is not None else batch.count()
         else:

@@ -49,17 +49,21 @@ def target_purge(
     run = CleanupRun.objects.create(
         target=target.key, trigger=trigger, dry_run=dry_run, started_at=timezone.now(), holder=holder
     )
-    if not lease_claim(target=target.key, holder=holder):
-        lease = lease_holder(target=target.key)
-        held_by = f"{lease.holder} until {lease.expires_at:%H:%M:%S}" if lease else "another process"
-        return _finish(run, CleanupRun.Status.SKIPPED, f"another run is cleaning {target.key} ({held_by})")
+    claimed = False
     try:
+        claimed = lease_claim(target=target.key, holder=holder)
+        if not claimed:
+            lease = lease_holder(target=target.key)
+            held_by = f"{lease.holder} until {lease.expires_at:%H:%M:%S}" if lease else "another process"
+            return _finish(run, CleanupRun.Status.SKIPPED, f"another run is cleaning {target.key} ({held_by})")
         return _purge_under_lease(run, target, policy, holder, watch)
     except Exception as error:
         logger.exception("cleanup of %s failed", target.key)
+        # The run's counts are those of its last finished batch (kept in memory as it goes).
         return _finish(run, CleanupRun.Status.FAILED, f"{type(error).__name__}: {error}")
     finally:
-        lease_release(target=target.key, holder=holder)
+        if claimed:
+            lease_release(target=target.key, holder=holder)
 
 
 def _purge_under_lease(run, target, policy, holder, watch) -> CleanupRun:
@@ -77,6 +81,7 @@ def _purge_under_lease(run, target, policy, holder, watch) -> CleanupRun:
 
     def after_batch(progress: PurgeProgress) -> bool:
         nonlocal lease_lost, last_checkpoint
+        _record(run, progress)
         if watch:
             watch(progress)
         # Every few seconds, not every batch: each is a write transaction that other writers
@@ -84,7 +89,6 @@ def _purge_under_lease(run, target, policy, holder, watch) -> CleanupRun:
         # the lease's duration.
         if time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
             last_checkpoint = time.monotonic()
-            _record(run, progress)
             run.save(update_fields=["rows_matched", "rows_deleted", "batches"])
             lease_lost = not lease_renew(target=target.key, holder=holder)
         return not lease_lost
