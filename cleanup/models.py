@@ -61,7 +61,7 @@ class CleanupRun(models.Model):
     class Status(models.TextChoices):
         RUNNING = "running"
         SUCCEEDED = "succeeded"
-        STOPPED_ON_BUDGET = "stopped_on_budget", "stopped on time budget"
+        STOPPED_ON_BUDGET = "stopped_on_budget", "Stopped on time budget"
         SKIPPED = "skipped"
         FAILED = "failed"
 
