@@ -34,6 +34,19 @@ def run_manage(*args: str, env: dict, timeout: float = 120) -> subprocess.Comple
     )
 
 
+@pytest.fixture(autouse=True)
+def static_files_without_collectstatic(settings):
+    """Admin pages render in tests from a fresh checkout, where collectstatic never ran.
+
+    The manifest storage the site uses needs collectstatic's manifest; `make run` and the
+    compose file run it, the test suite does not.
+    """
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> str:
     """A private, real Redis server for the whole test session."""
