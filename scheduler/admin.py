@@ -9,7 +9,14 @@ from django_celery_results.models import TaskResult
 
 from scheduler.admin_review import ReviewOnlyAdmin
 from scheduler.celery import app as celery_app
-from scheduler.models import WorkerHeartbeat
+from scheduler.models import BeatHeartbeat, Heartbeat, WorkerHeartbeat
+
+
+def liveness_badge(admin_view, heartbeat: Heartbeat) -> str:
+    age = int((timezone.now() - heartbeat.last_beat_at).total_seconds())
+    if heartbeat.is_stale():
+        return format_html('<strong style="color:#ba2121">stale: last beat {} s ago</strong>', age)
+    return format_html('<span style="color:#1a7f37">alive ({} s ago)</span>', age)
 
 
 class PeriodicTaskForm(BeatPeriodicTaskForm):
@@ -45,12 +52,7 @@ class WorkerHeartbeatAdmin(ReviewOnlyAdmin):
     list_display = ["worker", "status", "last_beat_at", "first_beat_at", "beats"]
     readonly_fields = ["worker", "first_beat_at", "last_beat_at", "beats"]
 
-    @admin.display(description="status")
-    def status(self, obj: WorkerHeartbeat) -> str:
-        age = int((timezone.now() - obj.last_beat_at).total_seconds())
-        if obj.is_stale():
-            return format_html('<strong style="color:#ba2121">stale: last beat {} s ago</strong>', age)
-        return format_html('<span style="color:#1a7f37">alive ({} s ago)</span>', age)
+    status = admin.display(description="status")(liveness_badge)
 
 
 admin.site.unregister(TaskResult)
@@ -70,3 +72,9 @@ class TaskResultAdmin(ReviewOnlyAdmin, ResultsTaskResultAdmin):
     @admin.display(description="task id")
     def short_id(self, result: TaskResult) -> str:
         return result.task_id[:8]
+
+
+@admin.register(BeatHeartbeat)
+class BeatHeartbeatAdmin(ReviewOnlyAdmin):
+    list_display = ["node", "status", "last_beat_at", "started_at"]
+    status = admin.display(description="status")(liveness_badge)

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from scheduler.default_schedules import DefaultSchedule, declared_default_schedules
-from scheduler.models import WorkerHeartbeat
+from scheduler.models import BeatHeartbeat, WorkerHeartbeat
 
 
 def heartbeat_record(*, worker: str) -> WorkerHeartbeat:
@@ -29,6 +29,13 @@ def heartbeat_record(*, worker: str) -> WorkerHeartbeat:
                 last_beat_at=now, beats=F("beats") + 1
             )
     return WorkerHeartbeat.objects.get(worker=worker)
+
+
+def beat_heartbeat_record(*, node: str, started_at) -> None:
+    now = timezone.now()
+    BeatHeartbeat.objects.update_or_create(
+        node=node, defaults={"last_beat_at": now}, create_defaults={"started_at": started_at, "last_beat_at": now}
+    )
 
 
 def _schedule_fields(declared: DefaultSchedule) -> dict:

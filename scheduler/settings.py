@@ -66,6 +66,8 @@ if DATA_DIR is not None:
 config.seal()
 
 INSTALLED_APPS = [
+    # First, so its admin templates (the beat status on the admin index) override the admin's.
+    "scheduler",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -76,7 +78,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_beat",
     "django_celery_results",
-    "scheduler",
     "cleanup",
 ]
 

@@ -53,3 +53,8 @@ def test_cleanup_runs_show_trends_per_target(logged_in):
     trends = logged_in.find_element(By.ID, "cleanup-trends").text
     assert "sessions 12,000 deleted in 1 run" in trends.replace("\n", " ")
     assert "1 stopped on budget" in trends
+
+
+def test_the_admin_index_warns_that_beat_has_never_run(logged_in):
+    logged_in.get(f"{logged_in.base_url}/admin/")
+    assert "Beat has never run against this database" in logged_in.find_element(By.ID, "beat-status").text

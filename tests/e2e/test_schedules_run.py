@@ -6,6 +6,7 @@ import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
+from scheduler.models import BeatHeartbeat
 from tests.e2e.processes import celery_argv, worker_argv
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,6 +37,7 @@ def test_a_schedule_created_through_the_orm_runs_and_stops_when_disabled(start_p
     assert result.task_name == "scheduler.tasks.heartbeat"
     assert result.worker.startswith("celery@")
     assert result.date_started is not None and result.date_done >= result.date_started
+    assert not BeatHeartbeat.objects.get().is_stale()
 
     schedule.enabled = False
     schedule.save()
