@@ -29,9 +29,9 @@ def test_the_admin_says_beat_is_running_when_it_looped_recently(staff_client):
 
 def test_the_admin_warns_when_beat_stopped(staff_client):
     beat_heartbeat_record(node="ops-1:4242", started_at=timezone.now())
-    BeatHeartbeat.objects.update(last_beat_at=timezone.now() - timedelta(minutes=5))
+    BeatHeartbeat.objects.update(last_beat_at=timezone.now() - timedelta(minutes=5, seconds=10))
     page = admin_index(staff_client)
-    assert "Beat has not run for 300 s" in page and "scheduled jobs are not being" in page
+    assert "Beat has not run for 5\xa0minutes" in page and "scheduled jobs are not being" in page
 
 
 @pytest.mark.django_db(transaction=True)  # django-celery-beat's scheduler closes connections
