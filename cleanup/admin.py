@@ -46,7 +46,7 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
 class CleanupRunAdmin(ReviewOnlyAdmin):
     list_display = ["started_at", "target", "status", "trigger", "kind", "rows_matched", "rows_deleted",
                     "batches", "duration", "error"]
-    list_filter = ["target", "status", "trigger", "dry_run", "stopped_on_budget"]
+    list_filter = ["target", "status", "trigger", "dry_run"]
     date_hierarchy = "started_at"
     change_list_template = "admin/cleanup/cleanuprun/change_list.html"
 

@@ -78,7 +78,6 @@ class CleanupRun(models.Model):
     rows_matched = models.PositiveBigIntegerField(default=0, help_text="Removable rows the run found.")
     rows_deleted = models.PositiveBigIntegerField(default=0)
     batches = models.PositiveIntegerField(default=0)
-    stopped_on_budget = models.BooleanField(default=False)
     error = models.TextField(blank=True)
     holder = models.CharField(max_length=200, blank=True, help_text="The process that ran it.")
 
@@ -88,6 +87,10 @@ class CleanupRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.target} at {self.started_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def stopped_on_budget(self) -> bool:
+        return self.status == self.Status.STOPPED_ON_BUDGET
 
     @property
     def duration_seconds(self) -> float | None:

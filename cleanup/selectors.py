@@ -24,7 +24,7 @@ def cleanup_trends() -> list[dict]:
             .annotate(
                 runs=Count("id"),
                 deleted=Sum("rows_deleted"),
-                budget_stops=Count("id", filter=Q(stopped_on_budget=True)),
+                budget_stops=Count("id", filter=Q(status=CleanupRun.Status.STOPPED_ON_BUDGET)),
                 failures=Count("id", filter=Q(status=CleanupRun.Status.FAILED)),
             )
         )

@@ -113,7 +113,6 @@ def _purge_under_lease(run, target, policy, holder, watch) -> CleanupRun:
 
 def _record(run: CleanupRun, progress: PurgeProgress) -> None:
     run.rows_matched, run.rows_deleted, run.batches = progress.matched, progress.deleted, progress.batches
-    run.stopped_on_budget = progress.stopped_on_budget
 
 
 def _finish(run: CleanupRun, status: str, error: str) -> CleanupRun:
