@@ -3,7 +3,6 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
@@ -14,21 +13,13 @@ from scheduler.models import BeatHeartbeat, WorkerHeartbeat
 
 def heartbeat_record(*, worker: str) -> WorkerHeartbeat:
     now = timezone.now()
-    updated = WorkerHeartbeat.objects.filter(worker=worker).update(
-        last_beat_at=now, beats=F("beats") + 1
+    beat, _ = WorkerHeartbeat.objects.update_or_create(
+        worker=worker,
+        defaults={"last_beat_at": now, "beats": F("beats") + 1},
+        create_defaults={"first_beat_at": now, "last_beat_at": now, "beats": 1},
     )
-    if not updated:
-        try:
-            with transaction.atomic():
-                WorkerHeartbeat.objects.create(
-                    worker=worker, first_beat_at=now, last_beat_at=now, beats=1
-                )
-        except IntegrityError:
-            # Another process of the same worker created the row between our two statements.
-            WorkerHeartbeat.objects.filter(worker=worker).update(
-                last_beat_at=now, beats=F("beats") + 1
-            )
-    return WorkerHeartbeat.objects.get(worker=worker)
+    beat.refresh_from_db()  # beats was saved as an expression; read the number back
+    return beat
 
 
 def beat_heartbeat_record(*, node: str, started_at) -> None:
