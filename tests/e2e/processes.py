@@ -8,10 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.conftest import PROJECT_DIR
+from tests.e2e.waiting import wait_until
 
 
 class RealProcess:
@@ -28,14 +28,15 @@ class RealProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_for_output(self, text: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
+        def printed() -> str | None:
+            output = self.output()
+            if text in output:
+                return output
             if self.process.poll() is not None:
                 raise AssertionError(f"{self.name} exited ({self.process.returncode}) before printing {text!r}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name} did not print {text!r} within {timeout:.0f} s")
-            time.sleep(0.2)
-        return self.output()
+            return None
+
+        return wait_until(printed, timeout=timeout, what=f"{self.name} to print {text!r}")
 
     def is_running(self) -> bool:
         return self.process.poll() is None

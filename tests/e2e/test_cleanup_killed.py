@@ -2,7 +2,6 @@
 
 import signal
 import sys
-import time
 from datetime import timedelta
 
 import pytest
@@ -12,6 +11,7 @@ from django.utils import timezone
 from cleanup.models import CleanupRun, RetentionPolicy, TargetLease
 from cleanup.services import retention_policies_seed
 from tests.cleanup import factories
+from tests.e2e.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,10 +23,8 @@ def test_a_cleanup_killed_mid_way_keeps_live_sessions_and_the_next_run_completes
     RetentionPolicy.objects.filter(target="sessions").update(batch_size=100)
 
     cleanup = start_process("cleanup-1", [sys.executable, "manage.py", "cleanup", "sessions"], **app_env)
-    deadline = time.monotonic() + 60
-    while Session.objects.count() == len(expired) + len(live):
-        assert time.monotonic() < deadline, "the cleanup deleted nothing within 60 s"
-        time.sleep(0.01)
+    wait_until(lambda: Session.objects.count() < len(expired) + len(live), timeout=60,
+               what="the cleanup to delete something", every=0.01)
     cleanup.signal_group(signal.SIGKILL)
     cleanup.process.wait(timeout=10)
 

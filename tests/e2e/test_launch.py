@@ -4,12 +4,12 @@ import re
 import signal
 import socket
 import sys
-import time
 
 import pytest
 
 from scheduler.embedded_redis import free_port
 from tests.e2e.admin_http import AdminSession
+from tests.e2e.waiting import wait_until
 
 READY = "Stop everything with Ctrl-C."
 
@@ -25,13 +25,11 @@ def port_is_closed(port: int) -> bool:
 
 
 def wait_for_page(admin: AdminSession, path: str, text: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def page_showing_text() -> str | None:
         page = admin.get(path)
-        if text in page:
-            return page
-        time.sleep(2)
-    raise AssertionError(f"{path} did not show {text!r} within {timeout:.0f} s")
+        return page if text in page else None
+
+    return wait_until(page_showing_text, timeout=timeout, what=f"{path} to show {text!r}", every=2)
 
 
 @pytest.mark.e2e

@@ -8,18 +8,9 @@ from django_celery_results.models import TaskResult
 
 from scheduler.models import BeatHeartbeat
 from tests.e2e.processes import celery_argv, worker_argv
+from tests.e2e.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def test_a_schedule_created_through_the_orm_runs_and_stops_when_disabled(start_process, app_env):

@@ -1,13 +1,13 @@
 """A worker killed with SIGKILL in the middle of a task: the task is delivered again."""
 
 import signal
-import time
 
 import pytest
 from django_celery_results.models import TaskResult
 
 from scheduler.celery import app
 from tests.e2e.processes import worker_argv
+from tests.e2e.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -16,13 +16,11 @@ FAST_REDELIVERY = {"TASK_TIME_LIMIT": "4", "TASK_SOFT_TIME_LIMIT": "3", "BROKER_
 
 
 def wait_for_lines(path, expected: list[str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().splitlines() == expected:
-            return
-        time.sleep(0.2)
-    found = path.read_text().splitlines() if path.exists() else []
-    raise AssertionError(f"expected notes {expected}, found {found} after {timeout:.0f} s")
+    def lines() -> list[str]:
+        return path.read_text().splitlines() if path.exists() else []
+
+    wait_until(lambda: lines() == expected, timeout=timeout,
+               what=lambda: f"notes {expected}, found {lines()}")
 
 
 def test_a_task_whose_worker_was_killed_is_delivered_again(start_process, app_env, redis_url, tmp_path):
