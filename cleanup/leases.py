@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from cleanup.models import TargetLease
 
-# Renewed after every batch; a run killed mid-way frees its target after this long.
+# Renewed at each progress checkpoint (every few seconds, services.CHECKPOINT_SECONDS); a run
+# killed mid-way frees its target after this long.
 LEASE_DURATION = timedelta(seconds=60)
 
 

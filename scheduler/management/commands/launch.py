@@ -23,6 +23,12 @@ from scheduler.embedded_redis import EmbeddedRedis
 from scheduler.services import staff_login_ensure
 
 
+def web_host_and_port() -> tuple[str, int]:
+    """WEB_BIND split, brackets off an IPv6 host (settings already checked its form)."""
+    host, _, port = settings.WEB_BIND.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 class Command(BaseCommand):
     help = "Migrate, seed schedules, ensure a staff login, then run web + worker + beat."
 
@@ -55,16 +61,16 @@ class Command(BaseCommand):
 
     def check_web_address_is_free(self) -> None:
         """Fail with one line naming WEB_BIND, not gunicorn's retries buried in other output."""
-        host, _, port = settings.WEB_BIND.rpartition(":")
-        with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as probe:
+        host, port = web_host_and_port()
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             # As gunicorn does, so a port left in TIME_WAIT by the last run counts as free.
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                probe.bind((host.strip("[]"), int(port)))
+                probe.bind((host, port))
             except OSError as error:
                 raise CommandError(
                     f"WEB_BIND={settings.WEB_BIND} cannot be used ({error.strerror}); is another "
-                    f"`make run` going? Choose another address, e.g. WEB_BIND=127.0.0.1:{int(port) + 1} make run"
+                    f"`make run` going? Choose another address, e.g. WEB_BIND=127.0.0.1:{port + 1} make run"
                 ) from None
 
     def run_processes(self, env: dict) -> int:
@@ -79,8 +85,9 @@ class Command(BaseCommand):
         return 0 if manager.returncode in (130, 143) else manager.returncode or 0
 
     def announce_when_ready(self, login) -> None:
-        host, _, port = settings.WEB_BIND.rpartition(":")
-        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        host, port = web_host_and_port()
+        # Listening on every address: the browser on this machine reaches it on loopback.
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
         url = f"http://{host}:{port}/admin/"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
