@@ -1,8 +1,11 @@
 """The beat scheduler class named in settings (CELERY_BEAT_SCHEDULER).
 
-For now django-celery-beat's DatabaseScheduler, with two additions: it records that it is
-alive (the admin warns when it stops), and when Redis cannot be reached each retry logs the
-broker's URL (password masked), so the person reading the log knows which address is wrong.
+It reads django-celery-beat's schedules from the database, but unlike django-celery-beat's
+own scheduler it keeps each schedule's next due time in a table (ScheduleState) and asks the
+database only for what is due, claims each slot in the run ledger before publishing it, and
+notices every edit (QuerySet.update included) through a change counter that database triggers
+bump. Several beats may run at once: the ledger's unique slot makes each run go out once.
+The work itself is in scheduler.dispatch; this class is Celery's loop around it.
 """
 
 import logging
@@ -10,29 +13,105 @@ import os
 import socket
 import time
 
-from django.db import DatabaseError
+from celery import beat
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
-from django_celery_beat import schedulers
+from kombu.exceptions import OperationalError
 
+from scheduler import dispatch
 from scheduler.services import beat_heartbeat_record
 
 logger = logging.getLogger(__name__)
 
 # Beat loops every few seconds; one row update this often is enough to tell alive from stopped.
 LIVENESS_EVERY_SECONDS = 15
+# Triggers bump a counter on every schedule edit; a full comparison of every schedule's
+# definition also runs this often, to catch anything the triggers cannot see.
+FULL_SYNC_EVERY_SECONDS = 60
+RECOVER_EVERY_SECONDS = 5
+# One tick never dispatches for longer than this, so liveness and edits stay current.
+DISPATCH_SLICE_SECONDS = 10
 
 
-class DatabaseScheduler(schedulers.DatabaseScheduler):
+class DatabaseScheduler(beat.Scheduler):
+    # The longest beat sleeps: edits are seen, and new due times met, within about a second.
+    max_interval = 1
+
     def __init__(self, *args, **kwargs):
         self.node = f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = timezone.now()
         self._liveness_recorded = float("-inf")
+        self._synced = float("-inf")
+        self._recovered = float("-inf")
+        self._changes_seen = None
+        kwargs["max_interval"] = self.max_interval
         super().__init__(*args, **kwargs)
 
+    def setup_schedule(self):
+        # Schedules live in the database and are read on each tick; nothing to load up front.
+        self.data = {}
+
+    @property
+    def info(self):
+        return "    . schedules -> database (django-celery-beat), run ledger: scheduler.ScheduleRun"
+
     def tick(self, *args, **kwargs):
-        interval = super().tick(*args, **kwargs)
-        self._record_liveness()
-        return interval
+        close_old_connections()
+        try:
+            self._sync_when_changed()
+            self._recover_stranded()
+            finished = self._dispatch_due()
+            self._record_liveness()
+            if not finished:
+                return 0
+            return dispatch.seconds_until_next_due(now=timezone.now(), longest=self.max_interval)
+        except DatabaseError:
+            # The next tick tries again on a fresh connection; nothing was half-claimed, since
+            # every claim is one transaction.
+            logger.exception("beat: database error; trying again in %s s", self.max_interval)
+            close_old_connections()
+            return self.max_interval
+
+    def _sync_when_changed(self) -> None:
+        version = dispatch.schedule_changes_version()
+        if version == self._changes_seen and time.monotonic() - self._synced < FULL_SYNC_EVERY_SECONDS:
+            return
+        changed = dispatch.schedules_sync(now=timezone.now())
+        if changed:
+            logger.info("beat: %d schedule(s) new or changed", changed)
+        self._changes_seen, self._synced = version, time.monotonic()
+
+    def _recover_stranded(self) -> None:
+        if time.monotonic() - self._recovered < RECOVER_EVERY_SECONDS:
+            return
+        self._recovered = time.monotonic()
+        self._publish(dispatch.stranded_runs_recover(now=timezone.now(), node=self.node))
+
+    def _dispatch_due(self) -> bool:
+        """Claim and publish due slots, a batch at a time; False if there may be more due."""
+        started = time.monotonic()
+        while time.monotonic() - started < DISPATCH_SLICE_SECONDS:
+            dispatches, handled = dispatch.due_runs_claim(now=timezone.now(), node=self.node)
+            if not self._publish(dispatches):
+                return True
+            if handled < dispatch.CLAIM_BATCH:
+                return True
+        return False
+
+    def _publish(self, dispatches) -> bool:
+        if not dispatches:
+            return True
+        try:
+            sent = dispatch.runs_publish(dispatches, app=self.app, producer=self.producer)
+        except (OperationalError, ConnectionError, OSError) as error:
+            # The runs stay claimed; after RECLAIM_AFTER a beat sends them or records why not.
+            logger.error("beat: could not send %d run(s) to the broker at %s: %s", len(dispatches),
+                         self.connection.as_uri(), error)
+            return False
+        for sent_run in dispatches[:sent]:
+            logger.info("beat: sent %r for %s (run %s)", sent_run.schedule_name,
+                        sent_run.scheduled_for.isoformat(), sent_run.run_id)
+        return True
 
     def _record_liveness(self) -> None:
         if time.monotonic() - self._liveness_recorded < LIVENESS_EVERY_SECONDS:

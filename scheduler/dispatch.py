@@ -1,0 +1,234 @@
+"""Beat's work, as services: keep due times in step with the schedules, claim due slots in the
+run ledger, publish them, and recover slots a stopped beat claimed but never sent.
+
+The order makes every slot go out once. A slot is claimed by inserting its ledger row (unique
+per schedule and slot) and committing; only then is it published; then it is marked sent. A
+beat killed between claim and publish leaves a claimed row, which any beat takes over after
+`RECLAIM_AFTER` and publishes, or records as not enqueued once past its starting deadline. If
+the killed beat had in fact published, the worker sees the run already started or finished and
+drops the second copy, so nothing runs twice.
+"""
+
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Min
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from scheduler.models import ScheduleChanges, ScheduleRun, ScheduleState
+from scheduler.slots import plan_slots, policy_of
+from scheduler.timing import UnschedulableError, first_slot_from
+
+logger = logging.getLogger(__name__)
+
+# Message headers a run carries; the worker reads them (scheduler.run_recording).
+RUN_HEADER = "schedule_run_id"
+SCHEDULED_FOR_HEADER = "scheduled_for"
+SCHEDULE_NAME_HEADER = "schedule_name"
+
+# Publishing a batch takes well under a second; a claim this old was stranded by a beat that
+# stopped (or lost the broker) between claiming and publishing.
+RECLAIM_AFTER = timedelta(seconds=20)
+CLAIM_BATCH = 500
+
+# What decides when a schedule fires; a change to any of these recomputes its next due time.
+TIMING_FIELDS = (
+    "id", "enabled", "one_off", "start_time", "expires",
+    "interval__every", "interval__period",
+    "crontab__minute", "crontab__hour", "crontab__day_of_month", "crontab__month_of_year",
+    "crontab__day_of_week", "crontab__timezone",
+    "solar__event", "solar__latitude", "solar__longitude",
+    "clocked__clocked_time",
+)
+SCHEDULE_RELATIONS = ("interval", "crontab", "solar", "clocked")
+
+
+def schedule_changes_version() -> int:
+    """The number database triggers bump on every schedule write; one indexed row."""
+    return ScheduleChanges.objects.filter(id=1).values_list("version", flat=True).first() or 0
+
+
+def _fingerprint(timing_values: tuple) -> str:
+    return hashlib.sha256(repr(timing_values[1:]).encode()).hexdigest()
+
+
+def starting_state(task: PeriodicTask, *, now: datetime) -> tuple[datetime | None, str]:
+    """(next due time, problem) for a schedule that is new, changed or re-enabled."""
+    if not task.enabled:
+        return None, ""
+    if task.expires and task.expires <= now:
+        return None, f"Expired at {task.expires.isoformat()}."
+    try:
+        return first_slot_from(task, now), ""
+    except UnschedulableError as error:
+        return None, f"Cannot be scheduled: {error}"
+
+
+def schedules_sync(*, now: datetime) -> int:
+    """Bring every schedule's due time in step with its definition; return how many changed.
+
+    Reads one narrow row per schedule and loads in full only those whose timing changed.
+    """
+    known = dict(ScheduleState.objects.values_list("task_id", "fingerprint"))
+    changed = {}
+    for values in PeriodicTask.objects.values_list(*TIMING_FIELDS).iterator(chunk_size=5000):
+        fingerprint = _fingerprint(values)
+        if known.get(values[0]) != fingerprint:
+            changed[values[0]] = fingerprint
+    for task in PeriodicTask.objects.filter(id__in=list(changed)).select_related(*SCHEDULE_RELATIONS):
+        next_due_at, problem = starting_state(task, now=now)
+        fields = {"next_due_at": next_due_at, "fingerprint": changed[task.id], "problem": problem, "synced_at": now}
+        if task.id in known:
+            # Conditional: if another beat already applied this change, nothing happens twice.
+            ScheduleState.objects.filter(task_id=task.id, fingerprint=known[task.id]).update(**fields)
+        else:
+            ScheduleState.objects.bulk_create([ScheduleState(task_id=task.id, **fields)], ignore_conflicts=True)
+        if problem:
+            logger.warning("beat: schedule %r: %s", task.name, problem)
+    return len(changed)
+
+
+def seconds_until_next_due(*, now: datetime, longest: float) -> float:
+    earliest = ScheduleState.objects.aggregate(earliest=Min("next_due_at"))["earliest"]
+    if earliest is None:
+        return longest
+    return max(0.0, min(longest, (earliest - now).total_seconds()))
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Everything needed to publish one claimed run."""
+
+    run_id: int
+    task_id: str
+    task_name: str
+    schedule_name: str
+    scheduled_for: datetime
+    args: list
+    kwargs: dict
+    options: dict
+
+
+def dispatch_for(run: ScheduleRun, task: PeriodicTask) -> Dispatch:
+    options = {key: getattr(task, key) for key in ("queue", "exchange", "routing_key", "priority")
+               if getattr(task, key) is not None}
+    if task.expire_seconds:
+        options["expires"] = task.expire_seconds
+    return Dispatch(
+        run_id=run.id, task_id=run.task_id, task_name=run.task_name, schedule_name=run.schedule_name,
+        scheduled_for=run.scheduled_for, args=json.loads(task.args or "[]"), kwargs=json.loads(task.kwargs or "{}"),
+        options={**options, "headers": json.loads(task.headers or "{}")},
+    )
+
+
+def _due_states(now: datetime):
+    states = (ScheduleState.objects.filter(next_due_at__lte=now).order_by("next_due_at")
+              .select_related(*(f"task__{relation}" for relation in SCHEDULE_RELATIONS), "task__scheduler_policy"))
+    # Two beats take disjoint batches on PostgreSQL instead of waiting for each other; on
+    # SQLite the IMMEDIATE transaction already lets one beat in at a time.
+    return states.select_for_update(skip_locked=True, of=("self",))[:CLAIM_BATCH]
+
+
+def due_runs_claim(*, now: datetime, node: str) -> tuple[list[Dispatch], int]:
+    """Claim every due slot of one batch of schedules: (runs to publish, schedules handled)."""
+    with transaction.atomic():
+        states = list(_due_states(now))
+        runs, tasks, one_offs = [], {}, []
+        for state in states:
+            task = state.task
+            try:
+                plan = plan_slots(task, policy_of(task), next_due_at=state.next_due_at, now=now)
+            except UnschedulableError as error:
+                state.next_due_at, state.problem = None, f"Cannot be scheduled: {error}"
+                continue
+            state.next_due_at = plan.next_due_at
+            if task.one_off and plan.to_send:
+                one_offs.append(task.id)
+            tasks[task.id] = task
+            runs.extend(
+                ScheduleRun(
+                    schedule_id=task.id, schedule_name=task.name, task_name=task.task, scheduled_for=slot.scheduled_for,
+                    kind=slot.kind, status=slot.status, reason=slot.reason, task_id=str(uuid.uuid4()),
+                    claimed_by=node, claimed_at=now, finished_at=None if slot.status == ScheduleRun.Status.CLAIMED else now,
+                )
+                for slot in plan.slots
+            )
+        # A slot someone else already holds is skipped here: the unique constraint decides.
+        ScheduleRun.objects.bulk_create(runs, ignore_conflicts=True, batch_size=CLAIM_BATCH)
+        ScheduleState.objects.bulk_update(states, ["next_due_at", "problem"], batch_size=CLAIM_BATCH)
+        if one_offs:
+            # As in django-celery-beat: a one-off schedule turns itself off once sent.
+            PeriodicTask.objects.filter(id__in=one_offs).update(enabled=False)
+        claimed = ScheduleRun.objects.filter(
+            task_id__in=[run.task_id for run in runs if run.status == ScheduleRun.Status.CLAIMED]
+        ).order_by("scheduled_for")
+        dispatches = [dispatch_for(run, tasks[run.schedule_id]) for run in claimed]
+    return dispatches, len(states)
+
+
+def runs_publish(dispatches: list[Dispatch], *, app, producer) -> int:
+    """Publish claimed runs in one Redis pipeline and mark them sent; return how many went.
+
+    If the broker fails, the runs stay claimed and are taken over after RECLAIM_AFTER.
+    """
+    if not dispatches:
+        return 0
+    with producer.batch(max_size=10 * len(dispatches) + 10):
+        for dispatch in dispatches:
+            app.send_task(
+                dispatch.task_name, dispatch.args, dispatch.kwargs, task_id=dispatch.task_id, producer=producer,
+                **{**dispatch.options, "headers": {**dispatch.options["headers"], **run_headers(dispatch)}},
+            )
+    ScheduleRun.objects.filter(id__in=[d.run_id for d in dispatches], status=ScheduleRun.Status.CLAIMED).update(
+        status=ScheduleRun.Status.SENT, sent_at=timezone.now()
+    )
+    return len(dispatches)
+
+
+def run_headers(dispatch: Dispatch) -> dict:
+    return {
+        RUN_HEADER: dispatch.run_id,
+        SCHEDULED_FOR_HEADER: dispatch.scheduled_for.isoformat(),
+        SCHEDULE_NAME_HEADER: dispatch.schedule_name,
+        # django-celery-results fills TaskResult.periodic_task_name from this header.
+        "periodic_task_name": dispatch.schedule_name,
+    }
+
+
+def stranded_runs_recover(*, now: datetime, node: str) -> list[Dispatch]:
+    """Take over runs claimed but never sent; return those still worth publishing."""
+    stranded = (ScheduleRun.objects.filter(status=ScheduleRun.Status.CLAIMED, claimed_at__lt=now - RECLAIM_AFTER)
+                .select_related("schedule__scheduler_policy").order_by("claimed_at")[:CLAIM_BATCH])
+    dispatches = []
+    for run in stranded:
+        taken = ScheduleRun.objects.filter(id=run.id, status=ScheduleRun.Status.CLAIMED, claimed_at=run.claimed_at)
+        task = run.schedule
+        deadline = policy_of(task).starting_deadline if task else timedelta(0)
+        if task is not None and task.enabled and now - run.scheduled_for <= deadline:
+            if taken.update(claimed_by=node, claimed_at=now):
+                logger.warning("beat: sending run %s of %r, claimed by %s but never sent", run.id,
+                               run.schedule_name, run.claimed_by)
+                dispatches.append(dispatch_for(run, task))
+            continue
+        taken.update(status=ScheduleRun.Status.NOT_ENQUEUED, finished_at=now, reason=(
+            f"Claimed by beat {run.claimed_by} at {run.claimed_at.isoformat()} but never sent to the broker "
+            "(that beat stopped, or could not reach Redis), and "
+            + ("the schedule was deleted or disabled since." if task is None or not task.enabled
+               else f"the starting deadline of {deadline.total_seconds():.0f} s has passed.")
+        ))
+    return dispatches
+
+
+def run_now_claim(*, task: PeriodicTask, now: datetime, node: str) -> Dispatch:
+    """A manual run ("run now"): a ledger row like any slot's, for this moment."""
+    run = ScheduleRun.objects.create(
+        schedule=task, schedule_name=task.name, task_name=task.task, scheduled_for=now, kind=ScheduleRun.Kind.MANUAL,
+        task_id=str(uuid.uuid4()), claimed_by=node, claimed_at=now,
+    )
+    return dispatch_for(run, task)

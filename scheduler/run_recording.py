@@ -1,0 +1,157 @@
+"""The worker's half of the run ledger: every task sent by beat records its own run.
+
+`RecordedTask` is the base of every task of the app (celery.py sets it), so no task needs to
+remember to record anything. For a message that carries a run id it marks the run started,
+enforces the schedule's overlap policy, keeps a lease on the run while it executes, and
+records the outcome, the duration and the error. Tasks called any other way run unchanged.
+"""
+
+import json
+import logging
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from celery import Task
+from celery.exceptions import Retry
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from scheduler.dispatch import RUN_HEADER, SCHEDULED_FOR_HEADER
+from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
+from scheduler.slots import policy_of
+
+logger = logging.getLogger(__name__)
+
+# A running run's lease: renewed every RENEW_EVERY by the worker; a worker killed with SIGKILL
+# stops renewing, and after LEASE the run no longer blocks its schedule.
+LEASE = timedelta(seconds=60)
+RENEW_EVERY = 20
+
+
+def scheduled_for(request) -> datetime:
+    """The slot a task runs for (its `request`), or now when it was not sent by beat.
+
+    Jobs compute "the day this is for" from this, never from the worker's clock, so a run
+    delivered late after an outage still covers the slot it was due for.
+    """
+    value = (request.headers or {}).get(SCHEDULED_FOR_HEADER) if request else None
+    return parse_datetime(value) if value else timezone.now()
+
+
+@dataclass(frozen=True)
+class StartDecision:
+    run: bool
+    reason: str = ""
+
+
+def run_start(*, run_id: int, worker: str) -> StartDecision:
+    """Mark the run started, unless the overlap policy or an earlier delivery says not to."""
+    while True:
+        decision = _try_start(run_id=run_id, worker=worker, now=timezone.now())
+        if decision is not None:
+            return decision
+        # Another delivery holds a live lease: wait for it to finish or for its lease to lapse
+        # (a redelivery after the worker was killed).
+        time.sleep(2)
+
+
+def _try_start(*, run_id: int, worker: str, now: datetime) -> StartDecision | None:
+    with transaction.atomic():
+        run = ScheduleRun.objects.select_related("schedule__scheduler_policy").filter(id=run_id).first()
+        if run is None:
+            return StartDecision(False, "its run record is gone")
+        if run.status == ScheduleRun.Status.RUNNING and run.lease_until and run.lease_until > now:
+            return None
+        if run.status in ScheduleRun.FINISHED:
+            return StartDecision(False, f"the run is already {run.get_status_display().lower()}")
+        if run.schedule_id is not None and policy_of(run.schedule).overlap == SchedulePolicy.Overlap.SKIP:
+            # The schedule's state row is the lock that makes "is another run going?" and
+            # "then I start" one step: two starts of one schedule never both pass.
+            list(ScheduleState.objects.select_for_update().filter(task_id=run.schedule_id))
+            busy = (ScheduleRun.objects.filter(schedule_id=run.schedule_id, status=ScheduleRun.Status.RUNNING,
+                                               lease_until__gt=now).exclude(id=run_id).first())
+            if busy:
+                reason = (f"Skipped by the overlap policy: the run for {busy.scheduled_for.isoformat()} "
+                          f"was still running on {busy.worker}.")
+                _finish(run_id, ScheduleRun.Status.SKIPPED, now=now, reason=reason, from_running=False)
+                return StartDecision(False, reason)
+        started = ScheduleRun.objects.filter(id=run_id).filter(
+            Q(status__in=[ScheduleRun.Status.CLAIMED, ScheduleRun.Status.SENT])
+            | Q(status=ScheduleRun.Status.RUNNING, lease_until__lte=now)
+        ).update(status=ScheduleRun.Status.RUNNING, started_at=now, worker=worker, lease_until=now + LEASE)
+        return StartDecision(True) if started else StartDecision(False, "another delivery took the run")
+
+
+def _finish(run_id: int, status: str, *, now: datetime, from_running: bool = True, **fields) -> None:
+    runs = ScheduleRun.objects.filter(id=run_id)
+    if from_running:
+        runs = runs.filter(status=ScheduleRun.Status.RUNNING)
+    runs.update(status=status, finished_at=now, lease_until=None, **fields)
+
+
+def run_finish(*, run_id: int, succeeded: bool, output=None, error: str = "") -> None:
+    try:
+        json.dumps(output, cls=DjangoJSONEncoder)
+    except (TypeError, ValueError):
+        output = repr(output)
+    status = ScheduleRun.Status.SUCCEEDED if succeeded else ScheduleRun.Status.FAILED
+    _finish(run_id, status, now=timezone.now(), output=output, error=error)
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews a running run's lease until stopped, on its own database connection."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(name=f"lease-{run_id}", daemon=True)
+        self.run_id = run_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(RENEW_EVERY):
+                ScheduleRun.objects.filter(id=self.run_id, status=ScheduleRun.Status.RUNNING).update(
+                    lease_until=timezone.now() + LEASE
+                )
+        except Exception:
+            logger.exception("could not renew the lease of run %s", self.run_id)
+        finally:
+            connection.close()
+
+    def __enter__(self) -> "LeaseKeeper":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stopped.set()
+        self.join()
+
+
+class RecordedTask(Task):
+    def __call__(self, *args, **kwargs):
+        run_id = (self.request.headers or {}).get(RUN_HEADER)
+        if run_id is None or self.request.called_directly:
+            return super().__call__(*args, **kwargs)
+        decision = run_start(run_id=run_id, worker=self.request.hostname or "")
+        if not decision.run:
+            logger.info("run %s of %s not started: %s", run_id, self.name, decision.reason)
+            return {"skipped": decision.reason}
+        with LeaseKeeper(run_id):
+            try:
+                result = super().__call__(*args, **kwargs)
+            except Retry:
+                # The retry is a new delivery of the same run: let it start at once.
+                ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.RUNNING).update(
+                    status=ScheduleRun.Status.SENT, lease_until=None
+                )
+                raise
+            except BaseException:
+                run_finish(run_id=run_id, succeeded=False, error=traceback.format_exc())
+                raise
+        run_finish(run_id=run_id, succeeded=True, output=result)
+        return result
