@@ -1,0 +1,163 @@
+"""Beat's services against the database: due times kept in step, slots claimed once, recovery."""
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from scheduler import dispatch
+from scheduler.models import ScheduleRun, ScheduleState
+from tests.scheduler.schedules import clocked_task, crontab_task, interval_task, with_policy
+
+pytestmark = pytest.mark.django_db
+
+NOON = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+
+
+def next_due(task) -> datetime | None:
+    return ScheduleState.objects.get(task=task).next_due_at
+
+
+def run_beat_until(end: datetime, *, start: datetime) -> None:
+    """Beat's loop with a controlled clock: wake at each due time (plus a second) until `end`."""
+    dispatch.schedules_sync(now=start)
+    while True:
+        earliest = ScheduleState.objects.exclude(next_due_at=None).order_by("next_due_at").first()
+        if earliest is None or earliest.next_due_at >= end:
+            return
+        dispatch.due_runs_claim(now=earliest.next_due_at + timedelta(seconds=1), node="test-beat")
+
+
+def test_every_write_to_a_schedule_moves_the_change_counter_queryset_update_included():
+    task = interval_task("watched", MINUTE)
+    before = dispatch.schedule_changes_version()
+    PeriodicTask.objects.filter(id=task.id).update(enabled=False)
+    after_update = dispatch.schedule_changes_version()
+    CrontabSchedule.objects.create(minute="5", timezone="UTC")
+    CrontabSchedule.objects.filter(minute="5").update(minute="6")
+    assert before < after_update < dispatch.schedule_changes_version()
+
+
+def test_sync_computes_due_times_and_recomputes_only_what_changed():
+    hourly = crontab_task("hourly", "0 * * * *")
+    minutely = interval_task("minutely", MINUTE)
+    assert dispatch.schedules_sync(now=NOON + timedelta(seconds=30)) == 2
+    assert next_due(hourly) == NOON + 60 * MINUTE
+    assert next_due(minutely) == NOON + timedelta(seconds=30)
+    assert dispatch.schedules_sync(now=NOON + MINUTE) == 0
+
+    PeriodicTask.objects.filter(id=hourly.id).update(enabled=False)
+    assert dispatch.schedules_sync(now=NOON + MINUTE) == 1
+    assert next_due(hourly) is None and next_due(minutely) == NOON + timedelta(seconds=30)
+
+
+def test_a_due_slot_is_claimed_once_even_when_two_beats_ask():
+    task = crontab_task("every minute", "* * * * *")
+    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
+    first, _ = dispatch.due_runs_claim(now=NOON + timedelta(seconds=1), node="beat-a")
+    second, _ = dispatch.due_runs_claim(now=NOON + timedelta(seconds=1), node="beat-b")
+    assert [(d.schedule_name, d.scheduled_for) for d in first] == [("every minute", NOON)]
+    assert second == []
+    assert next_due(task) == NOON + MINUTE
+
+
+def test_the_ledger_refuses_a_second_row_for_the_same_slot():
+    task = crontab_task("every minute", "* * * * *")
+    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
+    dispatch.due_runs_claim(now=NOON + timedelta(seconds=1), node="beat-a")
+    # A beat whose due time was stale (set back by a concurrent sync) tries the slot again.
+    ScheduleState.objects.filter(task=task).update(next_due_at=NOON)
+    again, _ = dispatch.due_runs_claim(now=NOON + timedelta(seconds=2), node="beat-b")
+    assert again == [] and ScheduleRun.objects.filter(schedule=task).count() == 1
+
+
+def test_a_daily_new_york_job_is_claimed_once_on_each_dst_change_day():
+    daily = crontab_task("daily 02:30", "30 2 * * *", zone="America/New_York")
+    hourly = crontab_task("hourly", "0 * * * *", zone="America/New_York")
+    new_york = ZoneInfo("America/New_York")
+    for day, hours in ((datetime(2026, 3, 8), 23), (datetime(2026, 11, 1), 25)):
+        start = day.replace(tzinfo=new_york)
+        end = (day + timedelta(days=1)).replace(tzinfo=new_york)
+        ScheduleState.objects.all().delete()
+        run_beat_until(end, start=start - timedelta(seconds=1))
+        on_that_day = ScheduleRun.objects.filter(scheduled_for__gte=start, scheduled_for__lt=end, status="claimed")
+        assert on_that_day.filter(schedule=daily).count() == 1
+        assert on_that_day.filter(schedule=hourly).count() == hours
+
+
+def test_a_one_off_runs_once_across_restarts_and_two_at_the_same_instant_both_run():
+    first = clocked_task("one-off A", NOON)
+    second = clocked_task("one-off B", NOON)
+    dispatch.schedules_sync(now=NOON - MINUTE)
+    claimed, _ = dispatch.due_runs_claim(now=NOON + timedelta(seconds=1), node="beat")
+    assert sorted(d.schedule_name for d in claimed) == ["one-off A", "one-off B"]
+    # Sent one-offs turn themselves off, as in django-celery-beat.
+    assert not PeriodicTask.objects.filter(id__in=[first.id, second.id], enabled=True).exists()
+    # A restarted beat syncs from scratch and finds nothing more to send.
+    ScheduleState.objects.all().delete()
+    dispatch.schedules_sync(now=NOON + MINUTE)
+    assert dispatch.due_runs_claim(now=NOON + MINUTE, node="beat-2")[0] == []
+    assert ScheduleRun.objects.count() == 2
+
+
+def test_re_enabling_a_paused_schedule_does_not_replay_the_paused_period():
+    task = with_policy(crontab_task("every minute", "* * * * *"), missed_runs="each", catch_up_limit=100)
+    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
+    PeriodicTask.objects.filter(id=task.id).update(enabled=False)
+    dispatch.schedules_sync(now=NOON)
+    PeriodicTask.objects.filter(id=task.id).update(enabled=True)
+    an_hour_later = NOON + 60 * MINUTE + timedelta(seconds=10)
+    dispatch.schedules_sync(now=an_hour_later)
+    claimed, _ = dispatch.due_runs_claim(now=an_hour_later + MINUTE, node="beat")
+    assert [d.scheduled_for for d in claimed] == [NOON + 61 * MINUTE]
+    assert not ScheduleRun.objects.filter(status="missed").exists()
+
+
+def test_beat_downtime_is_handled_by_the_policy_and_every_missed_slot_is_recorded():
+    with_policy(crontab_task("every minute", "* * * * *"), missed_runs="once", starting_deadline_seconds=30)
+    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
+    claimed, _ = dispatch.due_runs_claim(now=NOON + 10 * MINUTE + timedelta(seconds=40), node="beat")
+    assert [(d.scheduled_for, ScheduleRun.objects.get(id=d.run_id).kind) for d in claimed] == [
+        (NOON + 10 * MINUTE, "catch_up")]
+    assert ScheduleRun.objects.filter(status="missed").count() == 10
+
+
+def test_a_run_claimed_but_never_sent_is_sent_by_the_next_beat_within_its_deadline():
+    with_policy(crontab_task("every minute", "* * * * *"), starting_deadline_seconds=120)
+    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
+    stranded, _ = dispatch.due_runs_claim(now=NOON + timedelta(seconds=1), node="killed-beat")
+    assert dispatch.stranded_runs_recover(now=NOON + timedelta(seconds=5), node="beat-2") == []
+    recovered = dispatch.stranded_runs_recover(now=NOON + timedelta(seconds=30), node="beat-2")
+    assert [d.run_id for d in recovered] == [stranded[0].run_id]
+    assert ScheduleRun.objects.get(id=stranded[0].run_id).claimed_by == "beat-2"
+
+
+def test_a_run_stranded_past_its_deadline_is_recorded_as_not_enqueued_with_the_reason():
+    crontab_task("every minute", "* * * * *")
+    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
+    stranded, _ = dispatch.due_runs_claim(now=NOON + timedelta(seconds=1), node="killed-beat")
+    assert dispatch.stranded_runs_recover(now=NOON + 5 * MINUTE, node="beat-2") == []
+    run = ScheduleRun.objects.get(id=stranded[0].run_id)
+    assert run.status == "not_enqueued"
+    assert "Claimed by beat killed-beat" in run.reason and "starting deadline of 60 s has passed" in run.reason
+
+
+def test_a_run_of_a_deleted_schedule_is_not_sent_later():
+    task = crontab_task("every minute", "* * * * *")
+    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
+    stranded, _ = dispatch.due_runs_claim(now=NOON + timedelta(seconds=1), node="killed-beat")
+    task.delete()
+    assert dispatch.stranded_runs_recover(now=NOON + timedelta(seconds=30), node="beat-2") == []
+    run = ScheduleRun.objects.get(id=stranded[0].run_id)
+    assert run.status == "not_enqueued" and run.schedule_name == "every minute"
+    assert "deleted or disabled" in run.reason
+
+
+def test_a_schedule_that_cannot_be_computed_says_why_and_others_still_run():
+    broken = crontab_task("broken", "0 0 31 2 *")
+    fine = interval_task("fine", MINUTE)
+    dispatch.schedules_sync(now=NOON)
+    assert "Cannot be scheduled" in ScheduleState.objects.get(task=broken).problem
+    assert [d.schedule_name for d in dispatch.due_runs_claim(now=NOON, node="beat")[0]] == [fine.name]

@@ -1,0 +1,110 @@
+"""The worker's half of the ledger: a run records its start, outcome and duration, once."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from celery import shared_task
+from django.utils import timezone
+
+from scheduler.dispatch import RUN_HEADER, SCHEDULED_FOR_HEADER
+from scheduler.models import ScheduleRun, WorkerHeartbeat
+from scheduler.run_recording import scheduled_for
+from scheduler.tasks import heartbeat
+from tests.scheduler.schedules import interval_task, with_policy
+
+pytestmark = pytest.mark.django_db
+
+
+@shared_task
+def fails_on_purpose():
+    raise RuntimeError("the source database is gone")
+
+
+@shared_task(bind=True)
+def reports_its_slot(self):
+    return scheduled_for(self.request).isoformat()
+
+
+def claimed_run(task, *, slot=None, **fields) -> ScheduleRun:
+    now = timezone.now()
+    return ScheduleRun.objects.create(
+        schedule=task, schedule_name=task.name, task_name=task.task, scheduled_for=slot or now,
+        task_id=str(uuid.uuid4()), claimed_by="beat", claimed_at=now, **fields,
+    )
+
+
+def deliver(celery_task, run: ScheduleRun):
+    """What a worker does with the message beat published for `run`."""
+    headers = {RUN_HEADER: run.id, SCHEDULED_FOR_HEADER: run.scheduled_for.isoformat()}
+    return celery_task.apply(task_id=run.task_id, headers=headers)
+
+
+def test_a_run_records_its_worker_start_finish_and_output():
+    run = claimed_run(interval_task("heartbeat", timedelta(minutes=1)), status="sent")
+    deliver(heartbeat, run)
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.worker
+    assert run.started_at <= run.finished_at and run.duration is not None
+    assert run.output["beats"] == 1 and run.lease_until is None
+
+
+def test_a_failing_run_records_the_error():
+    task = interval_task("fails", timedelta(minutes=1))
+    run = claimed_run(task)
+    result = deliver(fails_on_purpose, run)
+    assert result.failed()
+    run.refresh_from_db()
+    assert run.status == "failed" and "RuntimeError: the source database is gone" in run.error
+
+
+def test_a_run_delivered_twice_runs_once():
+    run = claimed_run(interval_task("heartbeat", timedelta(minutes=1)))
+    deliver(heartbeat, run)
+    second = deliver(heartbeat, run)
+    assert second.result == {"skipped": "the run is already succeeded"}
+    assert WorkerHeartbeat.objects.get().beats == 1
+
+
+def test_the_task_knows_the_slot_it_runs_for_not_the_workers_clock():
+    slot = timezone.now() - timedelta(hours=5)
+    run = claimed_run(interval_task("slot", timedelta(minutes=1)), slot=slot)
+    assert deliver(reports_its_slot, run).result == slot.isoformat()
+
+
+def test_overlap_skip_records_a_skipped_run_while_the_previous_one_runs():
+    task = with_policy(interval_task("long job", timedelta(minutes=1)), overlap="skip")
+    now = timezone.now()
+    claimed_run(task, slot=now - timedelta(minutes=1), status="running", worker="celery@other",
+                started_at=now, lease_until=now + timedelta(seconds=60))
+    run = claimed_run(task, slot=now)
+    deliver(heartbeat, run)
+    run.refresh_from_db()
+    assert run.status == "skipped" and "still running on celery@other" in run.reason
+    assert not WorkerHeartbeat.objects.exists()
+
+
+def test_a_run_whose_worker_was_killed_does_not_block_its_schedule_once_the_lease_lapses():
+    task = with_policy(interval_task("long job", timedelta(minutes=1)), overlap="skip")
+    now = timezone.now()
+    claimed_run(task, slot=now - timedelta(minutes=1), status="running", worker="celery@killed",
+                started_at=now - timedelta(minutes=3), lease_until=now - timedelta(seconds=1))
+    run = claimed_run(task, slot=now)
+    deliver(heartbeat, run)
+    run.refresh_from_db()
+    assert run.status == "succeeded"
+
+
+def test_overlap_allow_lets_runs_of_one_schedule_overlap():
+    task = interval_task("parallel", timedelta(minutes=1))
+    now = timezone.now()
+    claimed_run(task, slot=now - timedelta(minutes=1), status="running", lease_until=now + timedelta(seconds=60))
+    run = claimed_run(task, slot=now)
+    deliver(heartbeat, run)
+    run.refresh_from_db()
+    assert run.status == "succeeded"
+
+
+def test_a_task_called_without_a_run_is_not_recorded():
+    heartbeat.apply()
+    assert not ScheduleRun.objects.exists() and WorkerHeartbeat.objects.get().beats == 1

@@ -1,0 +1,84 @@
+"""Slots of every kind of schedule, in the schedule's own timezone, across DST changes."""
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from scheduler.timing import UnschedulableError, first_slot_after, first_slot_from
+from tests.scheduler.schedules import clocked_task, crontab_task, interval_task
+
+pytestmark = pytest.mark.django_db
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def slots_on(task, day: datetime) -> list[datetime]:
+    """Every slot of `task` on the local day `day` (midnight to midnight in New York)."""
+    start = day.replace(tzinfo=NEW_YORK).astimezone(UTC) - timedelta(microseconds=1)
+    end = (day + timedelta(days=1)).replace(tzinfo=NEW_YORK).astimezone(UTC)
+    slots, slot = [], first_slot_after(task, start)
+    while slot < end:
+        slots.append(slot)
+        slot = first_slot_after(task, slot)
+    return slots
+
+
+def test_a_daily_0230_new_york_job_fires_once_on_the_spring_forward_day():
+    task = crontab_task("daily", "30 2 * * *", zone="America/New_York")
+    slots = slots_on(task, datetime(2026, 3, 8))
+    # 02:30 does not exist that day; cron runs it once, right after the jump to 03:00.
+    assert [s.astimezone(NEW_YORK).isoformat() for s in slots] == ["2026-03-08T03:00:00-04:00"]
+
+
+def test_a_daily_0130_new_york_job_fires_once_on_the_fall_back_day():
+    task = crontab_task("daily", "30 1 * * *", zone="America/New_York")
+    slots = slots_on(task, datetime(2026, 11, 1))
+    # 01:30 happens twice that day; a fixed-hour job runs at the first one only.
+    assert [s.astimezone(NEW_YORK).isoformat() for s in slots] == ["2026-11-01T01:30:00-04:00"]
+
+
+def test_an_hourly_job_fires_23_times_on_spring_forward_and_25_on_fall_back():
+    task = crontab_task("hourly", "0 * * * *", zone="America/New_York")
+    assert len(slots_on(task, datetime(2026, 3, 8))) == 23
+    assert len(slots_on(task, datetime(2026, 11, 1))) == 25
+    assert len(slots_on(task, datetime(2026, 11, 2))) == 24
+
+
+def test_a_crontab_fires_in_its_own_timezone_not_the_sites():
+    task = crontab_task("tokyo morning", "0 7 * * *", zone="Asia/Tokyo")
+    slot = first_slot_after(task, datetime(2026, 6, 1, tzinfo=UTC))
+    assert slot == datetime(2026, 6, 1, 22, 0, tzinfo=UTC)
+
+
+def test_day_of_month_and_day_of_week_must_both_match_as_in_celery():
+    # Celery reads this as "the 13th when it is a Friday"; classic cron would read "or".
+    task = crontab_task("friday 13th", "0 0 13 * fri")
+    slot = first_slot_after(task, datetime(2026, 1, 1, tzinfo=UTC))
+    assert slot == datetime(2026, 2, 13, tzinfo=UTC)
+
+
+def test_an_interval_fires_every_period_from_its_start():
+    task = interval_task("every 90 s", timedelta(seconds=90))
+    start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    assert first_slot_from(task, start) == start
+    assert first_slot_after(task, start) == start + timedelta(seconds=90)
+
+
+def test_a_schedule_with_a_start_time_does_not_fire_before_it():
+    start_time = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    task = interval_task("later", timedelta(minutes=5), start_time=start_time)
+    assert first_slot_from(task, datetime(2026, 1, 1, tzinfo=UTC)) == start_time
+
+
+def test_a_clocked_schedule_has_one_slot():
+    at = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    task = clocked_task("once", at)
+    assert first_slot_from(task, at - timedelta(hours=1)) == at
+    assert first_slot_after(task, at) is None
+
+
+def test_a_crontab_cron_cannot_evaluate_is_refused_with_the_reason():
+    task = crontab_task("bad", "0 0 31 2 *")
+    with pytest.raises(UnschedulableError):
+        first_slot_after(task, datetime(2026, 1, 1, tzinfo=UTC))
