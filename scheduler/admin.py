@@ -1,15 +1,14 @@
 from django.contrib import admin
 from django.utils import timezone
 from django.utils.html import format_html
-from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
-from django_celery_beat.admin import PeriodicTaskForm as BeatPeriodicTaskForm
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.admin import TaskResultAdmin as ResultsTaskResultAdmin
 from django_celery_results.models import TaskResult
 
 from scheduler.admin_review import ReviewOnlyAdmin
-from scheduler.celery import app as celery_app
-from scheduler.models import BeatHeartbeat, Heartbeat, WorkerHeartbeat
+from scheduler.admin_runs import ScheduleRunAdmin
+from scheduler.admin_schedules import PeriodicTaskAdmin
+from scheduler.models import BeatHeartbeat, Heartbeat, ScheduleRun, WorkerHeartbeat
 
 
 def liveness_badge(admin_view, heartbeat: Heartbeat) -> str:
@@ -19,32 +18,9 @@ def liveness_badge(admin_view, heartbeat: Heartbeat) -> str:
     return format_html('<span style="color:#1a7f37">alive ({} s ago)</span>', age)
 
 
-class PeriodicTaskForm(BeatPeriodicTaskForm):
-    """django-celery-beat's form, refusing a task name no worker could run.
-
-    The stock form accepts any text, and the mistake only shows later as failures in the
-    worker's log, so it is caught here where the person typing can fix it.
-    """
-
-    def clean(self):
-        data = super().clean()
-        task = data.get("task")
-        if task:
-            celery_app.loader.import_default_modules()
-            if task not in celery_app.tasks:
-                self.add_error("task", (
-                    f"There is no task named {task!r}. Pick one from the list of known tasks "
-                    "or check the spelling of the dotted path."
-                ))
-        return data
-
-
 admin.site.unregister(PeriodicTask)
-
-
-@admin.register(PeriodicTask)
-class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
-    form = PeriodicTaskForm
+admin.site.register(PeriodicTask, PeriodicTaskAdmin)
+admin.site.register(ScheduleRun, ScheduleRunAdmin)
 
 
 @admin.register(WorkerHeartbeat)

@@ -103,10 +103,11 @@ class DatabaseScheduler(beat.Scheduler):
             return True
         try:
             sent = dispatch.runs_publish(dispatches, app=self.app, producer=self.producer)
-        except (OperationalError, ConnectionError, OSError) as error:
-            # The runs stay claimed; after RECLAIM_AFTER a beat sends them or records why not.
+        except Exception as error:
+            # Whatever failed (kombu, redis-py or the socket), the runs stay claimed; after
+            # RECLAIM_AFTER a beat sends them or records why not. Beat itself goes on.
             logger.error("beat: could not send %d run(s) to the broker at %s: %s", len(dispatches),
-                         self.connection.as_uri(), error)
+                         self.connection.as_uri(), error, exc_info=not isinstance(error, (OperationalError, OSError)))
             return False
         for sent_run in dispatches[:sent]:
             logger.info("beat: sent %r for %s (run %s)", sent_run.schedule_name,

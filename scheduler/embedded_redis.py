@@ -67,12 +67,16 @@ class EmbeddedRedis:
         self.publish_url = publish_url
         self.process: subprocess.Popen | None = None
         self.url = ""
+        # Chosen at the first start and kept, so a restart (tests of a Redis outage) comes
+        # back at the same address with the same password.
+        self.port: int | None = None
+        self.password: str | None = None
 
     def start(self, timeout: float = 15.0) -> str:
         self.directory.mkdir(parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
-        password = secrets.token_urlsafe(24)
-        port = free_port()
+        self.password = password = self.password or secrets.token_urlsafe(24)
+        self.port = port = self.port or free_port()
         config = self.directory / "redis.conf"
         config.touch(mode=0o600)
         config.write_text(

@@ -1,0 +1,261 @@
+"""The schedule editor: django-celery-beat's schedules with when they run next, how they last
+ran, their missed-run policy, and "run now" through the run ledger."""
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.db.models import OuterRef, Subquery
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
+from django_celery_beat.admin import PeriodicTaskForm as BeatPeriodicTaskForm
+from django_celery_beat.models import PeriodicTask
+from kombu.exceptions import OperationalError
+
+from scheduler import dispatch
+from scheduler.admin_pages import PageCompletingAdmin
+from scheduler.admin_runs import moment, run_outcome, runs_changelist_url
+from scheduler.celery import app as celery_app
+from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
+from scheduler.timing import UnschedulableError, first_slot_after, first_slot_from
+
+UPCOMING_SHOWN = 5
+# What publishing raises when Redis cannot be reached (as beat catches in scheduler.beat).
+BROKER_ERRORS = (OperationalError, ConnectionError, OSError)
+# Beat checks for due runs about every second, and a busy beat may take a few to claim a batch;
+# a shorter deadline would record runs as missed while beat runs normally.
+SHORTEST_STARTING_DEADLINE = 5
+
+
+def schedule_zone(task: PeriodicTask) -> ZoneInfo:
+    """The timezone a schedule's times are meant in: a crontab's own, else the site's."""
+    if task.crontab_id:
+        return ZoneInfo(str(task.crontab.timezone))
+    return ZoneInfo(settings.TIME_ZONE)
+
+
+def in_zone(moment_utc: datetime, zone: ZoneInfo, *, weekday: bool = False) -> str:
+    local = moment_utc.astimezone(zone)
+    shape = "%H:%M:%S" if local.second else "%H:%M"
+    return local.strftime(f"{'%a ' if weekday else ''}%Y-%m-%d {shape} %Z")
+
+
+def schedule_in_words(task: PeriodicTask) -> str:
+    if task.crontab_id:
+        crontab = task.crontab
+        words = crontab.human_readable.removesuffix(f" {crontab.timezone}")
+        return f"{words} ({crontab.timezone})"
+    if task.clocked_id:
+        return f"once, at {in_zone(task.clocked.clocked_time, schedule_zone(task))}"
+    for schedule in (task.interval, task.solar):
+        if schedule is not None:
+            return str(schedule)
+    return "no schedule set"
+
+
+def schedule_state(task: PeriodicTask) -> ScheduleState | None:
+    try:
+        return task.scheduler_state
+    except ScheduleState.DoesNotExist:
+        return None
+
+
+def upcoming_slots(task: PeriodicTask, *, now: datetime, count: int) -> list[datetime]:
+    """The next `count` slots as beat would send them; raises UnschedulableError."""
+    slots = []
+    slot = _first_upcoming_slot(task, now)
+    while slot is not None and len(slots) < count and not (task.expires and slot >= task.expires):
+        slots.append(slot)
+        slot = None if task.one_off else first_slot_after(task, slot)
+    return slots
+
+
+def _first_upcoming_slot(task: PeriodicTask, now: datetime) -> datetime | None:
+    state = schedule_state(task)
+    # An interval counts from the moment beat started it, which only the stored due time
+    # knows; other kinds follow the clock alone. A state older than the last edit is stale.
+    if (task.interval_id and state is not None and state.next_due_at is not None
+            and state.next_due_at >= now and state.synced_at >= task.date_changed):
+        return state.next_due_at
+    return first_slot_from(task, now)
+
+
+class PeriodicTaskForm(BeatPeriodicTaskForm):
+    """django-celery-beat's form, refusing a task name no worker could run.
+
+    The stock form accepts any text, and the mistake only shows later as failures in the
+    worker's log, so it is caught here where the person typing can fix it.
+    """
+
+    def clean(self):
+        data = super().clean()
+        task = data.get("task")
+        if task:
+            celery_app.loader.import_default_modules()
+            if task not in celery_app.tasks:
+                self.add_error("task", (
+                    f"There is no task named {task!r}. Pick one from the list of known tasks "
+                    "or check the spelling of the dotted path."
+                ))
+        return data
+
+
+def _number_errors(label: str, minimum: int) -> dict:
+    message = f"{label}: enter a whole number of {minimum} or more."
+    return {code: message for code in ("required", "invalid", "min_value")}
+
+
+class SchedulePolicyForm(forms.ModelForm):
+    class Meta:
+        model = SchedulePolicy
+        fields = ["missed_runs", "catch_up_limit", "starting_deadline_seconds", "overlap"]
+        help_texts = {"overlap": "What a run does when it is due while this schedule's previous run still runs."}
+        error_messages = {
+            "catch_up_limit": _number_errors("Catch-up limit", 0),
+            "starting_deadline_seconds": _number_errors("Starting deadline", SHORTEST_STARTING_DEADLINE),
+        }
+
+    def clean_starting_deadline_seconds(self) -> int:
+        seconds = self.cleaned_data["starting_deadline_seconds"]
+        if seconds < SHORTEST_STARTING_DEADLINE:
+            raise forms.ValidationError(
+                f"Starting deadline: at least {SHORTEST_STARTING_DEADLINE} seconds. Beat checks for due runs about "
+                "once a second and may take a few to send a batch; a shorter deadline records runs as missed "
+                "while beat works normally."
+            )
+        return seconds
+
+
+class SchedulePolicyInline(admin.StackedInline):
+    """The schedule's missed-run and overlap policy; without a row the defaults shown apply."""
+
+    model = SchedulePolicy
+    form = SchedulePolicyForm
+    max_num = 1
+    can_delete = False
+    verbose_name = verbose_name_plural = "missed and overlapping runs"
+
+
+class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
+    form = PeriodicTaskForm
+    inlines = [SchedulePolicyInline]
+    list_display = ["name", "enabled", "timing", "next_due", "last_run"]
+    list_filter = ["enabled", "one_off", "task"]
+    # The stock date bar over start_time, which most schedules leave empty.
+    date_hierarchy = None
+    ordering = ["name"]
+    actions = ["enable_tasks", "disable_tasks", "toggle_tasks", "run_now"]
+    # last_run_at is left out: our beat records runs in the ledger, not on the schedule row.
+    fieldsets = [
+        (None, {"fields": ["name", "regtask", "task", "enabled", "description"]}),
+        ("Schedule", {"fields": ["interval", "crontab", "solar", "clocked", "start_time", "one_off",
+                                 "in_words", "next_runs", "runs"]}),
+        ("Arguments", {"fields": ["args", "kwargs"], "classes": ["collapse"]}),
+        ("Execution options", {"fields": ["expires", "expire_seconds", "queue", "exchange", "routing_key",
+                                          "priority", "headers"], "classes": ["collapse"]}),
+    ]
+    readonly_fields = ["in_words", "next_runs", "runs"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("scheduler_state")
+
+    def page_complete(self, rows: list[PeriodicTask]) -> None:
+        # Per schedule, its newest run by slot: one probe of the (schedule, slot) unique index.
+        newest = ScheduleRun.objects.filter(schedule=OuterRef("pk")).order_by("-scheduled_for").values("pk")[:1]
+        newest_ids = PeriodicTask.objects.filter(pk__in=[task.pk for task in rows]).values(run=Subquery(newest))
+        runs = {run.schedule_id: run for run in ScheduleRun.objects.filter(pk__in=newest_ids)}
+        for task in rows:
+            task.last_run = runs.get(task.pk)
+
+    @admin.display(description="schedule")
+    def timing(self, task: PeriodicTask) -> str:
+        return schedule_in_words(task)
+
+    @admin.display(description="next due")
+    def next_due(self, task: PeriodicTask) -> str:
+        state = schedule_state(task)
+        if not task.enabled:
+            return "paused"
+        if state is None:
+            return "not planned yet: beat has not read this schedule"
+        if state.problem:
+            return format_html('<span style="color:#ba2121">{}</span>', state.problem)
+        if state.next_due_at is None:
+            return "no further runs"
+        zone = schedule_zone(task)
+        overdue = " (overdue)" if state.next_due_at < timezone.now() else ""
+        return format_html('<span title="{}">{}{}</span>', zone.key, in_zone(state.next_due_at, zone), overdue)
+
+    @admin.display(description="last run")
+    def last_run(self, task: PeriodicTask) -> str:
+        run = task.last_run
+        if run is None:
+            return "never"
+        url = reverse("admin:scheduler_schedulerun_change", args=[run.pk])
+        return format_html('<a href="{}" title="run for {}">{}</a>', url, moment(run.scheduled_for), run_outcome(run))
+
+    @admin.display(description="in words")
+    def in_words(self, task: PeriodicTask) -> str:
+        return schedule_in_words(task)
+
+    @admin.display(description="next runs")
+    def next_runs(self, task: PeriodicTask) -> str:
+        if task.pk is None:
+            return "Shown once the schedule is saved."
+        now, zone = timezone.now(), schedule_zone(task)
+        try:
+            slots = upcoming_slots(task, now=now, count=UPCOMING_SHOWN)
+        except UnschedulableError as error:
+            return format_html('<strong style="color:#ba2121">Cannot be scheduled: {}</strong>', error)
+        if not slots:
+            ended = f"it expired at {in_zone(task.expires, zone)}" if task.expires and task.expires <= now else ""
+            return f"No further runs{': ' + ended if ended else ''}."
+        times = format_html_join("", "<li>{}{}</li>", (
+            (in_zone(slot, zone, weekday=True), " (already due)" if slot < now else "") for slot in slots))
+        paused = "Paused: it runs at these times once enabled. " if not task.enabled else ""
+        return format_html('<ol class="next-runs" style="margin:0;padding-left:1.5em">{}</ol>{}Times in {}.',
+                           times, paused, zone.key)
+
+    @admin.display(description="runs")
+    def runs(self, task: PeriodicTask) -> str | None:
+        if task.pk is None:
+            return None
+        link = format_html('<a href="{}">This schedule\'s runs in the run ledger</a>',
+                           runs_changelist_url(schedule=task.pk))
+        last = task.runs.order_by("-scheduled_for").first()
+        if last is None:
+            return format_html("Not run yet. {}", link)
+        return format_html("Last run, for {}: {}<br>{}", in_zone(last.scheduled_for, schedule_zone(task)),
+                           run_outcome(last), link)
+
+    @admin.action(description="Run selected schedules now")
+    def run_now(self, request, queryset) -> None:
+        tasks = list(queryset.order_by("name"))
+        celery_app.loader.import_default_modules()
+        unknown = [task.name for task in tasks if task.task not in celery_app.tasks]
+        if unknown:
+            messages.error(request, f"Nothing was run: no worker knows the task of {', '.join(unknown)}.")
+            return
+        # Claimed in the ledger first, like beat's runs: the worker records the outcome on the row.
+        now, node = timezone.now(), f"admin:{request.user.get_username()}"
+        dispatches = [dispatch.run_now_claim(task=task, now=now, node=node) for task in tasks]
+        names = ", ".join(task.name for task in tasks)
+        ledger = runs_changelist_url(kind=ScheduleRun.Kind.MANUAL)
+        try:
+            with celery_app.producer_or_acquire() as producer:
+                dispatch.runs_publish(dispatches, app=celery_app, producer=producer)
+        except BROKER_ERRORS as error:
+            messages.warning(request, format_html(
+                "Could not reach the broker at {} ({}). The runs of {} are recorded as claimed in the "
+                '<a href="{}">run ledger</a>: beat sends them once it reaches Redis again (it takes over claims '
+                "older than {} s), or records them as not enqueued if their starting deadline passes first.",
+                celery_app.connection_for_write().as_uri(), error, names, ledger,
+                int(dispatch.RECLAIM_AFTER.total_seconds()),
+            ))
+            return
+        messages.success(request, format_html('Sent to the workers now: {}. See the <a href="{}">run ledger</a>.',
+                                              names, ledger))

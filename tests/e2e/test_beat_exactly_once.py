@@ -1,0 +1,123 @@
+"""Real beats against a private Redis: every slot goes out once, whatever happens to beat."""
+
+import signal
+import time
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from scheduler.embedded_redis import EmbeddedRedis
+from scheduler.models import BeatHeartbeat, SchedulePolicy, ScheduleRun
+from tests.e2e.processes import celery_argv, worker_argv
+from tests.e2e.waiting import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WORKER = worker_argv("--include", "tests.e2e.tasks", "--concurrency", "2")
+
+
+def slot_recording_schedule(name: str, notes, *, every_seconds: int) -> PeriodicTask:
+    every, _ = IntervalSchedule.objects.get_or_create(every=every_seconds, period=IntervalSchedule.SECONDS)
+    return PeriodicTask.objects.create(
+        name=name, task="tests.e2e.tasks.record_slot", interval=every, args=f'["{notes}"]'
+    )
+
+
+def executions(notes) -> Counter:
+    """How often each run's task executed, by Celery task id."""
+    lines = notes.read_text().splitlines() if notes.exists() else []
+    return Counter(line.split()[0] for line in lines)
+
+
+def settled(runs) -> bool:
+    return not runs.filter(status__in=["claimed", "sent", "running"]).exists()
+
+
+def test_two_beats_together_send_every_slot_exactly_once(start_process, app_env, tmp_path):
+    notes = tmp_path / "slots.txt"
+    schedules = [slot_recording_schedule(f"every second {i}", notes, every_seconds=1) for i in range(5)]
+    start_process("worker", WORKER, **app_env)
+    for name in ("beat-1", "beat-2"):
+        start_process(name, celery_argv("beat", "--pidfile", str(tmp_path / f"{name}.pid")), **app_env)
+
+    wait_until(lambda: BeatHeartbeat.objects.count() == 2, timeout=60, what="both beats looping")
+    time.sleep(15)
+    PeriodicTask.objects.filter(id__in=[s.id for s in schedules]).update(enabled=False)
+    runs = ScheduleRun.objects.filter(schedule__in=schedules)
+    wait_until(lambda: settled(runs), timeout=60, what="every run finished")
+
+    assert runs.filter(status="succeeded").count() == runs.count() >= 5 * 10
+    # Each slot ran once, and every slot the ledger holds is one a worker executed.
+    executed = executions(notes)
+    assert set(executed) == set(runs.values_list("task_id", flat=True))
+    assert max(executed.values()) == 1
+    for schedule in schedules:
+        slots = sorted(runs.filter(schedule=schedule).values_list("scheduled_for", flat=True))
+        # No gap: one slot a second from the first to the last.
+        assert all(b - a == timedelta(seconds=1) for a, b in zip(slots, slots[1:], strict=False))
+    # Both beats took part.
+    assert len(set(runs.values_list("claimed_by", flat=True))) == 2
+
+
+def test_a_beat_killed_between_claim_and_publish_loses_nothing_and_sends_nothing_twice(
+    start_process, app_env, tmp_path
+):
+    redis = EmbeddedRedis(tmp_path / "redis")
+    redis.start()
+    env = {**app_env, "REDIS_URL": redis.url}
+    notes = tmp_path / "slots.txt"
+    schedule = slot_recording_schedule("every 2 s", notes, every_seconds=2)
+    SchedulePolicy.objects.create(task=schedule, starting_deadline_seconds=600, missed_runs="each",
+                                  catch_up_limit=100)
+    runs = ScheduleRun.objects.filter(schedule=schedule)
+    try:
+        start_process("worker", WORKER, **env)
+        beat = start_process("beat-1", celery_argv("beat", "--pidfile", str(tmp_path / "beat-1.pid")), **env)
+        wait_until(lambda: runs.filter(status="succeeded").exists(), timeout=60, what="a first run")
+
+        # Redis goes away: beat claims the next slot in the ledger but cannot publish it.
+        redis.stop()
+        stranded = wait_until(lambda: runs.filter(status="claimed").first(), timeout=30, what="a claimed run")
+        beat.wait_for_output("could not send", timeout=30)
+        beat.signal_group(signal.SIGKILL)
+        beat.process.wait(timeout=10)
+
+        redis.start()
+        start_process("beat-2", celery_argv("beat", "--pidfile", str(tmp_path / "beat-2.pid")), **env)
+        wait_until(lambda: runs.get(id=stranded.id).status == "succeeded", timeout=90,
+                   what=lambda: f"the stranded run to succeed (it is {runs.get(id=stranded.id).status})")
+        PeriodicTask.objects.filter(id=schedule.id).update(enabled=False)
+        wait_until(lambda: settled(runs), timeout=60, what="every run finished")
+    finally:
+        redis.stop()
+
+    executed = executions(notes)
+    assert executed[stranded.task_id] == 1
+    assert max(executed.values()) == 1
+    assert set(executed) == set(runs.filter(status="succeeded").values_list("task_id", flat=True))
+    assert not runs.exclude(status__in=["succeeded", "missed"]).exists()
+
+
+def test_an_edit_by_queryset_update_takes_effect_within_five_seconds(start_process, app_env, tmp_path):
+    notes = tmp_path / "slots.txt"
+    schedule = slot_recording_schedule("every second", notes, every_seconds=1)
+    start_process("worker", WORKER, **app_env)
+    start_process("beat", celery_argv("beat"), **app_env)
+    runs = ScheduleRun.objects.filter(schedule=schedule)
+    wait_until(lambda: runs.filter(status="succeeded").exists(), timeout=60, what="a first run")
+
+    # No signal fires for QuerySet.update; the database trigger still tells beat.
+    PeriodicTask.objects.filter(id=schedule.id).update(enabled=False)
+    time.sleep(5)
+    paused_at = runs.count()
+    time.sleep(4)
+    assert runs.count() == paused_at
+
+    slower, _ = IntervalSchedule.objects.get_or_create(every=3, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.filter(id=schedule.id).update(enabled=True, interval=slower)
+    wait_until(lambda: runs.count() > paused_at, timeout=5, what="runs again within 5 s of re-enabling")
+    time.sleep(7)
+    newest = list(runs.order_by("-scheduled_for").values_list("scheduled_for", flat=True)[:3])
+    assert newest[0] - newest[1] == timedelta(seconds=3)
