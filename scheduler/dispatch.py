@@ -137,6 +137,10 @@ def _due_states(now: datetime):
 
 def due_runs_claim(*, now: datetime, node: str) -> tuple[list[Dispatch], int]:
     """Claim every due slot of one batch of schedules: (runs to publish, schedules handled)."""
+    if not ScheduleState.objects.filter(next_due_at__lte=now).exists():
+        # Most ticks find nothing due; on SQLite the claim's transaction would take the write
+        # lock every second for nothing.
+        return [], 0
     with transaction.atomic():
         states = list(_due_states(now))
         runs, tasks, one_offs = [], {}, []
@@ -155,7 +159,8 @@ def due_runs_claim(*, now: datetime, node: str) -> tuple[list[Dispatch], int]:
                 ScheduleRun(
                     schedule_id=task.id, schedule_name=task.name, task_name=task.task, scheduled_for=slot.scheduled_for,
                     kind=slot.kind, status=slot.status, reason=slot.reason, task_id=str(uuid.uuid4()),
-                    claimed_by=node, claimed_at=now, finished_at=None if slot.status == ScheduleRun.Status.CLAIMED else now,
+                    claimed_by=node, claimed_at=now,
+                    finished_at=None if slot.status == ScheduleRun.Status.CLAIMED else now,
                 )
                 for slot in plan.slots
             )

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django_celery_beat.models import PeriodicTask, SolarSchedule
 
 from scheduler.timing import UnschedulableError, first_slot_after, first_slot_from
 from tests.scheduler.schedules import clocked_task, crontab_task, interval_task
@@ -82,3 +83,13 @@ def test_a_crontab_cron_cannot_evaluate_is_refused_with_the_reason():
     task = crontab_task("bad", "0 0 31 2 *")
     with pytest.raises(UnschedulableError):
         first_slot_after(task, datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_a_solar_schedule_fires_at_each_sunrise():
+    solar = SolarSchedule.objects.create(event="sunrise", latitude=52.52, longitude=13.40)
+    task = PeriodicTask.objects.create(name="sunrise in Berlin", task="scheduler.tasks.heartbeat", solar=solar)
+    first = first_slot_after(task, datetime(2026, 6, 1, tzinfo=UTC))
+    second = first_slot_after(task, first)
+    # Berlin's June sunrise is a little before 03:00 UTC, about a day apart.
+    assert first.date().isoformat() == "2026-06-01" and 2 <= first.hour <= 3
+    assert timedelta(hours=23, minutes=50) < second - first < timedelta(hours=24, minutes=10)
