@@ -86,6 +86,9 @@ class DatabaseScheduler(beat.Scheduler):
             return
         self._recovered = time.monotonic()
         self._publish(dispatch.stranded_runs_recover(now=timezone.now(), node=self.node))
+        lost = dispatch.lost_runs_close(now=timezone.now())
+        if lost:
+            logger.warning("beat: %d run(s) lost with their worker recorded as failed", lost)
 
     def _dispatch_due(self) -> bool:
         """Claim and publish due slots, a batch at a time; False if there may be more due."""

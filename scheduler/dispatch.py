@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
@@ -228,6 +229,23 @@ def stranded_runs_recover(*, now: datetime, node: str) -> list[Dispatch]:
                else f"the starting deadline of {deadline.total_seconds():.0f} s has passed.")
         ))
     return dispatches
+
+
+def lost_runs_close(*, now: datetime) -> int:
+    """Record as failed the runs whose worker vanished and that no redelivery took over.
+
+    A running run's lease lapses within a minute of its worker dying. Redis hands the message
+    to another worker after the visibility timeout, and that delivery takes the run over; once
+    that time has passed too, nobody will, and the ledger should say so instead of "running".
+    """
+    visibility = timedelta(seconds=settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"])
+    return ScheduleRun.objects.filter(
+        status=ScheduleRun.Status.RUNNING, lease_until__lt=now - visibility - RECLAIM_AFTER
+    ).update(
+        status=ScheduleRun.Status.FAILED, finished_at=now, lease_until=None,
+        error=f"The worker stopped renewing its lease (it was killed, lost its machine, or hit the hard time limit), "
+              f"and no redelivery took the run over within the broker's visibility timeout ({visibility}).",
+    )
 
 
 def run_now_claim(*, task: PeriodicTask, now: datetime, node: str) -> Dispatch:

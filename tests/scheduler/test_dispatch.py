@@ -161,3 +161,14 @@ def test_a_schedule_that_cannot_be_computed_says_why_and_others_still_run():
     dispatch.schedules_sync(now=NOON)
     assert "Cannot be scheduled" in ScheduleState.objects.get(task=broken).problem
     assert [d.schedule_name for d in dispatch.due_runs_claim(now=NOON, node="beat")[0]] == [fine.name]
+
+
+def test_a_run_whose_worker_vanished_is_recorded_as_failed_once_no_redelivery_can_take_it():
+    task = interval_task("long job", MINUTE)
+    dispatch.schedules_sync(now=NOON)
+    [claimed], _ = dispatch.due_runs_claim(now=NOON, node="beat")
+    ScheduleRun.objects.filter(id=claimed.run_id).update(status="running", lease_until=NOON + MINUTE)
+    assert dispatch.lost_runs_close(now=NOON + 30 * MINUTE) == 0
+    assert dispatch.lost_runs_close(now=NOON + 3 * 60 * MINUTE) == 1
+    run = ScheduleRun.objects.get(schedule=task)
+    assert run.status == "failed" and "stopped renewing its lease" in run.error
