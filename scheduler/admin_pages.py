@@ -16,8 +16,9 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def counted(self) -> int:
-        # COUNT over a LIMITed subquery: the database stops after CAP + 1 index entries.
-        return self.object_list[: self.CAP + 1].count()
+        # COUNT over a LIMITed subquery: the database stops after CAP + 1 index entries. The
+        # order does not change the count, and without it any index that filters may serve.
+        return self.object_list.order_by()[: self.CAP + 1].count()
 
     @cached_property
     def count(self) -> int:

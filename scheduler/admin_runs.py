@@ -2,6 +2,7 @@
 
 import json
 from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.core.serializers.json import DjangoJSONEncoder
@@ -56,18 +57,27 @@ def run_outcome(run: ScheduleRun) -> str:
 
 
 def runs_changelist_url(**filters) -> str:
-    query = "&".join(f"{name}={value}" for name, value in filters.items())
-    return reverse("admin:scheduler_schedulerun_changelist") + (f"?{query}" if query else "")
+    return f"{reverse('admin:scheduler_schedulerun_changelist')}?{urlencode(filters)}"
 
 
-def moment(value: datetime | None, *, same_day_as: datetime | None = None) -> str | None:
-    """A time in the site's timezone; without its date when that is the day of `same_day_as`."""
+def moment(value: datetime | None, *, same_day_as: datetime | None = None, zone: bool = False) -> str | None:
+    """A time in the site's timezone, to the second; without its date when that is the day
+    of `same_day_as`."""
     if value is None:
         return None
     local = localtime(value)
-    if same_day_as is not None and local.date() == localtime(same_day_as).date():
-        return f"{local:%H:%M:%S}"
-    return f"{local:%Y-%m-%d %H:%M:%S}"
+    shape = "%H:%M:%S" if same_day_as and local.date() == localtime(same_day_as).date() else "%Y-%m-%d %H:%M:%S"
+    return local.strftime(f"{shape} %Z" if zone else shape)
+
+
+def run_time(field: str, description: str):
+    """A run's time with seconds and zone, where Django's default format drops the seconds."""
+
+    @admin.display(description=description)
+    def show(admin_view, run: ScheduleRun) -> str:
+        return moment(getattr(run, field), zone=True) or admin_view.get_empty_value_display()
+
+    return show
 
 
 class ScheduleFilter(admin.SimpleListFilter):
@@ -87,11 +97,12 @@ class ScheduleRunAdmin(PageCompletingAdmin, ReviewOnlyAdmin):
 
     The ledger grows by a row per slot of every schedule, so the list never counts the whole
     table (no full count, no facet counts, no date hierarchy) and sorts only by the indexed
-    scheduled time; filters narrow through indexes too.
+    scheduled time. The schedule and status filters follow their indexes; the kind filter
+    walks the runs newest first until a page is full.
     """
 
-    list_display = ["scheduled", "schedule_name", "kind", "status_badge", "short_reason", "started", "took",
-                    "worker", "result"]
+    list_display = ["scheduled", "schedule_name", "status_and_kind", "short_reason", "started_took", "worker",
+                    "result"]
     list_filter = [ScheduleFilter, "status", "kind"]
     sortable_by = ["scheduled"]
     paginator = CappedCountPaginator
@@ -101,15 +112,24 @@ class ScheduleRunAdmin(PageCompletingAdmin, ReviewOnlyAdmin):
     actions = None
     fieldsets = [
         (None, {"fields": ["schedule", "schedule_name", "task_name", "kind", "status_badge", "reason",
-                           "scheduled_for"]}),
-        ("Timing", {"fields": ["claimed_by", "claimed_at", "sent_at", "started_at", "finished_at", "took", "worker",
-                               "lease_until"]}),
+                           "scheduled_time"]}),
+        ("Timing", {"fields": ["claimed_by", "claimed_time", "sent_time", "started_time", "finished_time", "took",
+                               "worker", "lease_until_time"]}),
         ("Result", {"fields": ["task_id", "result", "error_traceback", "output_json"]}),
     ]
-    readonly_fields = ["status_badge", "took", "result", "error_traceback", "output_json"]
+    readonly_fields = ["status_badge", "scheduled_time", "claimed_time", "sent_time", "started_time", "finished_time",
+                       "took", "lease_until_time", "result", "error_traceback", "output_json"]
+
+    scheduled_time = run_time("scheduled_for", "scheduled for")
+    claimed_time = run_time("claimed_at", "claimed at")
+    sent_time = run_time("sent_at", "sent at")
+    started_time = run_time("started_at", "started at")
+    finished_time = run_time("finished_at", "finished at")
+    lease_until_time = run_time("lease_until", "lease until")
 
     def page_complete(self, rows: list[ScheduleRun]) -> None:
-        found = dict(TaskResult.objects.filter(task_id__in=[run.task_id for run in rows]).values_list("task_id", "pk"))
+        results = TaskResult.objects.filter(task_id__in=[run.task_id for run in rows]).order_by()
+        found = dict(results.values_list("task_id", "pk"))
         for run in rows:
             run.task_result_pk = found.get(run.task_id)
 
@@ -121,40 +141,50 @@ class ScheduleRunAdmin(PageCompletingAdmin, ReviewOnlyAdmin):
     def status_badge(self, run: ScheduleRun) -> str:
         return run_status_badge(run)
 
-    @admin.display(description="reason")
-    def short_reason(self, run: ScheduleRun) -> str | None:
-        if not run.reason:
-            return None
-        return format_html('<span title="{}">{}</span>', run.reason, Truncator(run.reason).chars(60))
+    @admin.display(description="status")
+    def status_and_kind(self, run: ScheduleRun) -> str:
+        # Nearly every run is a scheduled one; only the others say what they were.
+        if run.kind == ScheduleRun.Kind.SCHEDULED:
+            return run_status_badge(run)
+        return format_html("{} {}", run_status_badge(run), run.get_kind_display().lower())
 
-    @admin.display(description="started")
-    def started(self, run: ScheduleRun) -> str | None:
-        return moment(run.started_at, same_day_as=run.scheduled_for)
+    @admin.display(description="reason")
+    def short_reason(self, run: ScheduleRun) -> str:
+        if not run.reason:
+            return self.get_empty_value_display()
+        return format_html('<span title="{}">{}</span>', run.reason, Truncator(run.reason).chars(40))
+
+    @admin.display(description="started, took")
+    def started_took(self, run: ScheduleRun) -> str:
+        started = moment(run.started_at, same_day_as=run.scheduled_for)
+        if started is None:
+            return self.get_empty_value_display()
+        return f"{started}, {self.took(run)}"
 
     @admin.display(description="took")
-    def took(self, run: ScheduleRun) -> str | None:
+    def took(self, run: ScheduleRun) -> str:
         if run.duration is not None:
             return duration_in_words(run.duration)
-        return "running" if run.status == ScheduleRun.Status.RUNNING else None
+        return "running" if run.status == ScheduleRun.Status.RUNNING else self.get_empty_value_display()
 
-    @admin.display(description="task result")
-    def result(self, run: ScheduleRun) -> str | None:
+    @admin.display(description="result")
+    def result(self, run: ScheduleRun) -> str:
         if not hasattr(run, "task_result_pk"):  # the detail page: one run, one query
             run.task_result_pk = TaskResult.objects.filter(task_id=run.task_id).values_list("pk", flat=True).first()
         if run.task_result_pk is None:
-            return None
+            return self.get_empty_value_display()
         url = reverse("admin:django_celery_results_taskresult_change", args=[run.task_result_pk])
-        return format_html('<a href="{}">result</a>', url)
+        return format_html('<a href="{}" title="the task result of this run">view</a>', url)
 
     @admin.display(description="error")
-    def error_traceback(self, run: ScheduleRun) -> str | None:
+    def error_traceback(self, run: ScheduleRun) -> str:
         if not run.error:
-            return None
+            return self.get_empty_value_display()
         return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', run.error)
 
     @admin.display(description="output")
-    def output_json(self, run: ScheduleRun) -> str | None:
+    def output_json(self, run: ScheduleRun) -> str:
         if run.output is None:
-            return None
+            return self.get_empty_value_display()
         text = json.dumps(run.output, indent=2, sort_keys=True, ensure_ascii=False, cls=DjangoJSONEncoder)
         return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', text)

@@ -14,7 +14,6 @@ from django.utils.html import format_html, format_html_join
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.admin import PeriodicTaskForm as BeatPeriodicTaskForm
 from django_celery_beat.models import PeriodicTask
-from kombu.exceptions import OperationalError
 
 from scheduler import dispatch
 from scheduler.admin_pages import PageCompletingAdmin
@@ -24,8 +23,6 @@ from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
 from scheduler.timing import UnschedulableError, first_slot_after, first_slot_from
 
 UPCOMING_SHOWN = 5
-# What publishing raises when Redis cannot be reached (as beat catches in scheduler.beat).
-BROKER_ERRORS = (OperationalError, ConnectionError, OSError)
 # Beat checks for due runs about every second, and a busy beat may take a few to claim a batch;
 # a shorter deadline would record runs as missed while beat runs normally.
 SHORTEST_STARTING_DEADLINE = 5
@@ -79,7 +76,7 @@ def _first_upcoming_slot(task: PeriodicTask, now: datetime) -> datetime | None:
     # An interval counts from the moment beat started it, which only the stored due time
     # knows; other kinds follow the clock alone. A state older than the last edit is stale.
     if (task.interval_id and state is not None and state.next_due_at is not None
-            and state.next_due_at >= now and state.synced_at >= task.date_changed):
+            and state.next_due_at >= now and dispatch.schedule_state_is_current(task, state)):
         return state.next_due_at
     return first_slot_from(task, now)
 
@@ -113,7 +110,8 @@ class SchedulePolicyForm(forms.ModelForm):
     class Meta:
         model = SchedulePolicy
         fields = ["missed_runs", "catch_up_limit", "starting_deadline_seconds", "overlap"]
-        help_texts = {"overlap": "What a run does when it is due while this schedule's previous run still runs."}
+        labels = {"catch_up_limit": "Catch-up limit", "starting_deadline_seconds": "Starting deadline (seconds)"}
+        help_texts = {"overlap": "What a run does when it is due while the previous run of this schedule still runs."}
         error_messages = {
             "catch_up_limit": _number_errors("Catch-up limit", 0),
             "starting_deadline_seconds": _number_errors("Starting deadline", SHORTEST_STARTING_DEADLINE),
@@ -138,6 +136,7 @@ class SchedulePolicyInline(admin.StackedInline):
     max_num = 1
     can_delete = False
     verbose_name = verbose_name_plural = "missed and overlapping runs"
+    template = "admin/scheduler/schedulepolicy/edit_inline.html"
 
 
 class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
@@ -162,6 +161,14 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("scheduler_state")
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None:
+            return self.fieldsets
+        # A schedule being added has no next runs or past runs to show yet.
+        previews = set(self.readonly_fields)
+        return [(title, {**options, "fields": [field for field in options["fields"] if field not in previews]})
+                for title, options in self.fieldsets]
 
     def page_complete(self, rows: list[PeriodicTask]) -> None:
         # Per schedule, its newest run by slot: one probe of the (schedule, slot) unique index.
@@ -204,16 +211,15 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
 
     @admin.display(description="next runs")
     def next_runs(self, task: PeriodicTask) -> str:
-        if task.pk is None:
-            return "Shown once the schedule is saved."
         now, zone = timezone.now(), schedule_zone(task)
         try:
             slots = upcoming_slots(task, now=now, count=UPCOMING_SHOWN)
         except UnschedulableError as error:
             return format_html('<strong style="color:#ba2121">Cannot be scheduled: {}</strong>', error)
+        if not slots and task.expires and task.expires <= now:
+            return f"No further runs: the schedule expired at {in_zone(task.expires, zone)}."
         if not slots:
-            ended = f"it expired at {in_zone(task.expires, zone)}" if task.expires and task.expires <= now else ""
-            return f"No further runs{': ' + ended if ended else ''}."
+            return "No further runs."
         times = format_html_join("", "<li>{}{}</li>", (
             (in_zone(slot, zone, weekday=True), " (already due)" if slot < now else "") for slot in slots))
         paused = "Paused: it runs at these times once enabled. " if not task.enabled else ""
@@ -221,10 +227,8 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
                            times, paused, zone.key)
 
     @admin.display(description="runs")
-    def runs(self, task: PeriodicTask) -> str | None:
-        if task.pk is None:
-            return None
-        link = format_html('<a href="{}">This schedule\'s runs in the run ledger</a>',
+    def runs(self, task: PeriodicTask) -> str:
+        link = format_html('<a href="{}">All runs of this schedule in the run ledger</a>',
                            runs_changelist_url(schedule=task.pk))
         last = task.runs.order_by("-scheduled_for").first()
         if last is None:
@@ -240,15 +244,12 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
         if unknown:
             messages.error(request, f"Nothing was run: no worker knows the task of {', '.join(unknown)}.")
             return
-        # Claimed in the ledger first, like beat's runs: the worker records the outcome on the row.
-        now, node = timezone.now(), f"admin:{request.user.get_username()}"
-        dispatches = [dispatch.run_now_claim(task=task, now=now, node=node) for task in tasks]
         names = ", ".join(task.name for task in tasks)
         ledger = runs_changelist_url(kind=ScheduleRun.Kind.MANUAL)
         try:
-            with celery_app.producer_or_acquire() as producer:
-                dispatch.runs_publish(dispatches, app=celery_app, producer=producer)
-        except BROKER_ERRORS as error:
+            # Claimed in the ledger first, like beat's runs: the worker records the outcome on the row.
+            dispatch.runs_send_now(tasks=tasks, node=f"admin:{request.user.get_username()}", app=celery_app)
+        except dispatch.BROKER_ERRORS as error:
             messages.warning(request, format_html(
                 "Could not reach the broker at {} ({}). The runs of {} are recorded as claimed in the "
                 '<a href="{}">run ledger</a>: beat sends them once it reaches Redis again (it takes over claims '
@@ -257,5 +258,5 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
                 int(dispatch.RECLAIM_AFTER.total_seconds()),
             ))
             return
-        messages.success(request, format_html('Sent to the workers now: {}. See the <a href="{}">run ledger</a>.',
-                                              names, ledger))
+        messages.success(request, format_html('Queued for the workers now: {}. Follow the runs in the <a href="{}">run '
+                                              "ledger</a>.", names, ledger))

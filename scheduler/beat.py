@@ -16,7 +16,6 @@ import time
 from celery import beat
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
-from kombu.exceptions import OperationalError
 
 from scheduler import dispatch
 from scheduler.services import beat_heartbeat_record
@@ -106,11 +105,10 @@ class DatabaseScheduler(beat.Scheduler):
             return True
         try:
             sent = dispatch.runs_publish(dispatches, app=self.app, producer=self.producer)
-        except Exception as error:
-            # Whatever failed (kombu, redis-py or the socket), the runs stay claimed; after
-            # RECLAIM_AFTER a beat sends them or records why not. Beat itself goes on.
+        except dispatch.BROKER_ERRORS as error:
+            # The runs stay claimed; after RECLAIM_AFTER a beat sends them or records why not.
             logger.error("beat: could not send %d run(s) to the broker at %s: %s", len(dispatches),
-                         self.connection.as_uri(), error, exc_info=not isinstance(error, (OperationalError, OSError)))
+                         self.connection.as_uri(), error)
             return False
         for sent_run in dispatches[:sent]:
             logger.info("beat: sent %r for %s (run %s)", sent_run.schedule_name,

@@ -21,6 +21,8 @@ from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 from scheduler.models import ScheduleChanges, ScheduleRun, ScheduleState
 from scheduler.slots import plan_slots, policy_of
@@ -36,6 +38,8 @@ SCHEDULE_NAME_HEADER = "schedule_name"
 # Publishing a batch takes well under a second; a claim this old was stranded by a beat that
 # stopped (or lost the broker) between claiming and publishing.
 RECLAIM_AFTER = timedelta(seconds=20)
+# What publishing raises when Redis cannot be reached: kombu's, redis-py's or the socket's own.
+BROKER_ERRORS = (OperationalError, RedisError, OSError)
 CLAIM_BATCH = 500
 
 # What decides when a schedule fires; a change to any of these recomputes its next due time.
@@ -255,3 +259,19 @@ def run_now_claim(*, task: PeriodicTask, now: datetime, node: str) -> Dispatch:
         task_id=str(uuid.uuid4()), claimed_by=node, claimed_at=now,
     )
     return dispatch_for(run, task)
+
+
+def runs_send_now(*, tasks: list[PeriodicTask], node: str, app) -> list[Dispatch]:
+    """Claim a manual run of each schedule and publish them; raises one of BROKER_ERRORS when
+    Redis cannot be reached, and then the claimed runs are left for beat's recovery."""
+    now = timezone.now()
+    dispatches = [run_now_claim(task=task, now=now, node=node) for task in tasks]
+    with app.producer_or_acquire() as producer:
+        runs_publish(dispatches, app=app, producer=producer)
+    return dispatches
+
+
+def schedule_state_is_current(task: PeriodicTask, state: ScheduleState) -> bool:
+    """Whether beat computed `state` from the schedule's present definition."""
+    values = PeriodicTask.objects.filter(id=task.id).values_list(*TIMING_FIELDS).first()
+    return values is not None and _fingerprint(values) == state.fingerprint

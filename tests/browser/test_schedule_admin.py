@@ -1,0 +1,42 @@
+"""A schedule's page and the run ledger, as a staff member sees them in a real browser."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+from selenium.webdriver.common.by import By
+
+from scheduler.models import ScheduleRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_schedule_page_shows_its_next_run_times_and_policy_and_the_ledger_lists_its_runs(logged_in):
+    crontab = CrontabSchedule.objects.create(minute="30", hour="6", timezone="Europe/Berlin")
+    task = PeriodicTask.objects.create(name="Morning report", task="scheduler.tasks.heartbeat", crontab=crontab)
+    ran_at = timezone.now() - timedelta(hours=1)
+    ScheduleRun.objects.create(
+        schedule=task, schedule_name=task.name, task_name=task.task, scheduled_for=ran_at, status="failed",
+        task_id=str(uuid.uuid4()), claimed_at=ran_at, started_at=ran_at, finished_at=ran_at + timedelta(seconds=4),
+        worker="celery@web-1", reason="", error="ValueError: no recipients",
+    )
+
+    logged_in.get(f"{logged_in.base_url}/admin/django_celery_beat/periodictask/{task.pk}/change/")
+    times = [item.text for item in logged_in.find_elements(By.CSS_SELECTOR, "ol.next-runs li")]
+    assert len(times) == 5 and all(" 06:30 CE" in shown for shown in times), times
+    assert "At 06:30 AM (Europe/Berlin)" in logged_in.find_element(By.CSS_SELECTOR, ".field-in_words").text
+    policy = logged_in.find_element(By.ID, "scheduler_policy-group")
+    assert policy.find_element(By.TAG_NAME, "h2").text.lower() == "missed and overlapping runs"
+    assert "This schedule follows these defaults until you change them." in policy.text
+    for label in ("Missed runs:", "Catch-up limit:", "Starting deadline (seconds):", "Overlap:"):
+        assert label in policy.text
+    assert policy.find_element(By.NAME, "scheduler_policy-0-starting_deadline_seconds").get_attribute("value") == "60"
+
+    logged_in.find_element(By.LINK_TEXT, "All runs of this schedule in the run ledger").click()
+    [row] = logged_in.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+    assert "Morning report" in row.text and "Failed" in row.text and "4.0 s" in row.text
+    assert "1 schedule run" in logged_in.find_element(By.CSS_SELECTOR, ".paginator").text
+    filters = logged_in.find_element(By.ID, "changelist-filter").text
+    assert "By schedule" in filters and "By status" in filters and "By kind" in filters

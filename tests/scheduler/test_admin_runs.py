@@ -1,0 +1,126 @@
+"""The run ledger in the admin: what a person reviews, and a list that never counts every run."""
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_results.models import TaskResult
+
+from scheduler.admin_pages import CappedCountPaginator
+from scheduler.models import ScheduleRun
+
+pytestmark = pytest.mark.django_db
+
+LEDGER_URL = "/admin/scheduler/schedulerun/"
+NOON = datetime(2031, 3, 4, 12, 0, tzinfo=UTC)
+
+
+def schedule(name: str) -> PeriodicTask:
+    interval, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.HOURS)
+    return PeriodicTask.objects.create(name=name, task="scheduler.tasks.heartbeat", interval=interval)
+
+
+def ledger_run(task: PeriodicTask, scheduled_for: datetime = NOON, **fields) -> ScheduleRun:
+    return ScheduleRun.objects.create(**{
+        "schedule": task, "schedule_name": task.name, "task_name": task.task, "scheduled_for": scheduled_for,
+        "task_id": str(uuid.uuid4()), "claimed_at": scheduled_for, **fields,
+    })
+
+
+def rows(page: str) -> list[str]:
+    body = page.split('id="result_list"')[1].split("</tbody>")[0].split("<tbody>")[1]
+    return [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row)).strip() for row in re.findall(r"<tr.*?</tr>", body, re.S)]
+
+
+def test_the_ledger_lists_each_runs_slot_outcome_start_duration_and_worker(staff_client):
+    report = schedule("Morning report")
+    ledger_run(report, status="succeeded", kind="catch_up", started_at=NOON + timedelta(seconds=2),
+               finished_at=NOON + timedelta(seconds=3.5), worker="celery@web-1")
+    ledger_run(report, NOON + timedelta(hours=1), status="missed",
+               reason="Not sent within the starting deadline of 60 s (beat reached it 3600 s late: beat was stopped).")
+
+    listed = rows(staff_client.get(LEDGER_URL).content.decode())
+
+    assert listed[0] == "2031-03-04 13:00:00 Morning report Missed Not sent within the starting deadline o… - - -"
+    assert listed[1] == "2031-03-04 12:00:00 Morning report Succeeded catch-up - 12:00:02, 1.5 s celery@web-1 -"
+
+
+def test_the_ledger_links_a_run_to_its_task_result_when_there_is_one(staff_client):
+    report = schedule("Morning report")
+    with_result = ledger_run(report, status="succeeded")
+    ledger_run(report, NOON - timedelta(hours=1), status="sent")
+    result = TaskResult.objects.create(task_id=with_result.task_id, status="SUCCESS")
+
+    page = staff_client.get(LEDGER_URL).content.decode()
+
+    assert page.count(f'href="/admin/django_celery_results/taskresult/{result.pk}/change/"') == 1
+    assert rows(page)[1].endswith("-")
+
+
+def test_the_ledger_filters_by_schedule_status_and_kind(staff_client):
+    report, heartbeat = schedule("Morning report"), schedule("Heartbeat")
+    schedule("Not run yet")
+    ledger_run(report, status="failed", worker="celery@one")
+    ledger_run(report, NOON - timedelta(hours=1), status="succeeded", worker="celery@two")
+    ledger_run(heartbeat, status="failed", worker="celery@three")
+
+    page = staff_client.get(LEDGER_URL).content.decode()
+    filters = page.split('id="changelist-filter"')[1]
+    # Every schedule is offered, also one with no runs: the names come from the schedules.
+    for name in ("Morning report", "Heartbeat", "Not run yet", "Failed", "Manual"):
+        assert f">{name}</a>" in filters
+
+    narrowed = staff_client.get(LEDGER_URL, {"schedule": report.pk, "status": "failed", "kind": "scheduled"})
+    assert [row.split()[-2] for row in rows(narrowed.content.decode())] == ["celery@one"]
+
+
+def test_the_ledger_page_runs_few_queries_and_never_counts_every_run(staff_client, django_assert_max_num_queries,
+                                                                     monkeypatch):
+    monkeypatch.setattr(CappedCountPaginator, "CAP", 150)
+    report = schedule("Morning report")
+    ScheduleRun.objects.bulk_create(
+        ScheduleRun(schedule=report, schedule_name=report.name, task_name=report.task, status="succeeded",
+                    scheduled_for=NOON - timedelta(minutes=minute), task_id=str(uuid.uuid4()), claimed_at=NOON)
+        for minute in range(400)
+    )
+
+    with django_assert_max_num_queries(8), CaptureQueriesContext(connection) as queries:
+        page = staff_client.get(LEDGER_URL, {"schedule": report.pk, "status": "succeeded"}).content.decode()
+
+    counts = [query["sql"] for query in queries if "COUNT(" in query["sql"].upper()]
+    assert counts and all("LIMIT 151" in sql for sql in counts), counts
+    assert "150+ schedule runs: showing the newest 150" in page
+    assert len(rows(page)) == 100
+
+
+def test_a_ledger_of_a_few_runs_says_how_many(staff_client):
+    ledger_run(schedule("Morning report"))
+
+    assert "1 schedule run\n" in staff_client.get(LEDGER_URL).content.decode()
+
+
+def test_the_run_page_shows_every_field_the_traceback_and_the_output(staff_client):
+    run = ledger_run(
+        schedule("Morning report"), status="failed", started_at=NOON, finished_at=NOON + timedelta(seconds=125),
+        worker="celery@web-1", claimed_by="beat-host:42", error='Traceback (most recent call last):\n  File "x.py"\n'
+        "ValueError: <bad> input", output={"sent": 3, "to": ["a@example.com"]},
+    )
+
+    page = staff_client.get(f"{LEDGER_URL}{run.pk}/change/").content.decode()
+
+    assert "Traceback (most recent call last):\n  File &quot;x.py&quot;\nValueError: &lt;bad&gt; input</pre>" in page
+    assert '{\n  &quot;sent&quot;: 3,\n  &quot;to&quot;: [\n    &quot;a@example.com&quot;\n  ]\n}</pre>' in page
+    for shown in ("beat-host:42", "celery@web-1", "2031-03-04 12:02:05 UTC", "2 min 5 s", run.task_id, "Failed"):
+        assert shown in page
+
+
+def test_a_run_cannot_be_edited_or_added_by_hand(staff_client):
+    run = ledger_run(schedule("Morning report"), status="succeeded")
+
+    assert staff_client.post(f"{LEDGER_URL}{run.pk}/change/", {"status": "failed"}).status_code == 403
+    assert staff_client.get(f"{LEDGER_URL}add/").status_code == 403
+    assert ScheduleRun.objects.get(pk=run.pk).status == "succeeded"

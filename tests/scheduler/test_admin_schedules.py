@@ -1,0 +1,257 @@
+"""The schedule list and change page: next due times in the schedule's timezone, last runs,
+the next five run times, the cron in words and the missed-run policy inline."""
+
+import re
+import uuid
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+from scheduler import dispatch
+from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
+
+pytestmark = pytest.mark.django_db
+
+LIST_URL = "/admin/django_celery_beat/periodictask/"
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def change_url(task: PeriodicTask) -> str:
+    return f"{LIST_URL}{task.pk}/change/"
+
+
+def crontab_task(name: str = "Morning report", *, hour: str = "4", zone: str = "America/New_York", **fields):
+    crontab = CrontabSchedule.objects.create(minute="0", hour=hour, timezone=zone, **fields)
+    return PeriodicTask.objects.create(name=name, task="scheduler.tasks.heartbeat", crontab=crontab)
+
+
+def interval_task(name: str, *, minutes: int = 10, **fields) -> PeriodicTask:
+    interval, _ = IntervalSchedule.objects.get_or_create(every=minutes, period=IntervalSchedule.MINUTES)
+    return PeriodicTask.objects.create(name=name, task="scheduler.tasks.heartbeat", interval=interval, **fields)
+
+
+def state(task: PeriodicTask, *, next_due_at=None, problem: str = "") -> ScheduleState:
+    """The state beat keeps for `task`, as beat computed it, with the given due time and problem."""
+    dispatch.schedules_sync(now=timezone.now())
+    ScheduleState.objects.filter(task=task).update(next_due_at=next_due_at, problem=problem)
+    return ScheduleState.objects.get(task=task)
+
+
+def run(task: PeriodicTask, scheduled_for: datetime, *, status=ScheduleRun.Status.SUCCEEDED, took: float | None = None,
+        **fields) -> ScheduleRun:
+    timing = {}
+    if took is not None:
+        timing = {"started_at": scheduled_for, "finished_at": scheduled_for + timedelta(seconds=took)}
+    return ScheduleRun.objects.create(
+        schedule=task, schedule_name=task.name, task_name=task.task, scheduled_for=scheduled_for, status=status,
+        task_id=str(uuid.uuid4()), claimed_at=scheduled_for, **timing, **fields,
+    )
+
+
+def row_of(page: str, name: str) -> str:
+    """The text of the list row whose name link reads `name`, tags stripped."""
+    for row in re.findall(r"<tr>.*?</tr>", page, flags=re.S):
+        if f">{name}</a>" in row:
+            return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row)).strip()
+    raise AssertionError(f"no row for {name!r}")
+
+
+def next_local_times(zone: ZoneInfo, at: time, count: int) -> list[datetime]:
+    day = datetime.now(zone).date()
+    times = []
+    while len(times) < count:
+        moment = datetime.combine(day, at, tzinfo=zone)
+        if moment > datetime.now(zone):
+            times.append(moment)
+        day += timedelta(days=1)
+    return times
+
+
+def test_the_list_shows_the_next_due_time_in_the_schedules_own_timezone(staff_client, settings):
+    settings.TIME_ZONE = "UTC"
+    crontab_task("Morning report")
+    state(PeriodicTask.objects.get(name="Morning report"), next_due_at=datetime(2031, 1, 7, 9, 0, tzinfo=UTC))
+    state(interval_task("Heartbeat"), next_due_at=datetime(2031, 1, 7, 9, 5, tzinfo=UTC))
+
+    page = staff_client.get(LIST_URL).content.decode()
+
+    assert "2031-01-07 04:00 EST" in row_of(page, "Morning report")
+    assert "At 04:00 AM (America/New_York)" in row_of(page, "Morning report")
+    assert "2031-01-07 09:05 UTC" in row_of(page, "Heartbeat")
+    assert "every 10 minutes" in row_of(page, "Heartbeat")
+
+
+def test_the_list_says_paused_and_why_a_schedule_has_no_next_run(staff_client):
+    state(interval_task("Switched off", enabled=False))
+    state(crontab_task("Broken", day_of_month="31", month_of_year="2"),
+          problem="Cannot be scheduled: crontab 'At 04:00 AM, on day 31 of the month, only in February': Bad day")
+
+    page = staff_client.get(LIST_URL).content.decode()
+
+    assert "paused" in row_of(page, "Switched off")
+    assert "Cannot be scheduled: crontab" in row_of(page, "Broken")
+
+
+def test_the_list_shows_the_last_runs_outcome_and_duration(staff_client):
+    report = crontab_task("Morning report")
+    run(report, datetime(2031, 1, 5, 9, tzinfo=UTC), took=3)
+    run(report, datetime(2031, 1, 6, 9, tzinfo=UTC), status=ScheduleRun.Status.FAILED, took=2.5)
+    interval_task("Never ran")
+
+    page = staff_client.get(LIST_URL).content.decode()
+
+    assert "Failed 2.5 s" in row_of(page, "Morning report")
+    assert "Succeeded" not in row_of(page, "Morning report")
+    assert "never" in row_of(page, "Never ran")
+
+
+def test_the_list_runs_as_many_queries_for_twenty_schedules_as_for_two(staff_client):
+    def list_queries() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert staff_client.get(LIST_URL).status_code == 200
+        return len(queries)
+
+    for number in range(2):
+        task = crontab_task(f"Report {number}")
+        state(task, next_due_at=timezone.now())
+        run(task, timezone.now(), took=1)
+    with_two = list_queries()
+    for number in range(2, 20):
+        task = interval_task(f"Interval {number}", minutes=number)
+        state(task, next_due_at=timezone.now())
+        run(task, timezone.now(), took=1)
+
+    assert list_queries() == with_two
+
+
+def test_the_change_page_shows_the_cron_in_words_and_the_next_five_run_times_in_its_timezone(staff_client):
+    task = crontab_task("Morning report", hour="4", zone="America/New_York")
+
+    page = staff_client.get(change_url(task)).content.decode()
+
+    assert "At 04:00 AM (America/New_York)" in page
+    shown = re.findall(r"<li>([^<]+)</li>", page.split('class="next-runs"')[1].split("</ol>")[0])
+    assert shown == [f"{moment:%a %Y-%m-%d %H:%M %Z}" for moment in next_local_times(NEW_YORK, time(4), 5)]
+    assert "Times in America/New_York." in page
+
+
+def test_an_interval_schedule_shows_the_due_time_beat_keeps_then_every_interval_after(staff_client):
+    task = interval_task("Every ten minutes", minutes=10)
+    due = (timezone.now() + timedelta(minutes=3)).replace(microsecond=0, second=0)
+    state(task, next_due_at=due)
+
+    page = staff_client.get(change_url(task)).content.decode()
+
+    for step in range(5):
+        assert f"{due + timedelta(minutes=10 * step):%a %Y-%m-%d %H:%M UTC}" in page
+
+
+def test_the_change_page_explains_a_schedule_that_can_never_run(staff_client):
+    task = crontab_task("February 31st", day_of_month="31", month_of_year="2")
+
+    page = staff_client.get(change_url(task)).content.decode()
+
+    assert "Cannot be scheduled: crontab" in page and "Bad day-of-month" in page
+
+
+def test_the_change_page_says_a_paused_schedule_runs_at_these_times_once_enabled(staff_client):
+    task = crontab_task("Morning report")
+    PeriodicTask.objects.filter(pk=task.pk).update(enabled=False)
+
+    page = staff_client.get(change_url(task)).content.decode()
+
+    assert "Paused: it runs at these times once enabled." in page
+    assert f"{next_local_times(NEW_YORK, time(4), 1)[0]:%a %Y-%m-%d %H:%M %Z}" in page
+
+
+def test_the_change_page_shows_the_last_run_and_links_to_this_schedules_runs(staff_client):
+    task = crontab_task("Morning report")
+    run(task, datetime(2031, 1, 6, 9, tzinfo=UTC), took=4)
+    other = interval_task("Heartbeat")
+    run(other, datetime(2031, 1, 6, 9, tzinfo=UTC), took=1, worker="celery@elsewhere")
+
+    page = staff_client.get(change_url(task)).content.decode()
+    assert "Last run, for 2031-01-06 04:00 EST:" in page and "Succeeded" in page
+    ledger = re.search(r'href="([^"]+)">All runs of this schedule in the run ledger', page).group(1)
+    listed = staff_client.get(ledger.replace("&amp;", "&")).content.decode()
+    assert "Morning report" in listed and "celery@elsewhere" not in listed
+
+
+def schedule_change_form(task: PeriodicTask, **policy) -> dict:
+    fields = {
+        "name": task.name, "regtask": "", "task": task.task, "enabled": "on", "description": "",
+        "interval": task.interval_id or "", "crontab": task.crontab_id or "", "solar": "", "clocked": "",
+        "args": "[]", "kwargs": "{}", "priority": "", "queue": "", "exchange": "", "routing_key": "",
+        "headers": "{}", "expire_seconds": "",
+        "scheduler_policy-TOTAL_FORMS": "1", "scheduler_policy-INITIAL_FORMS": "0",
+        "scheduler_policy-MIN_NUM_FORMS": "0", "scheduler_policy-MAX_NUM_FORMS": "1",
+        "scheduler_policy-0-task": task.pk,
+    }
+    defaults = {"missed_runs": "once", "catch_up_limit": "3", "starting_deadline_seconds": "60", "overlap": "allow"}
+    fields.update({f"scheduler_policy-0-{name}": value for name, value in {**defaults, **policy}.items()})
+    return fields
+
+
+def test_the_change_page_shows_the_policy_with_its_defaults_and_help(staff_client):
+    task = crontab_task("Morning report")
+
+    page = staff_client.get(change_url(task)).content.decode()
+
+    assert "Missed and overlapping runs" in page
+    assert 'name="scheduler_policy-0-starting_deadline_seconds" value="60"' in page
+    assert "A run not sent within this many seconds of its slot counts as missed." in page
+    assert "What a run does when it is due while the previous run of this schedule still runs." in page
+
+
+def test_the_policy_inline_saves_the_schedules_policy(staff_client):
+    task = crontab_task("Morning report")
+
+    response = staff_client.post(change_url(task), schedule_change_form(
+        task, missed_runs="each", catch_up_limit="7", starting_deadline_seconds="300", overlap="skip"))
+
+    assert response.status_code == 302
+    policy = SchedulePolicy.objects.get(task=task)
+    assert (policy.missed_runs, policy.catch_up_limit, policy.starting_deadline_seconds, policy.overlap) == (
+        "each", 7, 300, "skip")
+
+
+def test_saving_a_schedule_without_touching_the_policy_keeps_the_defaults_without_a_row(staff_client):
+    task = crontab_task("Morning report")
+
+    assert staff_client.post(change_url(task), schedule_change_form(task)).status_code == 302
+    assert not SchedulePolicy.objects.filter(task=task).exists()
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("catch_up_limit", "-1", "Catch-up limit: enter a whole number of 0 or more."),
+    ("catch_up_limit", "", "Catch-up limit: enter a whole number of 0 or more."),
+    ("starting_deadline_seconds", "", "Starting deadline: enter a whole number of 5 or more."),
+    ("starting_deadline_seconds", "0", "Starting deadline: at least 5 seconds."),
+])
+def test_the_policy_inline_refuses_a_bad_value_naming_the_field(staff_client, field, value, message):
+    task = crontab_task("Morning report")
+    SchedulePolicy.objects.create(task=task, catch_up_limit=2)
+    form = schedule_change_form(task, **{field: value}, missed_runs="each")
+    form["scheduler_policy-INITIAL_FORMS"] = "1"
+
+    response = staff_client.post(change_url(task), form)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    field_row = page.split(f"field-{field}")[1].split('class="form-row')[0]
+    assert message in field_row
+    assert SchedulePolicy.objects.get(task=task).missed_runs == "once"
+
+
+def test_the_change_page_says_an_expired_schedule_has_no_further_runs(staff_client):
+    task = crontab_task("Morning report", zone="UTC")
+    PeriodicTask.objects.filter(pk=task.pk).update(expires=datetime(2025, 1, 1, tzinfo=UTC))
+
+    page = staff_client.get(change_url(task)).content.decode()
+
+    assert "No further runs: the schedule expired at 2025-01-01 00:00 UTC." in page
