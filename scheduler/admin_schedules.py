@@ -98,6 +98,11 @@ class PeriodicTaskForm(BeatPeriodicTaskForm):
                     f"There is no task named {task!r}. Pick one from the list of known tasks "
                     "or check the spelling of the dotted path."
                 ))
+        # Beat would record every run of such a schedule as not enqueued; say it here instead.
+        fields = {field: data.get(field, "") for field in ("args", "kwargs", "headers")}
+        for field, problem in dispatch.message_problems(**fields).items():
+            if field in self.fields and field not in self.errors:
+                self.add_error(field, problem[0].upper() + problem[1:] + ".")
         return data
 
 

@@ -13,6 +13,7 @@ import os
 import socket
 import time
 
+import redis
 from celery import beat
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
@@ -30,6 +31,7 @@ FULL_SYNC_EVERY_SECONDS = 60
 RECOVER_EVERY_SECONDS = 5
 # One tick never dispatches for longer than this, so liveness and edits stay current.
 DISPATCH_SLICE_SECONDS = 10
+ERROR_BACKOFF_SECONDS = 5
 
 
 class DatabaseScheduler(beat.Scheduler):
@@ -43,6 +45,7 @@ class DatabaseScheduler(beat.Scheduler):
         self._synced = float("-inf")
         self._recovered = float("-inf")
         self._changes_seen = None
+        self._broker_down_since = None
         kwargs["max_interval"] = self.max_interval
         super().__init__(*args, **kwargs)
 
@@ -64,12 +67,13 @@ class DatabaseScheduler(beat.Scheduler):
             if not finished:
                 return 0
             return dispatch.seconds_until_next_due(now=timezone.now(), longest=self.max_interval)
-        except DatabaseError:
-            # The next tick tries again on a fresh connection; nothing was half-claimed, since
-            # every claim is one transaction.
-            logger.exception("beat: database error; trying again in %s s", self.max_interval)
+        except Exception:
+            # Celery's loop would end beat on any exception, and with it every schedule. The
+            # next tick tries again on a fresh connection; nothing is half-claimed, since every
+            # claim is one transaction.
+            logger.exception("beat: tick failed; trying again in %s s", ERROR_BACKOFF_SECONDS)
             close_old_connections()
-            return self.max_interval
+            return ERROR_BACKOFF_SECONDS
 
     def _sync_when_changed(self) -> None:
         version = dispatch.schedule_changes_version()
@@ -91,6 +95,10 @@ class DatabaseScheduler(beat.Scheduler):
 
     def _dispatch_due(self) -> bool:
         """Claim and publish due slots, a batch at a time; False if there may be more due."""
+        if not self._broker_reachable():
+            # Claiming now would only strand runs; slots left unclaimed meet the missed-run
+            # policy once Redis is back, as after beat's own downtime.
+            return True
         started = time.monotonic()
         while time.monotonic() - started < DISPATCH_SLICE_SECONDS:
             dispatches, handled = dispatch.due_runs_claim(now=timezone.now(), node=self.node)
@@ -99,6 +107,20 @@ class DatabaseScheduler(beat.Scheduler):
             if handled < dispatch.CLAIM_BATCH:
                 return True
         return False
+
+    def _broker_reachable(self) -> bool:
+        if self._broker_down_since is None:
+            return True
+        probe = redis.Redis.from_url(self.app.conf.broker_url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            probe.ping()
+        except dispatch.BROKER_ERRORS:
+            return False
+        finally:
+            probe.close()
+        logger.info("beat: the broker at %s answers again", self.connection.as_uri())
+        self._broker_down_since = None
+        return True
 
     def _publish(self, dispatches) -> bool:
         if not dispatches:
@@ -109,6 +131,7 @@ class DatabaseScheduler(beat.Scheduler):
             # The runs stay claimed; after RECLAIM_AFTER a beat sends them or records why not.
             logger.error("beat: could not send %d run(s) to the broker at %s: %s", len(dispatches),
                          self.connection.as_uri(), error)
+            self._broker_down_since = time.monotonic()
             return False
         for sent_run in dispatches[:sent]:
             logger.info("beat: sent %r for %s (run %s)", sent_run.schedule_name,

@@ -18,10 +18,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Min
+from django.db.models import Case, F, Min, Value, When
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
-from kombu.exceptions import OperationalError
+from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
 from scheduler.models import ScheduleChanges, ScheduleRun, ScheduleState
@@ -38,9 +38,15 @@ SCHEDULE_NAME_HEADER = "schedule_name"
 # Publishing a batch takes well under a second; a claim this old was stranded by a beat that
 # stopped (or lost the broker) between claiming and publishing.
 RECLAIM_AFTER = timedelta(seconds=20)
-# What publishing raises when Redis cannot be reached: kombu's, redis-py's or the socket's own.
-BROKER_ERRORS = (OperationalError, RedisError, OSError)
+# Kombu's restore of unacknowledged messages runs every few seconds; a lapsed run is given this
+# much beyond the visibility timeout for its redelivery to arrive.
+LOST_MARGIN = timedelta(minutes=5)
+NEVER_STARTED_AFTER = timedelta(hours=24)
+# What publishing raises when Redis cannot be reached: kombu's own (BatchPublishError from a
+# pipeline that failed mid-way is one), redis-py's, or the socket's.
+BROKER_ERRORS = (KombuError, RedisError, OSError)
 CLAIM_BATCH = 500
+SYNC_CHUNK = 1000
 
 # What decides when a schedule fires; a change to any of these recomputes its next due time.
 TIMING_FIELDS = (
@@ -71,14 +77,17 @@ def starting_state(task: PeriodicTask, *, now: datetime) -> tuple[datetime | Non
         return None, f"Expired at {task.expires.isoformat()}."
     try:
         return first_slot_from(task, now), ""
-    except UnschedulableError as error:
+    except Exception as error:
+        # Whatever a hand-written row holds, that schedule waits with its reason shown in the
+        # admin, and the others go on.
         return None, f"Cannot be scheduled: {error}"
 
 
 def schedules_sync(*, now: datetime) -> int:
     """Bring every schedule's due time in step with its definition; return how many changed.
 
-    Reads one narrow row per schedule and loads in full only those whose timing changed.
+    Reads one narrow row per schedule and loads in full only those whose timing changed, a
+    chunk at a time, each chunk one short transaction.
     """
     known = dict(ScheduleState.objects.values_list("task_id", "fingerprint"))
     changed = {}
@@ -86,17 +95,28 @@ def schedules_sync(*, now: datetime) -> int:
         fingerprint = _fingerprint(values)
         if known.get(values[0]) != fingerprint:
             changed[values[0]] = fingerprint
-    for task in PeriodicTask.objects.filter(id__in=list(changed)).select_related(*SCHEDULE_RELATIONS):
+    ids = list(changed)
+    for start in range(0, len(ids), SYNC_CHUNK):
+        tasks = PeriodicTask.objects.filter(id__in=ids[start:start + SYNC_CHUNK]).select_related(*SCHEDULE_RELATIONS)
+        with transaction.atomic():
+            _states_apply(tasks, changed, known, now=now)
+    return len(changed)
+
+
+def _states_apply(tasks, fingerprints: dict, known: dict, *, now: datetime) -> None:
+    new = []
+    for task in tasks:
         next_due_at, problem = starting_state(task, now=now)
-        fields = {"next_due_at": next_due_at, "fingerprint": changed[task.id], "problem": problem, "synced_at": now}
+        fields = {"next_due_at": next_due_at, "fingerprint": fingerprints[task.id], "problem": problem,
+                  "synced_at": now}
+        if problem:
+            logger.warning("beat: schedule %r: %s", task.name, problem)
         if task.id in known:
             # Conditional: if another beat already applied this change, nothing happens twice.
             ScheduleState.objects.filter(task_id=task.id, fingerprint=known[task.id]).update(**fields)
         else:
-            ScheduleState.objects.bulk_create([ScheduleState(task_id=task.id, **fields)], ignore_conflicts=True)
-        if problem:
-            logger.warning("beat: schedule %r: %s", task.name, problem)
-    return len(changed)
+            new.append(ScheduleState(task_id=task.id, **fields))
+    ScheduleState.objects.bulk_create(new, ignore_conflicts=True)
 
 
 def seconds_until_next_due(*, now: datetime, longest: float) -> float:
@@ -120,6 +140,26 @@ class Dispatch:
     options: dict
 
 
+def message_problems(*, args: str, kwargs: str, headers: str) -> dict[str, str]:
+    """What is wrong with a schedule's message fields, by field: args must be a JSON list,
+    kwargs and headers JSON objects. The admin form and beat both ask this one question."""
+    problems = {}
+    for field, text, shape in (("args", args, list), ("kwargs", kwargs, dict), ("headers", headers, dict)):
+        try:
+            value = json.loads(text or ("[]" if shape is list else "{}"))
+        except ValueError as error:
+            problems[field] = f"{field} is not valid JSON ({error})"
+            continue
+        if not isinstance(value, shape):
+            expected = "list" if shape is list else "object"
+            problems[field] = f"{field} must be a JSON {expected}, not {type(value).__name__}"
+    return problems
+
+
+def message_problem(task: PeriodicTask) -> str:
+    return "; ".join(message_problems(args=task.args, kwargs=task.kwargs, headers=task.headers).values())
+
+
 def dispatch_for(run: ScheduleRun, task: PeriodicTask) -> Dispatch:
     options = {key: getattr(task, key) for key in ("queue", "exchange", "routing_key", "priority")
                if getattr(task, key) is not None}
@@ -133,7 +173,7 @@ def dispatch_for(run: ScheduleRun, task: PeriodicTask) -> Dispatch:
 
 
 def _due_states(now: datetime):
-    states = (ScheduleState.objects.filter(next_due_at__lte=now).order_by("next_due_at")
+    states = (ScheduleState.objects.filter(next_due_at__lte=now, task__enabled=True).order_by("next_due_at")
               .select_related(*(f"task__{relation}" for relation in SCHEDULE_RELATIONS), "task__scheduler_policy"))
     # Two beats take disjoint batches on PostgreSQL instead of waiting for each other; on
     # SQLite the IMMEDIATE transaction already lets one beat in at a time.
@@ -154,21 +194,16 @@ def due_runs_claim(*, now: datetime, node: str) -> tuple[list[Dispatch], int]:
             try:
                 plan = plan_slots(task, policy_of(task), next_due_at=state.next_due_at, now=now)
             except UnschedulableError as error:
+                logger.warning("beat: schedule %r cannot be scheduled: %s", task.name, error)
                 state.next_due_at, state.problem = None, f"Cannot be scheduled: {error}"
                 continue
             state.next_due_at = plan.next_due_at
+            if plan.next_due_at is None and task.expires and not task.one_off:
+                state.problem = f"No further runs: the schedule expires at {task.expires.isoformat()}."
             if task.one_off and plan.to_send:
                 one_offs.append(task.id)
             tasks[task.id] = task
-            runs.extend(
-                ScheduleRun(
-                    schedule_id=task.id, schedule_name=task.name, task_name=task.task, scheduled_for=slot.scheduled_for,
-                    kind=slot.kind, status=slot.status, reason=slot.reason, task_id=str(uuid.uuid4()),
-                    claimed_by=node, claimed_at=now,
-                    finished_at=None if slot.status == ScheduleRun.Status.CLAIMED else now,
-                )
-                for slot in plan.slots
-            )
+            runs.extend(_ledger_rows(task, plan.slots, now=now, node=node))
         # A slot someone else already holds is skipped here: the unique constraint decides.
         ScheduleRun.objects.bulk_create(runs, ignore_conflicts=True, batch_size=CLAIM_BATCH)
         ScheduleState.objects.bulk_update(states, ["next_due_at", "problem"], batch_size=CLAIM_BATCH)
@@ -180,6 +215,22 @@ def due_runs_claim(*, now: datetime, node: str) -> tuple[list[Dispatch], int]:
         ).order_by("scheduled_for")
         dispatches = [dispatch_for(run, tasks[run.schedule_id]) for run in claimed]
     return dispatches, len(states)
+
+
+def _ledger_rows(task: PeriodicTask, slots, *, now: datetime, node: str) -> list[ScheduleRun]:
+    # A message that cannot be built is recorded, slot by slot, instead of stopping beat.
+    problem = message_problem(task)
+    rows = []
+    for slot in slots:
+        status, reason = slot.status, slot.reason
+        if problem and status == ScheduleRun.Status.CLAIMED:
+            status, reason = ScheduleRun.Status.NOT_ENQUEUED, f"Not sent: the schedule's {problem}."
+        rows.append(ScheduleRun(
+            schedule_id=task.id, schedule_name=task.name, task_name=task.task, scheduled_for=slot.scheduled_for,
+            kind=slot.kind, status=status, reason=reason, task_id=str(uuid.uuid4()), claimed_by=node,
+            claimed_at=now, finished_at=None if status == ScheduleRun.Status.CLAIMED else now,
+        ))
+    return rows
 
 
 def runs_publish(dispatches: list[Dispatch], *, app, producer) -> int:
@@ -195,8 +246,10 @@ def runs_publish(dispatches: list[Dispatch], *, app, producer) -> int:
                 dispatch.task_name, dispatch.args, dispatch.kwargs, task_id=dispatch.task_id, producer=producer,
                 **{**dispatch.options, "headers": {**dispatch.options["headers"], **run_headers(dispatch)}},
             )
-    ScheduleRun.objects.filter(id__in=[d.run_id for d in dispatches], status=ScheduleRun.Status.CLAIMED).update(
-        status=ScheduleRun.Status.SENT, sent_at=timezone.now()
+    # A fast worker may already have started a run: its status stays, its send time is noted.
+    ScheduleRun.objects.filter(id__in=[d.run_id for d in dispatches]).update(
+        sent_at=timezone.now(),
+        status=Case(When(status=ScheduleRun.Status.CLAIMED, then=Value(ScheduleRun.Status.SENT)), default=F("status")),
     )
     return len(dispatches)
 
@@ -212,44 +265,74 @@ def run_headers(dispatch: Dispatch) -> dict:
 
 
 def stranded_runs_recover(*, now: datetime, node: str) -> list[Dispatch]:
-    """Take over runs claimed but never sent; return those still worth publishing."""
+    """Take over runs claimed but never sent; return those still worth publishing.
+
+    A taken-over run gets a new Celery task id: if the stopped beat did publish after all, its
+    copy and ours are told apart, one runs and the other is dropped without touching the
+    result the admin shows.
+    """
     stranded = (ScheduleRun.objects.filter(status=ScheduleRun.Status.CLAIMED, claimed_at__lt=now - RECLAIM_AFTER)
                 .select_related("schedule__scheduler_policy").order_by("claimed_at")[:CLAIM_BATCH])
     dispatches = []
     for run in stranded:
         taken = ScheduleRun.objects.filter(id=run.id, status=ScheduleRun.Status.CLAIMED, claimed_at=run.claimed_at)
-        task = run.schedule
-        deadline = policy_of(task).starting_deadline if task else timedelta(0)
-        if task is not None and task.enabled and now - run.scheduled_for <= deadline:
-            if taken.update(claimed_by=node, claimed_at=now):
-                logger.warning("beat: sending run %s of %r, claimed by %s but never sent", run.id,
-                               run.schedule_name, run.claimed_by)
-                dispatches.append(dispatch_for(run, task))
+        too_late = _not_to_send_late(run, now=now)
+        if too_late:
+            taken.update(status=ScheduleRun.Status.NOT_ENQUEUED, finished_at=now, reason=(
+                f"Claimed by beat {run.claimed_by} but not known to have reached the broker (that beat stopped, "
+                f"or could not reach Redis), and {too_late}"))
             continue
-        taken.update(status=ScheduleRun.Status.NOT_ENQUEUED, finished_at=now, reason=(
-            f"Claimed by beat {run.claimed_by} at {run.claimed_at.isoformat()} but never sent to the broker "
-            "(that beat stopped, or could not reach Redis), and "
-            + ("the schedule was deleted or disabled since." if task is None or not task.enabled
-               else f"the starting deadline of {deadline.total_seconds():.0f} s has passed.")
-        ))
+        run.task_id = str(uuid.uuid4())
+        if taken.update(claimed_by=node, claimed_at=now, task_id=run.task_id):
+            logger.warning("beat: sending run %s of %r, claimed by %s but not known to be sent", run.id,
+                           run.schedule_name, run.claimed_by)
+            dispatches.append(dispatch_for(run, run.schedule))
     return dispatches
 
 
-def lost_runs_close(*, now: datetime) -> int:
-    """Record as failed the runs whose worker vanished and that no redelivery took over.
+def _not_to_send_late(run: ScheduleRun, *, now: datetime) -> str:
+    """Why a stranded run should no longer be sent ("" when it should)."""
+    task = run.schedule
+    if task is None:
+        return "the schedule was deleted since."
+    if message_problem(task):
+        return f"the schedule's {message_problem(task)}."
+    if run.kind != ScheduleRun.Kind.SCHEDULED:
+        # Catch-up and manual runs were chosen to run late; a one-off has turned itself off.
+        return ""
+    if not task.enabled and not task.one_off:
+        return "the schedule was disabled since."
+    # Never shorter than recovery itself takes, or no stranded run could ever be sent.
+    deadline = max(policy_of(task).starting_deadline, 3 * RECLAIM_AFTER)
+    if now - run.scheduled_for > deadline:
+        return f"the starting deadline of {deadline.total_seconds():.0f} s has passed."
+    return ""
 
-    A running run's lease lapses within a minute of its worker dying. Redis hands the message
-    to another worker after the visibility timeout, and that delivery takes the run over; once
-    that time has passed too, nobody will, and the ledger should say so instead of "running".
+
+def lost_runs_close(*, now: datetime) -> int:
+    """Record as failed the runs no worker will finish, instead of leaving them "running".
+
+    A running run's lease lapses within a minute of its worker dying; Redis hands the message
+    to another worker after the visibility timeout, and that delivery takes the run over. Once
+    that time has passed too, nobody will. A run sent but never started for a day had its
+    message expire, go to a task no worker knows, or vanish with Redis.
     """
     visibility = timedelta(seconds=settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"])
-    return ScheduleRun.objects.filter(
-        status=ScheduleRun.Status.RUNNING, lease_until__lt=now - visibility - RECLAIM_AFTER
+    lost_with_worker = ScheduleRun.objects.filter(
+        status=ScheduleRun.Status.RUNNING, lease_until__lt=now - visibility - LOST_MARGIN
     ).update(
         status=ScheduleRun.Status.FAILED, finished_at=now, lease_until=None,
         error=f"The worker stopped renewing its lease (it was killed, lost its machine, or hit the hard time limit), "
               f"and no redelivery took the run over within the broker's visibility timeout ({visibility}).",
     )
+    never_started = ScheduleRun.objects.filter(
+        status=ScheduleRun.Status.SENT, sent_at__lt=now - NEVER_STARTED_AFTER
+    ).update(
+        status=ScheduleRun.Status.FAILED, finished_at=now,
+        error=f"Sent to the broker but no worker started it within {NEVER_STARTED_AFTER}: its message expired, "
+              "no running worker knows the task or consumes its queue, or Redis lost the message.",
+    )
+    return lost_with_worker + never_started
 
 
 def run_now_claim(*, task: PeriodicTask, now: datetime, node: str) -> Dispatch:

@@ -8,6 +8,7 @@ records the outcome, the duration and the error. Tasks called any other way run 
 
 import json
 import logging
+import os
 import threading
 import time
 import traceback
@@ -15,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery import Task
-from celery.exceptions import Retry
+from celery.exceptions import Ignore, Retry
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -50,22 +51,42 @@ class StartDecision:
     reason: str = ""
 
 
-def run_start(*, run_id: int, worker: str) -> StartDecision:
+def run_start(*, run_id: int, task_id: str, worker: str) -> StartDecision:
     """Mark the run started, unless the overlap policy or an earlier delivery says not to."""
-    while True:
-        decision = _try_start(run_id=run_id, worker=worker, now=timezone.now())
+    give_up = time.monotonic() + (LEASE.total_seconds() + RENEW_EVERY)
+    while time.monotonic() < give_up:
+        decision = with_retries(lambda: _try_start(run_id=run_id, task_id=task_id, worker=worker, now=timezone.now()))
         if decision is not None:
             return decision
-        # Another delivery holds a live lease: wait for it to finish or for its lease to lapse
-        # (a redelivery after the worker was killed).
+        # Another delivery holds a live lease. If its worker was killed (and this is the
+        # redelivery), the lease lapses within LEASE; if it lives, it keeps renewing, and this
+        # copy gives up after one lease and a renewal.
         time.sleep(2)
+    return StartDecision(False, "another delivery of this run is running it")
 
 
-def _try_start(*, run_id: int, worker: str, now: datetime) -> StartDecision | None:
+def with_retries(write, attempts: int = 4):
+    """A ledger write, retried on a passing database error (a locked SQLite file, a dropped
+    connection): losing it would leave the run's outcome unrecorded."""
+    for attempt in range(attempts):
+        try:
+            return write()
+        except OperationalError:
+            if attempt == attempts - 1:
+                raise
+            connection.close()
+            time.sleep(0.5 * 2**attempt)
+
+
+def _try_start(*, run_id: int, task_id: str, worker: str, now: datetime) -> StartDecision | None:
     with transaction.atomic():
         run = ScheduleRun.objects.select_related("schedule__scheduler_policy").filter(id=run_id).first()
         if run is None:
             return StartDecision(False, "its run record is gone")
+        if run.task_id != task_id:
+            # A beat that took over a stranded run sends it under a new task id; this is the
+            # copy the stopped beat may have sent before it died.
+            return StartDecision(False, "the run was sent again under another task id")
         if run.status == ScheduleRun.Status.RUNNING and run.lease_until and run.lease_until > now:
             return None
         if run.status in ScheduleRun.FINISHED:
@@ -79,7 +100,8 @@ def _try_start(*, run_id: int, worker: str, now: datetime) -> StartDecision | No
             if busy:
                 reason = (f"Skipped by the overlap policy: the run for {busy.scheduled_for.isoformat()} "
                           f"was still running on {busy.worker}.")
-                _finish(run_id, ScheduleRun.Status.SKIPPED, now=now, reason=reason, from_running=False)
+                ScheduleRun.objects.filter(id=run_id, status__in=[ScheduleRun.Status.CLAIMED, ScheduleRun.Status.SENT]
+                                           ).update(status=ScheduleRun.Status.SKIPPED, finished_at=now, reason=reason)
                 return StartDecision(False, reason)
         started = ScheduleRun.objects.filter(id=run_id).filter(
             Q(status__in=[ScheduleRun.Status.CLAIMED, ScheduleRun.Status.SENT])
@@ -88,38 +110,38 @@ def _try_start(*, run_id: int, worker: str, now: datetime) -> StartDecision | No
         return StartDecision(True) if started else StartDecision(False, "another delivery took the run")
 
 
-def _finish(run_id: int, status: str, *, now: datetime, from_running: bool = True, **fields) -> None:
-    runs = ScheduleRun.objects.filter(id=run_id)
-    if from_running:
-        runs = runs.filter(status=ScheduleRun.Status.RUNNING)
-    runs.update(status=status, finished_at=now, lease_until=None, **fields)
-
-
-def run_finish(*, run_id: int, succeeded: bool, output=None, error: str = "") -> None:
+def run_finish(*, run_id: int, worker: str, succeeded: bool, output=None, error: str = "") -> None:
     try:
         json.dumps(output, cls=DjangoJSONEncoder)
     except (TypeError, ValueError):
         output = repr(output)
     status = ScheduleRun.Status.SUCCEEDED if succeeded else ScheduleRun.Status.FAILED
-    _finish(run_id, status, now=timezone.now(), output=output, error=error)
+    with_retries(lambda: ScheduleRun.objects.filter(id=run_id, worker=worker, status=ScheduleRun.Status.RUNNING).update(
+        status=status, finished_at=timezone.now(), lease_until=None, output=output, error=error,
+    ))
 
 
 class LeaseKeeper(threading.Thread):
     """Renews a running run's lease until stopped, on its own database connection."""
 
-    def __init__(self, run_id: int) -> None:
+    def __init__(self, run_id: int, worker: str) -> None:
         super().__init__(name=f"lease-{run_id}", daemon=True)
         self.run_id = run_id
+        self.worker = worker
         self.stopped = threading.Event()
 
     def run(self) -> None:
         try:
             while not self.stopped.wait(RENEW_EVERY):
-                ScheduleRun.objects.filter(id=self.run_id, status=ScheduleRun.Status.RUNNING).update(
-                    lease_until=timezone.now() + LEASE
-                )
-        except Exception:
-            logger.exception("could not renew the lease of run %s", self.run_id)
+                try:
+                    ScheduleRun.objects.filter(id=self.run_id, worker=self.worker,
+                                               status=ScheduleRun.Status.RUNNING).update(
+                        lease_until=timezone.now() + LEASE
+                    )
+                except Exception:
+                    # One failed renewal must not end the others: the lease outlasts two.
+                    logger.exception("could not renew the lease of run %s", self.run_id)
+                    connection.close()
         finally:
             connection.close()
 
@@ -137,11 +159,14 @@ class RecordedTask(Task):
         run_id = (self.request.headers or {}).get(RUN_HEADER)
         if run_id is None or self.request.called_directly:
             return super().__call__(*args, **kwargs)
-        decision = run_start(run_id=run_id, worker=self.request.hostname or "")
+        # The worker process, not just the host: two processes of one worker are two holders.
+        worker = f"{self.request.hostname or ''}:{os.getpid()}"
+        decision = run_start(run_id=run_id, task_id=self.request.id, worker=worker)
         if not decision.run:
             logger.info("run %s of %s not started: %s", run_id, self.name, decision.reason)
-            return {"skipped": decision.reason}
-        with LeaseKeeper(run_id):
+            # Ignore leaves this delivery's task result alone instead of recording a success.
+            raise Ignore()
+        with LeaseKeeper(run_id, worker):
             try:
                 result = super().__call__(*args, **kwargs)
             except Retry:
@@ -151,7 +176,7 @@ class RecordedTask(Task):
                 )
                 raise
             except BaseException:
-                run_finish(run_id=run_id, succeeded=False, error=traceback.format_exc())
+                run_finish(run_id=run_id, worker=worker, succeeded=False, error=traceback.format_exc())
                 raise
-        run_finish(run_id=run_id, succeeded=True, output=result)
+        run_finish(run_id=run_id, worker=worker, succeeded=True, output=result)
         return result

@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_celery_results",
     "cleanup",
+    "reports",
 ]
 
 MIDDLEWARE = [

@@ -6,16 +6,19 @@ slot it names.
 """
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django_celery_beat.models import PeriodicTask
 
 from scheduler.models import SchedulePolicy, ScheduleRun
-from scheduler.timing import first_slot_after
+from scheduler.timing import interval_length, slots_after
 
-# After long downtime, at most this many missed slots get a row each; earlier ones are counted
-# in the reason of the oldest row written, so a year offline does not write half a million rows.
-MAX_RECORDED_MISSED = 1000
+# After long downtime, at most this many missed slots of one schedule get a row each; earlier
+# ones are mentioned in the reason of the oldest row written, so a week offline does not write
+# half a million rows (and hold the database's write lock while doing it).
+MAX_RECORDED_MISSED = 100
+# A crontab's slots are walked at most this far back; older ones are not even counted.
+LONGEST_LOOK_BACK = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -47,61 +50,83 @@ def policy_of(task: PeriodicTask) -> SchedulePolicy:
         return default_policy()
 
 
-def due_slots(task: PeriodicTask, next_due_at: datetime, now: datetime) -> tuple[list[datetime], int, datetime | None]:
-    """Slots from `next_due_at` up to `now`: (the newest ones, how many older were left out, next)."""
-    slots: list[datetime] = []
-    left_out = 0
-    slot = next_due_at
-    while slot is not None and slot <= now:
+def due_slots(
+    task: PeriodicTask, next_due_at: datetime, now: datetime
+) -> tuple[list[datetime], int | None, datetime | None]:
+    """Slots from `next_due_at` up to `now`: (the newest ones, how many older were left out
+    (None: not counted), the first slot after now)."""
+    left_out: int | None = 0
+    start = next_due_at
+    if task.interval_id:
+        # Arithmetic, not a walk: a one-second interval after a week offline is 600,000 slots.
+        length = interval_length(task)
+        passed = (now - next_due_at) // length + 1
+        left_out = max(0, passed - MAX_RECORDED_MISSED)
+        start = next_due_at + left_out * length
+    slots = [start]
+    if not task.interval_id and now - next_due_at > LONGEST_LOOK_BACK:
+        # Walk from a week ago (not itself a slot) instead of from the first missed slot.
+        left_out, start, slots = None, now - LONGEST_LOOK_BACK, []
+    following = None
+    for slot in slots_after(task, start):
+        if slot > now:
+            following = slot
+            break
         slots.append(slot)
-        if len(slots) > MAX_RECORDED_MISSED:
-            slots.pop(0)
-            left_out += 1
-        slot = first_slot_after(task, slot)
-    return slots, left_out, slot
+    if len(slots) > MAX_RECORDED_MISSED:
+        left_out = None if left_out is None else left_out + len(slots) - MAX_RECORDED_MISSED
+        slots = slots[-MAX_RECORDED_MISSED:]
+    if task.expires:
+        slots = [slot for slot in slots if slot < task.expires]
+        following = following if following and following < task.expires else None
+    return slots, left_out, following
 
 
 def plan_slots(task: PeriodicTask, policy: SchedulePolicy, *, next_due_at: datetime, now: datetime) -> SlotPlan:
+    """One ledger row for each slot from `next_due_at` up to `now`: sent, or missed and why.
+
+    Slots within the starting deadline are on time, older ones missed. "Skip" sends the on-time
+    ones; "run once" sends only the newest slot, whichever it is, standing for all the others;
+    "run each" sends the on-time ones and the newest missed ones up to the catch-up limit.
+    """
     slots, left_out, following = due_slots(task, next_due_at, now)
-    plan = SlotPlan(next_due_at=following)
+    plan = SlotPlan(next_due_at=None if task.one_off else following)
+    send = _slots_to_send(policy, slots, now=now)
     if task.one_off:
-        plan.next_due_at = None
-    on_time = [slot for slot in slots if now - slot <= policy.starting_deadline]
-    missed = [slot for slot in slots if now - slot > policy.starting_deadline]
-    sent_late = _catch_up_choice(policy, missed, bool(on_time))
-    for slot in missed:
-        if slot in sent_late:
-            plan.slots.append(PlannedSlot(slot, ScheduleRun.Kind.CATCH_UP, ScheduleRun.Status.CLAIMED))
+        send = send[-1:]
+    for slot in slots:
+        late = now - slot > policy.starting_deadline
+        if slot in send:
+            kind = ScheduleRun.Kind.CATCH_UP if late else ScheduleRun.Kind.SCHEDULED
+            plan.slots.append(PlannedSlot(slot, kind, ScheduleRun.Status.CLAIMED))
         else:
             plan.slots.append(PlannedSlot(slot, ScheduleRun.Kind.SCHEDULED, ScheduleRun.Status.MISSED,
-                                          _missed_reason(policy, slot, on_time, sent_late, now)))
-    plan.slots.extend(PlannedSlot(slot, ScheduleRun.Kind.SCHEDULED, ScheduleRun.Status.CLAIMED) for slot in on_time)
-    if left_out and plan.slots:
+                                          _missed_reason(policy, slot, late, send, now)))
+    if left_out != 0 and plan.slots:
         oldest = plan.slots[0]
+        earlier = "Earlier missed slots are" if left_out is None else f"{left_out} earlier missed slots are"
         plan.slots[0] = PlannedSlot(oldest.scheduled_for, oldest.kind, oldest.status,
-                                    f"{oldest.reason} {left_out} earlier missed slots are not listed.".strip())
-    if task.one_off and plan.slots:
-        # A one-off sends its newest slot only; anything older was missed before it.
-        plan.slots = [slot for slot in plan.slots if slot.status == ScheduleRun.Status.MISSED] + plan.to_send[-1:]
+                                    f"{oldest.reason} {earlier} not listed.".strip())
     return plan
 
 
-def _catch_up_choice(policy: SchedulePolicy, missed: list[datetime], any_on_time: bool) -> list[datetime]:
-    if not missed or policy.missed_runs == SchedulePolicy.MissedRuns.SKIP:
-        return []
+def _slots_to_send(policy: SchedulePolicy, slots: list[datetime], *, now: datetime) -> list[datetime]:
+    on_time = [slot for slot in slots if now - slot <= policy.starting_deadline]
+    missed = [slot for slot in slots if now - slot > policy.starting_deadline]
     if policy.missed_runs == SchedulePolicy.MissedRuns.ONCE:
-        # An on-time run already stands for the missed ones.
-        return [] if any_on_time else missed[-1:]
-    return missed[-policy.catch_up_limit:] if policy.catch_up_limit else []
+        return slots[-1:]
+    if policy.missed_runs == SchedulePolicy.MissedRuns.SKIP:
+        return on_time
+    return (missed[-policy.catch_up_limit:] if policy.catch_up_limit else []) + on_time
 
 
-def _missed_reason(policy, slot, on_time, sent_late, now) -> str:
-    late = int((now - slot).total_seconds())
+def _missed_reason(policy, slot, late, send, now) -> str:
+    if policy.missed_runs == SchedulePolicy.MissedRuns.ONCE:
+        why = f"Beat reached it {int((now - slot).total_seconds())} s late, with newer slots due too."
+        return f"{why} Policy: run once; covered by the run for {send[-1].isoformat()}."
     why = (f"Not sent within the starting deadline of {policy.starting_deadline_seconds} s "
-           f"(beat reached it {late} s late: beat was stopped, behind, or the schedule was paused).")
+           f"(beat reached it {int((now - slot).total_seconds())} s late: beat was stopped, behind, "
+           "or the broker was unreachable).")
     if policy.missed_runs == SchedulePolicy.MissedRuns.SKIP:
         return f"{why} Policy: skip missed runs."
-    if policy.missed_runs == SchedulePolicy.MissedRuns.ONCE:
-        covering = on_time[-1] if on_time else sent_late[-1]
-        return f"{why} Policy: run once; covered by the run for {covering.isoformat()}."
     return f"{why} Policy: run each, up to {policy.catch_up_limit}; this one is beyond the limit."

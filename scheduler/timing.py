@@ -7,12 +7,18 @@ that occurs twice on the fall-back day fires once; a wildcard hour fires in both
 job fires 23 and 25 times on those days. Celery's own crontab gets those days wrong.
 """
 
+import itertools
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from celery.schedules import crontab_parser
 from cronsim import CronSim, CronSimError
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+# A crontab whose fields are each valid can still never match (February 30th); searching
+# further than this says so instead of walking to the year 9999.
+NEVER_MATCHES_AFTER = timedelta(days=5 * 366)
 
 
 class UnschedulableError(ValueError):
@@ -33,38 +39,61 @@ class CrontabTimes:
     """
 
     def __init__(self, crontab: CrontabSchedule) -> None:
-        self.zone = ZoneInfo(str(crontab.timezone))
         fields = [_cron_field(getattr(crontab, name)) for name in (
             "minute", "hour", "day_of_month", "month_of_year", "day_of_week")]
         self.days_of_month = None
-        if fields[2] != "*" and fields[4] != "*":
-            self.days_of_month = crontab_parser(31, 1).parse(crontab.day_of_month)
-            fields[2] = "*"
-        self.expression = " ".join(fields)
         try:
+            self.zone = ZoneInfo(str(crontab.timezone))
+            if fields[2] != "*" and fields[4] != "*":
+                self.days_of_month = crontab_parser(31, 1).parse(crontab.day_of_month)
+                fields[2] = "*"
+            self.expression = " ".join(fields)
             CronSim(self.expression, datetime.now(self.zone))
-        except CronSimError as error:
-            raise UnschedulableError(f"crontab {crontab.human_readable!r}: {error}") from error
+        except (CronSimError, ValueError, KeyError) as error:
+            raise UnschedulableError(f"crontab {' '.join(fields)} ({crontab.timezone}): {error}") from error
 
-    def first_after(self, moment: datetime) -> datetime | None:
+    def fires_after(self, moment: datetime) -> Iterator[datetime]:
+        """Fire times strictly after `moment`, in UTC, for as long as asked."""
+        horizon = moment + NEVER_MATCHES_AFTER
         for fire in CronSim(self.expression, moment.astimezone(self.zone)):
+            if fire > horizon:
+                # "The 30th of February that is a Monday" is valid per field and never comes.
+                raise UnschedulableError(f"crontab {self.expression}: matches no date in the next five years")
             if self.days_of_month is None or fire.day in self.days_of_month:
-                return fire.astimezone(UTC)
-        return None
+                yield fire.astimezone(UTC)
+
+
+def slots_after(task: PeriodicTask, moment: datetime) -> Iterator[datetime]:
+    """The slots of `task` strictly after `moment` (UTC), in order; raises UnschedulableError.
+
+    One iterator walks many slots cheaply: beat uses it to enumerate what passed during downtime.
+    """
+    try:
+        if task.interval_id:
+            length = interval_length(task)
+            yield from (moment + k * length for k in itertools.count(1))
+        elif task.crontab_id:
+            yield from crontab_times(task).fires_after(moment)
+        elif task.clocked_id:
+            if task.clocked.clocked_time > moment:
+                yield task.clocked.clocked_time
+        elif task.solar_id:
+            slot = _solar_after(task, moment)
+            while True:
+                yield slot
+                slot = _solar_after(task, slot)
+        else:
+            raise UnschedulableError("no schedule is set: choose an interval, crontab, solar or clocked schedule")
+    except UnschedulableError:
+        raise
+    except Exception as error:
+        # A row written outside the admin (ORM, SQL) can hold anything; say what, not crash.
+        raise UnschedulableError(f"{type(error).__name__}: {error}") from error
 
 
 def first_slot_after(task: PeriodicTask, moment: datetime) -> datetime | None:
     """The first slot of `task` strictly after `moment` (UTC), or None when there is none."""
-    if task.interval_id:
-        return moment + interval_length(task)
-    if task.crontab_id:
-        return crontab_times(task).first_after(moment)
-    if task.clocked_id:
-        clocked_time = task.clocked.clocked_time
-        return clocked_time if clocked_time > moment else None
-    if task.solar_id:
-        return _solar_after(task, moment)
-    raise UnschedulableError("no schedule is set: choose an interval, crontab, solar or clocked schedule")
+    return next(slots_after(task, moment), None)
 
 
 def first_slot_from(task: PeriodicTask, moment: datetime) -> datetime | None:
@@ -75,17 +104,20 @@ def first_slot_from(task: PeriodicTask, moment: datetime) -> datetime | None:
     """
     if task.start_time and task.start_time > moment:
         moment = task.start_time
-        if task.interval_id:
-            return moment
     if task.interval_id:
+        interval_length(task)
         return moment
     if task.clocked_id:
         return task.clocked.clocked_time
-    return first_slot_after(task, moment)
+    # A start time exactly on a fire time fires then.
+    return first_slot_after(task, moment - timedelta(microseconds=1))
 
 
 def interval_length(task: PeriodicTask) -> timedelta:
-    length = timedelta(**{task.interval.period: task.interval.every})
+    try:
+        length = timedelta(**{task.interval.period: task.interval.every})
+    except TypeError as error:
+        raise UnschedulableError(f"interval {task.interval.every} {task.interval.period!r}: {error}") from error
     if length <= timedelta(0):
         raise UnschedulableError(f"interval {task.interval}: must be longer than zero")
     return length
@@ -103,11 +135,7 @@ def crontab_times(task: PeriodicTask) -> CrontabTimes:
     return _crontab_cache[key]
 
 
-def _solar_after(task: PeriodicTask, moment: datetime) -> datetime | None:
+def _solar_after(task: PeriodicTask, moment: datetime) -> datetime:
     # Celery's solar schedule (ephem) answers relative to now; shift it to `moment`.
     schedule = task.solar.schedule
-    try:
-        remaining = schedule.remaining_estimate(moment)
-    except Exception as error:  # ephem raises its own errors for polar days and nights
-        raise UnschedulableError(f"solar {task.solar}: {error}") from error
-    return schedule.now() + remaining
+    return schedule.now() + schedule.remaining_estimate(moment)

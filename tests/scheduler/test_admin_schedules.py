@@ -255,3 +255,24 @@ def test_the_change_page_says_an_expired_schedule_has_no_further_runs(staff_clie
     page = staff_client.get(change_url(task)).content.decode()
 
     assert "No further runs: the schedule expired at 2025-01-01 00:00 UTC." in page
+
+
+def test_the_form_refuses_arguments_beat_could_not_send(staff_client):
+    task = interval_task("Nightly export", minutes=10)
+    page = staff_client.get(change_url(task))
+    form = page.context["adminform"].form
+    data = {name: value for name, value in form.initial.items() if value is not None and not hasattr(value, "pk")}
+    data.update({
+        "name": task.name, "task": task.task, "interval": task.interval_id, "enabled": "on",
+        "args": '{"day": 1}', "kwargs": "{}", "headers": "not json",
+        "scheduler_policy-TOTAL_FORMS": "1", "scheduler_policy-INITIAL_FORMS": "0",
+        "scheduler_policy-MIN_NUM_FORMS": "0", "scheduler_policy-MAX_NUM_FORMS": "1",
+        "scheduler_policy-0-missed_runs": "once", "scheduler_policy-0-catch_up_limit": "3",
+        "scheduler_policy-0-starting_deadline_seconds": "60", "scheduler_policy-0-overlap": "allow",
+    })
+    response = staff_client.post(change_url(task), data)
+    errors = response.context["adminform"].form.errors
+    assert errors["args"] == ["Args must be a JSON list, not dict."]
+    assert errors["headers"][0].startswith("Headers is not valid JSON")
+    task.refresh_from_db()
+    assert task.args == "[]"

@@ -62,7 +62,8 @@ def test_a_run_delivered_twice_runs_once():
     run = claimed_run(interval_task("heartbeat", timedelta(minutes=1)))
     deliver(heartbeat, run)
     second = deliver(heartbeat, run)
-    assert second.result == {"skipped": "the run is already succeeded"}
+    # Ignored: the second copy leaves the first one's task result as it is.
+    assert second.state == "IGNORED"
     assert WorkerHeartbeat.objects.get().beats == 1
 
 
@@ -108,3 +109,13 @@ def test_overlap_allow_lets_runs_of_one_schedule_overlap():
 def test_a_task_called_without_a_run_is_not_recorded():
     heartbeat.apply()
     assert not ScheduleRun.objects.exists() and WorkerHeartbeat.objects.get().beats == 1
+
+
+def test_the_copy_a_stopped_beat_sent_is_dropped_once_another_beat_sent_the_run_again():
+    run = claimed_run(interval_task("heartbeat", timedelta(minutes=1)))
+    stale_copy_id = run.task_id
+    ScheduleRun.objects.filter(id=run.id).update(task_id=str(uuid.uuid4()), status="sent")
+    headers = {RUN_HEADER: run.id, SCHEDULED_FOR_HEADER: run.scheduled_for.isoformat()}
+    assert heartbeat.apply(task_id=stale_copy_id, headers=headers).state == "IGNORED"
+    run.refresh_from_db()
+    assert run.status == "sent" and not WorkerHeartbeat.objects.exists()
