@@ -1,0 +1,239 @@
+from django import forms
+from django.contrib import admin, messages
+from django.forms.models import BaseInlineFormSet
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from reports import admin_views
+from reports.models import Report, ReportDelivery, ReportRun, ReportSection
+from reports.services import delivery_resend, report_schedule_sync
+from scheduler.admin_review import ReviewOnlyAdmin
+
+STATUS_COLOURS = {"ok": "#1a7f37", "sent": "#1a7f37", "partial": "#9a6700", "sending": "#0969da",
+                  "failed": "#ba2121", "pending": "#57606a"}
+
+
+def coloured(status: str, label: str) -> str:
+    return format_html('<strong style="color:{}">{}</strong>', STATUS_COLOURS.get(status, "#57606a"), label)
+
+
+class SectionFormSet(BaseInlineFormSet):
+    """One inline per kind of section; each needs its own form prefix on the one page."""
+
+    kind: str
+
+    @classmethod
+    def get_default_prefix(cls) -> str:
+        return f"{cls.kind}_sections"
+
+
+class SectionForm(forms.ModelForm):
+    kind: str
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Set before validation: the model's clean() checks what the kind requires.
+        self.instance.kind = self.kind
+
+
+class OperationsSummaryForm(SectionForm):
+    kind = ReportSection.Kind.OPERATIONS_SUMMARY
+
+
+class SqlSectionForm(SectionForm):
+    kind = ReportSection.Kind.SQL
+    user = None  # set per request by SqlSectionInline.get_formset
+
+    def clean(self):
+        # The inline's permissions already hide the editable form from others; this refuses a
+        # forged POST too, since a query runs with the site's own database access.
+        if self.has_changed() and not (self.user and self.user.is_superuser):
+            raise forms.ValidationError("Only superusers may add or change SQL sections.")
+        return super().clean()
+
+
+class SectionInline(admin.StackedInline):
+    model = ReportSection
+    extra = 0
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(kind=self.form.kind)
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form = type(formset.form.__name__, (formset.form,), {"user": request.user})
+        return formset
+
+
+class OperationsSummaryInline(SectionInline):
+    form = OperationsSummaryForm
+    formset = type("OperationsSummaryFormSet", (SectionFormSet,), {"kind": ReportSection.Kind.OPERATIONS_SUMMARY})
+    fields = ["position", "name"]
+    verbose_name = "operations summary section"
+    verbose_name_plural = "operations summary sections (every schedule's runs, failures, slowest runs, cleanup)"
+
+
+class SqlSectionInline(SectionInline):
+    form = SqlSectionForm
+    formset = type("SqlSectionFormSet", (SectionFormSet,), {"kind": ReportSection.Kind.SQL})
+    fields = ["position", "name", "data_source", "query", "timeout_seconds", "row_limit",
+              "chart", "chart_x", "chart_y"]
+    verbose_name = "SQL section"
+    verbose_name_plural = "SQL sections (only superusers may add or change them)"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser or request.user.has_perm("reports.view_report")
+
+
+@admin.register(Report)
+class ReportAdmin(admin.ModelAdmin):
+    list_display = ["name", "enabled", "when", "recipient_count", "schedule_link", "last_run"]
+    list_filter = ["enabled"]
+    search_fields = ["name", "description", "recipients"]
+    inlines = [OperationsSummaryInline, SqlSectionInline]
+    readonly_fields = ["schedule_link", "runs_link"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "recipients", "enabled"]}),
+        ("When", {"fields": ["send_at", "days_of_week", "timezone", "schedule_link", "runs_link"]}),
+    ]
+    change_form_template = "admin/reports/report/change_form.html"
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        report_schedule_sync(report=form.instance)
+
+    def get_urls(self):
+        return [
+            path("<int:report_id>/preview/", self.admin_site.admin_view(admin_views.report_preview),
+                 name="reports_report_preview"),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="when")
+    def when(self, report: Report) -> str:
+        days = "every day" if report.days_of_week == "*" else f"days {report.days_of_week}"
+        return f"{report.send_at:%H:%M} {report.timezone}, {days}"
+
+    @admin.display(description="recipients")
+    def recipient_count(self, report: Report) -> int:
+        return len(report.recipient_list())
+
+    @admin.display(description="schedule")
+    def schedule_link(self, report: Report) -> str:
+        if report.schedule_id is None:
+            return "created when the report is saved"
+        state = "runs" if report.schedule.enabled else "paused: the report is disabled or has no recipients"
+        url = reverse("admin:django_celery_beat_periodictask_change", args=[report.schedule_id])
+        return format_html('<a href="{}">{}</a> ({})', url, report.schedule.name, state)
+
+    @admin.display(description="runs")
+    def runs_link(self, report: Report) -> str:
+        if report.pk is None:
+            return "none yet"
+        url = reverse("admin:reports_reportrun_changelist") + f"?report__id__exact={report.pk}"
+        return format_html('<a href="{}">Archived runs of this report</a>', url)
+
+    @admin.display(description="last run")
+    def last_run(self, report: Report) -> str:
+        run = report.runs.first()
+        if run is None:
+            return "never"
+        url = reverse("admin:reports_reportrun_change", args=[run.pk])
+        status = coloured(run.status, run.get_status_display())
+        return format_html('<a href="{}">{}: {}</a>', url, run.covered_day, status)
+
+
+class ReportDeliveryInline(admin.TabularInline):
+    model = ReportDelivery
+    fields = ["recipient", "delivery_status", "attempts", "sent_at", "last_error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="status")
+    def delivery_status(self, delivery: ReportDelivery) -> str:
+        return coloured(delivery.status, delivery.get_status_display())
+
+
+@admin.register(ReportRun)
+class ReportRunAdmin(ReviewOnlyAdmin):
+    list_display = ["report", "covered_day", "run_status", "scheduled_for", "deliveries_summary", "built_at"]
+    list_filter = ["status", "report"]
+    date_hierarchy = "scheduled_for"
+    fields = ["report", "covered_day", "scheduled_for", "run_status", "error", "subject", "email", "files_list",
+              "built_at"]
+    readonly_fields = fields
+    inlines = [ReportDeliveryInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("report")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:run_id>/email/", view(admin_views.run_email), name="reports_reportrun_email"),
+            path("<int:run_id>/files/<int:file_id>/", view(admin_views.run_file), name="reports_reportrun_file"),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="status")
+    def run_status(self, run: ReportRun) -> str:
+        return coloured(run.status, run.get_status_display())
+
+    @admin.display(description="deliveries")
+    def deliveries_summary(self, run: ReportRun) -> str:
+        counts = {}
+        for status in run.deliveries.values_list("status", flat=True):
+            counts[status] = counts.get(status, 0) + 1
+        return ", ".join(f"{count} {ReportDelivery.Status(status).label.lower()}" for status, count in counts.items())
+
+    @admin.display(description="email")
+    def email(self, run: ReportRun) -> str:
+        if not run.html:
+            return "not built"
+        return format_html('<a href="{}" target="_blank">View the email as sent</a>',
+                           reverse("admin:reports_reportrun_email", args=[run.pk]))
+
+    @admin.display(description="files")
+    def files_list(self, run: ReportRun) -> str:
+        rows = [(reverse("admin:reports_reportrun_file", args=[run.pk, file.pk]), file.filename, file.size,
+                 "" if file.attached else " (over the size limit: left out of the email)")
+                for file in run.files.all()]
+        return format_html_join("", '<div><a href="{}">{}</a> {} bytes{}</div>', rows) or "none"
+
+
+@admin.register(ReportDelivery)
+class ReportDeliveryAdmin(ReviewOnlyAdmin):
+    list_display = ["recipient", "run", "delivery_status", "attempts", "sent_at", "last_error"]
+    list_filter = ["status", "run__report"]
+    search_fields = ["recipient"]
+    actions = ["resend"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("run__report")
+
+    @admin.display(description="status")
+    def delivery_status(self, delivery: ReportDelivery) -> str:
+        return coloured(delivery.status, delivery.get_status_display())
+
+    @admin.action(description="Re-send to the selected recipients", permissions=["view"])
+    def resend(self, request, queryset) -> None:
+        for delivery in queryset.select_related("run"):
+            delivery = delivery_resend(delivery=delivery)
+            if delivery.status == ReportDelivery.Status.SENT:
+                messages.success(request, f"Sent {delivery.run} to {delivery.recipient} again.")
+            else:
+                messages.error(request, f"Could not send {delivery.run} to {delivery.recipient}: "
+                                        f"{delivery.last_error or 'it is being sent right now'}")

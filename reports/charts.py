@@ -1,0 +1,45 @@
+"""Charts as PNG bytes, drawn with matplotlib's object API on an Agg canvas.
+
+pyplot keeps global figure state, which is neither thread-safe nor freed unless closed; a
+Figure of our own is garbage once this function returns.
+"""
+
+from io import BytesIO
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+WIDTH_INCHES, HEIGHT_INCHES, DPI = 7, 3.2, 96
+
+
+class ChartError(ValueError):
+    pass
+
+
+def chart_png(*, kind: str, columns: list[str], rows: list[tuple], x: str, y: str, title: str) -> bytes:
+    for name in (x, y):
+        if name not in columns:
+            raise ChartError(f"The chart's column {name!r} is not in the result; its columns are {', '.join(columns)}.")
+    x_at, y_at = columns.index(x), columns.index(y)
+    try:
+        values = [float(row[y_at]) if row[y_at] is not None else float("nan") for row in rows]
+    except (TypeError, ValueError):
+        raise ChartError(f"The chart's y column {y!r} holds values that are not numbers.") from None
+    labels = [str(row[x_at]) for row in rows]
+    figure = Figure(figsize=(WIDTH_INCHES, HEIGHT_INCHES), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    if kind == "bar":
+        axes.bar(range(len(values)), values, color="#417690")
+    else:
+        axes.plot(range(len(values)), values, color="#417690", marker="o" if len(values) < 40 else None)
+    # At most about 12 tick labels, so long x axes stay readable.
+    step = max(1, len(labels) // 12)
+    axes.set_xticks(range(0, len(labels), step), labels[::step], rotation=30, ha="right", fontsize=8)
+    axes.set_xlabel(x)
+    axes.set_ylabel(y)
+    axes.set_title(title, fontsize=10)
+    axes.grid(axis="y", alpha=0.3)
+    buffer = BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

@@ -1,0 +1,248 @@
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, available_timezones
+
+from cronsim import CronSim, CronSimError
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
+from django.db import models
+
+RECIPIENT_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+def site_timezone() -> str:
+    return settings.TIME_ZONE
+
+
+def validate_timezone(value: str) -> None:
+    if value not in available_timezones():
+        raise ValidationError(f"{value!r} is not a timezone name; use one such as 'Europe/Berlin' or 'UTC'.")
+
+
+def validate_days_of_week(value: str) -> None:
+    try:
+        CronSim(f"0 0 * * {value}", datetime(2000, 1, 1))
+    except CronSimError as error:
+        raise ValidationError(
+            f"{value!r} is not a cron day-of-week field (e.g. '*', 'mon-fri', '1,3,5'): {error}"
+        ) from error
+
+
+def recipients_in(text: str) -> list[str]:
+    return [address for address in RECIPIENT_SEPARATORS.split(text or "") if address]
+
+
+def validate_recipients(value: str) -> None:
+    for address in recipients_in(value):
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ValidationError(f"{address!r} is not a valid email address.") from None
+
+
+class Report(models.Model):
+    """An emailed report: its sections, who gets it, and when (its own PeriodicTask)."""
+
+    name = models.CharField(max_length=150, unique=True)
+    description = models.TextField(blank=True)
+    recipients = models.TextField(
+        blank=True, validators=[validate_recipients],
+        help_text="Email addresses, one per line or separated by commas. Nothing is sent while this is empty.",
+    )
+    timezone = models.CharField(
+        max_length=64, default=site_timezone, validators=[validate_timezone],
+        help_text="The report is due at its time in this timezone, and covers that day in it.",
+    )
+    send_at = models.TimeField(default=time(7, 0), help_text="Time of day the report is due.")
+    days_of_week = models.CharField(
+        max_length=64, default="*", validators=[validate_days_of_week],
+        help_text="Cron day-of-week field: '*' for every day, 'mon-fri', '1,3,5'...",
+    )
+    enabled = models.BooleanField(
+        default=True, help_text="Its schedule runs only while the report is enabled and has a recipient.",
+    )
+    # Created and kept in step with the fields above by reports.services.report_schedule_sync.
+    schedule = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", null=True, blank=True, editable=False,
+        on_delete=models.SET_NULL, related_name="report",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def recipient_list(self) -> list[str]:
+        # In order, without repeats: one delivery row per address.
+        return list(dict.fromkeys(address.lower() for address in recipients_in(self.recipients)))
+
+    def is_due_to_run(self) -> bool:
+        return self.enabled and bool(self.recipient_list())
+
+    def covered_day(self, slot: datetime) -> date:
+        """The day a run for `slot` covers: the slot's date where the report is read."""
+        return slot.astimezone(self.zone).date()
+
+    def day_bounds(self, day: date) -> tuple[datetime, datetime]:
+        """The covered day as an aware [start, end) span: 23 or 25 hours long on DST days."""
+        # In UTC: Python subtracts two times of one zone by the wall clock (always 24 hours).
+        start = datetime.combine(day, time(0), tzinfo=self.zone).astimezone(UTC)
+        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=self.zone).astimezone(UTC)
+        return start, end
+
+    def slot_on(self, day: date) -> datetime:
+        """When the report is due on `day` (for runs started by hand for a given day)."""
+        return datetime.combine(day, self.send_at, tzinfo=self.zone).astimezone(UTC)
+
+
+class ReportSection(models.Model):
+    class Kind(models.TextChoices):
+        OPERATIONS_SUMMARY = "operations_summary", "Operations summary"
+        SQL = "sql", "SQL query"
+
+    class Chart(models.TextChoices):
+        NONE = "none", "No chart"
+        LINE = "line", "Line chart"
+        BAR = "bar", "Bar chart"
+
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="sections")
+    position = models.PositiveIntegerField(default=0, help_text="Sections appear in this order.")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    name = models.CharField(max_length=150)
+    data_source = models.CharField(
+        max_length=64, default="default", blank=True,
+        help_text="'default': this site's own database. Any other NAME is read from REPORT_SOURCE_<NAME>_URL.",
+    )
+    query = models.TextField(blank=True, help_text="One SELECT statement; it runs in a read-only transaction.")
+    timeout_seconds = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1), MaxValueValidator(600)])
+    row_limit = models.PositiveIntegerField(
+        default=10_000, validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+        help_text="At most this many rows are read; the email says when the result was cut.",
+    )
+    chart = models.CharField(max_length=8, choices=Chart.choices, default=Chart.NONE)
+    chart_x = models.CharField("x column", max_length=150, blank=True)
+    chart_y = models.CharField("y column", max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.kind != self.Kind.SQL:
+            return
+        from reports.sources import QueryRefused, data_source_url, refuse_unless_select
+
+        errors = {}
+        if not self.query.strip():
+            errors["query"] = "A SQL section needs a query."
+        else:
+            try:
+                refuse_unless_select(self.query)
+            except QueryRefused as error:
+                errors["query"] = str(error)
+        try:
+            data_source_url(self.data_source or "default")
+        except QueryRefused as error:
+            errors["data_source"] = str(error)
+        if self.chart != self.Chart.NONE:
+            for field in ("chart_x", "chart_y"):
+                if not getattr(self, field).strip():
+                    errors[field] = f"A {self.get_chart_display().lower()} needs its {field[-1]} column's name."
+        if errors:
+            raise ValidationError(errors)
+
+
+class ReportRun(models.Model):
+    """One report built for one covered day: the archived email and how it was delivered.
+
+    Unique per (report, covered day): a task delivered twice, a retry and `send_report` for
+    the same day all land on this row and send what it archived, never a second version.
+    """
+
+    class Status(models.TextChoices):
+        OK = "ok", "OK"
+        PARTIAL = "partial", "Partial: a section failed"
+        FAILED = "failed", "Failed: not built"
+
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="runs")
+    covered_day = models.DateField()
+    scheduled_for = models.DateTimeField(help_text="The slot the run is for (for runs by hand: the day's due time).")
+    status = models.CharField(max_length=10, choices=Status.choices)
+    subject = models.CharField(max_length=300, blank=True)
+    html = models.TextField(blank=True, help_text="The HTML part as sent; images by cid:.")
+    text = models.TextField(blank=True)
+    error = models.TextField(blank=True, help_text="Why sections failed, or why the report could not be built.")
+    built_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-scheduled_for", "-id"]
+        constraints = [models.UniqueConstraint(fields=["report", "covered_day"], name="reports_run_one_per_day")]
+        indexes = [models.Index(fields=["-scheduled_for"], name="reports_run_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.report} for {self.covered_day:%Y-%m-%d}"
+
+
+class ReportFile(models.Model):
+    """A chart or CSV of a run, kept for download even when it was too big to attach.
+
+    The foreign key cascades in the database too (migration 0002): the retention engine
+    deletes old runs with one DELETE, without Django's cascade.
+    """
+
+    class Kind(models.TextChoices):
+        CHART = "chart", "Chart (inline image)"
+        CSV = "csv", "CSV table"
+
+    run = models.ForeignKey(ReportRun, on_delete=models.CASCADE, related_name="files")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=100)
+    content_id = models.CharField(max_length=100, blank=True, help_text="How the HTML refers to an inline image.")
+    content = models.BinaryField()
+    size = models.PositiveIntegerField()
+    attached = models.BooleanField(default=True, help_text="False: over the size cap, left out of the email.")
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.filename
+
+
+class ReportDelivery(models.Model):
+    """One recipient's copy of one run. Claimed with a conditional UPDATE before sending."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    run = models.ForeignKey(ReportRun, on_delete=models.CASCADE, related_name="deliveries")
+    recipient = models.EmailField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, help_text="The mail server's reply to the last failed attempt.")
+
+    class Meta:
+        ordering = ["recipient"]
+        verbose_name_plural = "report deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["run", "recipient"], name="reports_delivery_one_per_recipient"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.recipient}: {self.get_status_display()}"

@@ -1,0 +1,122 @@
+"""Each section of a report turned into tables and charts for one covered day.
+
+A section that fails becomes a section with its error: the rest of the email goes out.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from django.utils.text import slugify
+
+from reports import selectors
+from reports.charts import ChartError, chart_png
+from reports.models import Report, ReportSection
+from reports.sources import QueryFailed, QueryRefused, QueryTimedOut, query_run
+from scheduler.models import ScheduleRun
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[tuple]
+    note: str = ""
+    # Set for data tables: the CSV attached beside the email.
+    csv_filename: str = ""
+
+
+@dataclass
+class ChartImage:
+    filename: str
+    content_id: str
+    png: bytes
+
+
+@dataclass
+class SectionOutput:
+    name: str
+    kind: str
+    tables: list[Table] = field(default_factory=list)
+    charts: list[ChartImage] = field(default_factory=list)
+    query: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class CoveredDay:
+    day: date
+    zone: ZoneInfo
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def of(cls, report: Report, day: date) -> "CoveredDay":
+        return cls(day, report.zone, *report.day_bounds(day))
+
+
+def section_build(section: ReportSection, *, covered: CoveredDay, position: int) -> SectionOutput:
+    output = SectionOutput(name=section.name, kind=section.kind)
+    try:
+        if section.kind == ReportSection.Kind.OPERATIONS_SUMMARY:
+            output.tables = operations_summary_tables(covered)
+        else:
+            _sql_section_fill(output, section, position=position)
+    except (QueryRefused, QueryTimedOut, QueryFailed, ChartError) as error:
+        output.error = str(error)
+    except Exception as error:
+        logger.exception("section %r of report %r failed", section.name, section.report.name)
+        output.error = f"{type(error).__name__}: {error}"
+    return output
+
+
+def _sql_section_fill(output: SectionOutput, section: ReportSection, *, position: int) -> None:
+    output.query = section.query
+    result = query_run(source=section.data_source or "default", query=section.query,
+                       timeout_seconds=section.timeout_seconds, row_limit=section.row_limit)
+    stem = f"{position:02d}-{slugify(section.name) or 'section'}"
+    note = f"The result was cut at the row limit of {section.row_limit} rows." if result.truncated else ""
+    output.tables = [Table(section.name, result.columns, result.rows, note=note, csv_filename=f"{stem}.csv")]
+    if section.chart != ReportSection.Chart.NONE:
+        png = chart_png(kind=section.chart, columns=result.columns, rows=result.rows,
+                        x=section.chart_x, y=section.chart_y, title=section.name)
+        output.charts = [ChartImage(filename=f"{stem}.png", content_id=f"chart-{stem}@reports", png=png)]
+
+
+def operations_summary_tables(covered: CoveredDay) -> list[Table]:
+    window = {"start": covered.start, "end": covered.end}
+    outcome_names = [ScheduleRun.Status(status).label.lower() for status in selectors.OUTCOME_COLUMNS]
+    outcomes = Table("Runs by outcome", ["schedule", "runs", *outcome_names], [
+        (row["schedule_name"], row["total"], *(row[status] for status in selectors.OUTCOME_COLUMNS))
+        for row in selectors.schedule_outcomes(**window)
+    ])
+    failures = Table("Failures", ["schedule", "due", "outcome", "error"], [
+        (run.schedule_name, _local(run.scheduled_for, covered), run.get_status_display(),
+         _last_line(run.error or run.reason))
+        for run in selectors.failed_runs(**window)
+    ])
+    slowest = Table("Slowest runs", ["schedule", "due", "seconds"], [
+        (run.schedule_name, _local(run.scheduled_for, covered), f"{run.took.total_seconds():.1f}")
+        for run in selectors.slowest_runs(**window)
+    ])
+    cleanup = Table("Cleanup", ["target", "runs", "rows deleted", "stopped on budget", "failed"], [
+        (row["target"], row["runs"], row["deleted"] or 0, row["budget_stops"], row["failures"])
+        for row in selectors.cleanup_totals(**window)
+    ])
+    for table, when_empty in ((outcomes, "No schedule was due this day."), (failures, "No run failed or was missed."),
+                              (slowest, "No run finished."), (cleanup, "No cleanup ran.")):
+        table.note = table.note or ("" if table.rows else when_empty)
+    return [outcomes, failures, slowest, cleanup]
+
+
+def _local(moment: datetime, covered: CoveredDay) -> str:
+    return moment.astimezone(covered.zone).strftime("%H:%M")
+
+
+def _last_line(text: str) -> str:
+    # A traceback's last line says what went wrong; the whole one is in the run ledger.
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""

@@ -1,0 +1,149 @@
+import json
+import logging
+from datetime import date, datetime, time
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from reports.delivery import deliveries_ensure, deliveries_send, delivery_claim
+from reports.models import Report, ReportDelivery, ReportFile, ReportRun, ReportSection
+from reports.rendering import RenderedEmail, email_render
+from reports.sections import CoveredDay, section_build
+
+logger = logging.getLogger(__name__)
+
+SEND_TASK = "reports.tasks.report_send"
+
+
+class ReportNotBuilt(RuntimeError):
+    pass
+
+
+def report_schedule_name(report: Report) -> str:
+    return f"Report: {report.name}"
+
+
+def report_schedule_sync(*, report: Report) -> PeriodicTask:
+    """Create or update the report's PeriodicTask from its own fields; the report owns its timing.
+
+    Enabled only while the report is enabled and has a recipient, so a report nobody receives
+    never runs.
+    """
+    crontab, _ = CrontabSchedule.objects.get_or_create(
+        minute=str(report.send_at.minute), hour=str(report.send_at.hour), day_of_month="*", month_of_year="*",
+        day_of_week=report.days_of_week, timezone=report.timezone,
+    )
+    fields = {
+        "name": report_schedule_name(report), "task": SEND_TASK, "crontab": crontab,
+        "interval": None, "solar": None, "clocked": None, "one_off": False,
+        "kwargs": json.dumps({"report_id": report.pk}), "enabled": report.is_due_to_run(),
+        "description": (
+            f"Sends the report {report.name!r} (Reports › Reports). Its time, days and timezone are set "
+            "on the report's page; changes made here to them are replaced when the report is saved."
+        ),
+    }
+    if report.schedule_id:
+        schedule = report.schedule
+        for name, value in fields.items():
+            setattr(schedule, name, value)
+        schedule.save()
+        return schedule
+    schedule, _ = PeriodicTask.objects.update_or_create(name=fields.pop("name"), defaults=fields)
+    Report.objects.filter(pk=report.pk).update(schedule=schedule)
+    report.schedule = schedule
+    return schedule
+
+
+DAILY_OPERATIONS = "Daily operations"
+
+
+def reports_seed() -> list[tuple[str, bool]]:
+    """Create the "Daily operations" report when missing; an existing one stays as edited."""
+    report, created = Report.objects.get_or_create(
+        name=DAILY_OPERATIONS,
+        defaults={
+            "description": "Every schedule's runs on the day covered, by outcome, with failures and the slowest "
+                           "runs, and what cleanup deleted. Add a recipient to start sending it.",
+            "timezone": settings.TIME_ZONE, "send_at": time(7, 0),
+        },
+    )
+    if created:
+        ReportSection.objects.create(
+            report=report, position=1, kind=ReportSection.Kind.OPERATIONS_SUMMARY, name="Operations summary"
+        )
+    if report.schedule_id is None:
+        report_schedule_sync(report=report)
+    return [(DAILY_OPERATIONS, created)]
+
+
+def report_render(*, report: Report, day: date) -> RenderedEmail:
+    """Build every section for `day` and render the email; stores and sends nothing (preview)."""
+    covered = CoveredDay.of(report, day)
+    outputs = [section_build(section, covered=covered, position=position)
+               for position, section in enumerate(report.sections.all(), start=1)]
+    return email_render(report=report, covered=covered, outputs=outputs)
+
+
+def report_run_get_or_build(*, report: Report, day: date, slot: datetime) -> ReportRun:
+    """The run for (report, day): the archived one if built, else built now and archived.
+
+    Two executions building at once both render, but only one row is stored (unique per
+    day); the other execution sends what that row holds, so every recipient gets one version.
+    """
+    run = ReportRun.objects.filter(report=report, covered_day=day).first()
+    if run is not None and run.status != ReportRun.Status.FAILED:
+        return run
+    fields, rendered = _build(report, day)
+    fields["built_at"], fields["scheduled_for"] = timezone.now(), slot
+    with transaction.atomic():
+        run, created = ReportRun.objects.get_or_create(report=report, covered_day=day, defaults=fields)
+        if not created:
+            # Only a failed build is replaced, and only by one execution.
+            if not ReportRun.objects.filter(pk=run.pk, status=ReportRun.Status.FAILED).update(**fields):
+                run.refresh_from_db()
+                return run
+            run.files.all().delete()
+            run.refresh_from_db()
+        if rendered is not None:
+            ReportFile.objects.bulk_create(
+                ReportFile(run=run, kind=file.kind, filename=file.filename, content_type=file.content_type,
+                           content_id=file.content_id, content=file.content, size=len(file.content),
+                           attached=file.attached)
+                for file in rendered.files
+            )
+    return run
+
+
+def _build(report: Report, day: date) -> tuple[dict, RenderedEmail | None]:
+    try:
+        rendered = report_render(report=report, day=day)
+    except Exception as error:
+        logger.exception("report %r for %s could not be built", report.name, day)
+        return {"status": ReportRun.Status.FAILED, "error": f"{type(error).__name__}: {error}",
+                "subject": "", "html": "", "text": ""}, None
+    status = ReportRun.Status.PARTIAL if rendered.failed_sections else ReportRun.Status.OK
+    return {"status": status, "error": rendered.error, "subject": rendered.subject, "html": rendered.html,
+            "text": rendered.text}, rendered
+
+
+def report_deliver(*, report: Report, slot: datetime, day: date | None = None) -> ReportRun:
+    """Build (or reuse) the run for the day `slot` covers and send it once to each recipient."""
+    day = day or report.covered_day(slot)
+    run = report_run_get_or_build(report=report, day=day, slot=slot)
+    if run.status == ReportRun.Status.FAILED:
+        raise ReportNotBuilt(f"report {report.name!r} for {day} could not be built: {run.error}")
+    recipients = report.recipient_list()
+    deliveries_ensure(run=run, recipients=recipients)
+    claimed = [delivery for delivery in run.deliveries.filter(recipient__in=recipients) if delivery_claim(delivery)]
+    deliveries_send(run=run, deliveries=claimed)
+    return run
+
+
+def delivery_resend(*, delivery: ReportDelivery) -> ReportDelivery:
+    """Send one recipient's copy again on purpose, one attempt; a copy being sent right now is left alone."""
+    if delivery_claim(delivery, include_sent=True):
+        deliveries_send(run=delivery.run, deliveries=[delivery], attempts=1)
+    delivery.refresh_from_db()
+    return delivery

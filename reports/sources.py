@@ -1,0 +1,146 @@
+"""Data sources of SQL sections, and running one query on one: read-only, time-limited, capped.
+
+Read-only is the database's guarantee, not a guess from the query text: PostgreSQL runs the
+query in a READ ONLY transaction, SQLite opens the file with `mode=ro`. The keyword check in
+`refuse_unless_select` only gives a clearer message earlier (in the admin form, too).
+"""
+
+import os
+import re
+import time
+from dataclasses import dataclass
+
+from django.db import connections
+from sqlalchemy import URL, create_engine, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+DEFAULT_SOURCE = "default"
+# SQLite calls the progress handler every this many virtual-machine steps (about a
+# millisecond of work), which is how often a runaway query checks its deadline.
+SQLITE_PROGRESS_STEPS = 10_000
+LEADING_COMMENTS = re.compile(r"^(\s+|--[^\n]*\n?|/\*.*?\*/)*", re.DOTALL)
+
+
+class QueryRefused(ValueError):
+    """The query or its data source is not acceptable; nothing was run."""
+
+
+class QueryTimedOut(RuntimeError):
+    pass
+
+
+class QueryFailed(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple]
+    # True when the row limit cut the result: there were more rows.
+    truncated: bool
+
+
+def source_variable(name: str) -> str:
+    return f"REPORT_SOURCE_{name.upper()}_URL"
+
+
+def refuse_unless_select(query: str) -> None:
+    statement = LEADING_COMMENTS.sub("", query).lstrip("(")
+    keyword = (statement.split(None, 1) or [""])[0].upper()
+    if keyword not in ("SELECT", "WITH", "VALUES"):
+        raise QueryRefused(
+            f"Only a SELECT query may run in a report; this one starts with {keyword or 'nothing'}. "
+            "Reports read data and never change it."
+        )
+
+
+def data_source_url(name: str) -> URL:
+    """The SQLAlchemy URL of a named source: read-only for SQLite files."""
+    if name == DEFAULT_SOURCE:
+        return _django_database_url()
+    variable = source_variable(name)
+    value = os.environ.get(variable, "")
+    if not value:
+        raise QueryRefused(f"Unknown data source {name!r}: set {variable} to its database URL, or use 'default'.")
+    try:
+        url = make_url(value)
+    except Exception as error:
+        raise QueryRefused(f"{variable}: not a database URL ({error}).") from None
+    if url.drivername in ("postgres", "postgresql"):
+        url = url.set(drivername="postgresql+psycopg")
+    if url.drivername.startswith("sqlite"):
+        url = _read_only_sqlite(url.database)
+    return url
+
+
+def _django_database_url() -> URL:
+    # The live settings of the connection, not settings.DATABASES: under test they name the
+    # test database.
+    database = connections["default"].settings_dict
+    if database["ENGINE"].endswith("sqlite3"):
+        return _read_only_sqlite(str(database["NAME"]))
+    return URL.create(
+        "postgresql+psycopg", username=database["USER"] or None, password=database["PASSWORD"] or None,
+        host=database["HOST"] or None, port=int(database["PORT"]) if database["PORT"] else None,
+        database=database["NAME"],
+    )
+
+
+def _read_only_sqlite(path: str) -> URL:
+    return make_url(f"sqlite:///file:{path}?mode=ro&uri=true")
+
+
+def query_run(*, source: str, query: str, timeout_seconds: float, row_limit: int) -> QueryResult:
+    refuse_unless_select(query)
+    engine = create_engine(data_source_url(source), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_seconds * 1000)}")
+                return _fetch(connection, query, row_limit)
+            if engine.dialect.name == "sqlite":
+                with _sqlite_deadline(connection, timeout_seconds):
+                    return _fetch(connection, query, row_limit)
+            return _fetch(connection, query, row_limit)
+    except DBAPIError as error:
+        raise _explained(error, source=source, timeout_seconds=timeout_seconds) from None
+    finally:
+        engine.dispose()
+
+
+def _fetch(connection, query: str, row_limit: int) -> QueryResult:
+    # exec_driver_sql: the text goes to the driver as written (no ":name" parameter parsing).
+    result = connection.exec_driver_sql(query)
+    if not result.returns_rows:
+        raise QueryRefused("The query returned no rows to show; a report section needs a SELECT.")
+    columns = list(result.keys())
+    rows = [tuple(row) for row in result.fetchmany(row_limit + 1)]
+    connection.rollback()
+    return QueryResult(columns=columns, rows=rows[:row_limit], truncated=len(rows) > row_limit)
+
+
+class _sqlite_deadline:
+    """Interrupts a SQLite query once it runs past its deadline (SQLite has no statement timeout)."""
+
+    def __init__(self, connection, timeout_seconds: float) -> None:
+        self.driver = connection.connection.driver_connection
+        self.deadline = time.monotonic() + timeout_seconds
+
+    def __enter__(self):
+        self.driver.set_progress_handler(lambda: time.monotonic() > self.deadline, SQLITE_PROGRESS_STEPS)
+
+    def __exit__(self, *exc_info) -> None:
+        self.driver.set_progress_handler(None, 0)
+
+
+def _explained(error: DBAPIError, *, source: str, timeout_seconds: float) -> Exception:
+    reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate == "57014" or reason == "interrupted":
+        return QueryTimedOut(f"The query ran longer than its {timeout_seconds:g} s timeout and was stopped.")
+    if sqlstate == "25006" or "readonly database" in reason:
+        return QueryRefused(f"The query tried to change data, which reports may not do ({reason}). Nothing changed.")
+    return QueryFailed(f"The query failed on data source {source!r}: {reason}")
