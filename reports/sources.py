@@ -11,9 +11,8 @@ import time
 from dataclasses import dataclass
 
 from django.db import connections
-from sqlalchemy import URL, create_engine, make_url
+from sqlalchemy import URL, Engine, create_engine, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
 
 DEFAULT_SOURCE = "default"
 # SQLite calls the progress handler every this many virtual-machine steps (about a
@@ -92,9 +91,21 @@ def _read_only_sqlite(path: str) -> URL:
     return make_url(f"sqlite:///file:{path}?mode=ro&uri=true")
 
 
+# One engine (and its connection pool) per data source URL and process: a report of several
+# sections, and the next day's report, reuse connections instead of opening one per query.
+_engines: dict[str, Engine] = {}
+
+
+def _engine_for(url: URL) -> Engine:
+    key = url.render_as_string(hide_password=False)
+    if key not in _engines:
+        _engines[key] = create_engine(url, pool_size=2, max_overflow=2, pool_pre_ping=True, pool_recycle=300)
+    return _engines[key]
+
+
 def query_run(*, source: str, query: str, timeout_seconds: float, row_limit: int) -> QueryResult:
     refuse_unless_select(query)
-    engine = create_engine(data_source_url(source), poolclass=NullPool)
+    engine = _engine_for(data_source_url(source))
     try:
         with engine.connect() as connection:
             if engine.dialect.name == "postgresql":
@@ -107,8 +118,6 @@ def query_run(*, source: str, query: str, timeout_seconds: float, row_limit: int
             return _fetch(connection, query, row_limit)
     except DBAPIError as error:
         raise _explained(error, source=source, timeout_seconds=timeout_seconds) from None
-    finally:
-        engine.dispose()
 
 
 def _fetch(connection, query: str, row_limit: int) -> QueryResult:
