@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -189,10 +190,11 @@ def due_runs_claim(*, now: datetime, node: str) -> tuple[list[Dispatch], int]:
     with transaction.atomic():
         states = list(_due_states(now))
         runs, tasks, one_offs = [], {}, []
+        plans = {}
         for state in states:
             task = state.task
             try:
-                plan = plan_slots(task, policy_of(task), next_due_at=state.next_due_at, now=now)
+                plan = _plan_shared(plans, task, next_due_at=state.next_due_at, now=now)
             except UnschedulableError as error:
                 logger.warning("beat: schedule %r cannot be scheduled: %s", task.name, error)
                 state.next_due_at, state.problem = None, f"Cannot be scheduled: {error}"
@@ -206,7 +208,7 @@ def due_runs_claim(*, now: datetime, node: str) -> tuple[list[Dispatch], int]:
             runs.extend(_ledger_rows(task, plan.slots, now=now, node=node))
         # A slot someone else already holds is skipped here: the unique constraint decides.
         ScheduleRun.objects.bulk_create(runs, ignore_conflicts=True, batch_size=CLAIM_BATCH)
-        ScheduleState.objects.bulk_update(states, ["next_due_at", "problem"], batch_size=CLAIM_BATCH)
+        _states_advance(states)
         if one_offs:
             # As in django-celery-beat: a one-off schedule turns itself off once sent.
             PeriodicTask.objects.filter(id__in=one_offs).update(enabled=False)
@@ -215,6 +217,29 @@ def due_runs_claim(*, now: datetime, node: str) -> tuple[list[Dispatch], int]:
         ).order_by("scheduled_for")
         dispatches = [dispatch_for(run, tasks[run.schedule_id]) for run in claimed]
     return dispatches, len(states)
+
+
+def _plan_shared(plans: dict, task: PeriodicTask, *, next_due_at: datetime, now: datetime):
+    """plan_slots, computed once for all schedules due together with the same timing and
+    policy (thousands of schedules often share one crontab)."""
+    policy = policy_of(task)
+    key = (task.interval_id, task.crontab_id, task.solar_id, task.clocked_id, task.one_off, task.expires,
+           task.start_time, next_due_at, policy.missed_runs, policy.catch_up_limit,
+           policy.starting_deadline_seconds)
+    if key not in plans:
+        plans[key] = plan_slots(task, policy, next_due_at=next_due_at, now=now)
+    return plans[key]
+
+
+def _states_advance(states: list[ScheduleState]) -> None:
+    # One UPDATE per distinct new due time: schedules due together mostly share the next one
+    # too (same crontab), and Django's bulk_update builds a CASE per row, which costs seconds
+    # of Python at thousands of schedules.
+    groups = defaultdict(list)
+    for state in states:
+        groups[(state.next_due_at, state.problem)].append(state.task_id)
+    for (next_due_at, problem), task_ids in groups.items():
+        ScheduleState.objects.filter(task_id__in=task_ids).update(next_due_at=next_due_at, problem=problem)
 
 
 def _ledger_rows(task: PeriodicTask, slots, *, now: datetime, node: str) -> list[ScheduleRun]:
