@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import time
+from datetime import timedelta
 
 import redis
 from celery import beat
@@ -31,6 +32,10 @@ FULL_SYNC_EVERY_SECONDS = 60
 RECOVER_EVERY_SECONDS = 5
 # One tick never dispatches for longer than this, so liveness and edits stay current.
 DISPATCH_SLICE_SECONDS = 10
+# Slots are claimed this long before they are due, so that at a busy minute boundary (10,000
+# schedules at once) the claims are already in the ledger and only publishing is left. Far
+# shorter than dispatch.RECLAIM_AFTER, so a run waiting for its slot never looks stranded.
+CLAIM_AHEAD = timedelta(seconds=8)
 ERROR_BACKOFF_SECONDS = 5
 
 
@@ -46,6 +51,8 @@ class DatabaseScheduler(beat.Scheduler):
         self._recovered = float("-inf")
         self._changes_seen = None
         self._broker_down_since = None
+        # Runs claimed ahead of their slot, in slot order, published when their time comes.
+        self._ahead: list = []
         kwargs["max_interval"] = self.max_interval
         super().__init__(*args, **kwargs)
 
@@ -66,7 +73,7 @@ class DatabaseScheduler(beat.Scheduler):
             self._record_liveness()
             if not finished:
                 return 0
-            return dispatch.seconds_until_next_due(now=timezone.now(), longest=self.max_interval)
+            return self._seconds_to_sleep()
         except Exception:
             # Celery's loop would end beat on any exception, and with it every schedule. The
             # next tick tries again on a fresh connection; nothing is half-claimed, since every
@@ -94,19 +101,50 @@ class DatabaseScheduler(beat.Scheduler):
             logger.warning("beat: %d run(s) lost with their worker recorded as failed", lost)
 
     def _dispatch_due(self) -> bool:
-        """Claim and publish due slots, a batch at a time; False if there may be more due."""
+        """Claim slots up to CLAIM_AHEAD ahead, a batch at a time, and publish the ones whose
+        time has come; False if there may be more to claim."""
         if not self._broker_reachable():
             # Claiming now would only strand runs; slots left unclaimed meet the missed-run
             # policy once Redis is back, as after beat's own downtime.
             return True
         started = time.monotonic()
         while time.monotonic() - started < DISPATCH_SLICE_SECONDS:
-            dispatches, handled = dispatch.due_runs_claim(now=timezone.now(), node=self.node)
-            if not self._publish(dispatches):
+            now = timezone.now()
+            dispatches, handled = dispatch.due_runs_claim(now=now, until=now + CLAIM_AHEAD, node=self.node)
+            self._ahead.extend(dispatches)
+            self._ahead.sort(key=lambda d: d.scheduled_for)
+            if not self._publish_come():
                 return True
             if handled < dispatch.CLAIM_BATCH:
                 return True
         return False
+
+    def _publish_come(self) -> bool:
+        """Publish the runs claimed ahead whose slot has come; False if the broker failed."""
+        now = timezone.now()
+        come = [d for d in self._ahead if d.scheduled_for <= now]
+        if not come:
+            return True
+        self._ahead = self._ahead[len(come):]
+        return self._publish(dispatch.claimed_ahead_still_valid(come, node=self.node))
+
+    def _seconds_to_sleep(self) -> float:
+        now = timezone.now()
+        sleep = dispatch.seconds_until_next_due(now=now + CLAIM_AHEAD, longest=self.max_interval)
+        if self._ahead:
+            sleep = min(sleep, max(0.0, (self._ahead[0].scheduled_for - now).total_seconds()))
+        return sleep
+
+    def close(self):
+        # Runs claimed ahead that this beat will not send become due again for the next beat.
+        if self._ahead:
+            try:
+                dispatch.claimed_ahead_release(self._ahead, node=self.node)
+            except Exception:
+                logger.exception("beat: could not give back %d run(s) claimed ahead; recovery will send them",
+                                 len(self._ahead))
+            self._ahead = []
+        super().close()
 
     def _broker_reachable(self) -> bool:
         if self._broker_down_since is None:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Min, Value, When
+from django.db.models import Case, F, Min, Q, Value, When
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from kombu.exceptions import KombuError
@@ -132,6 +132,7 @@ class Dispatch:
     """Everything needed to publish one claimed run."""
 
     run_id: int
+    schedule_id: int | None
     task_id: str
     task_name: str
     schedule_name: str
@@ -139,6 +140,9 @@ class Dispatch:
     args: list
     kwargs: dict
     options: dict
+    # The schedule's timing when the run was claimed, so a claim given back does not reset a
+    # due time that an edit has computed since.
+    fingerprint: str = ""
 
 
 def message_problems(*, args: str, kwargs: str, headers: str) -> dict[str, str]:
@@ -161,15 +165,16 @@ def message_problem(task: PeriodicTask) -> str:
     return "; ".join(message_problems(args=task.args, kwargs=task.kwargs, headers=task.headers).values())
 
 
-def dispatch_for(run: ScheduleRun, task: PeriodicTask) -> Dispatch:
+def dispatch_for(run: ScheduleRun, task: PeriodicTask, fingerprint: str = "") -> Dispatch:
     options = {key: getattr(task, key) for key in ("queue", "exchange", "routing_key", "priority")
                if getattr(task, key) is not None}
     if task.expire_seconds:
         options["expires"] = task.expire_seconds
     return Dispatch(
-        run_id=run.id, task_id=run.task_id, task_name=run.task_name, schedule_name=run.schedule_name,
+        run_id=run.id, schedule_id=run.schedule_id, task_id=run.task_id, task_name=run.task_name,
+        schedule_name=run.schedule_name,
         scheduled_for=run.scheduled_for, args=json.loads(task.args or "[]"), kwargs=json.loads(task.kwargs or "{}"),
-        options={**options, "headers": json.loads(task.headers or "{}")},
+        options={**options, "headers": json.loads(task.headers or "{}")}, fingerprint=fingerprint,
     )
 
 
@@ -181,20 +186,22 @@ def _due_states(now: datetime):
     return states.select_for_update(skip_locked=True, of=("self",))[:CLAIM_BATCH]
 
 
-def due_runs_claim(*, now: datetime, node: str) -> tuple[list[Dispatch], int]:
-    """Claim every due slot of one batch of schedules: (runs to publish, schedules handled)."""
-    if not ScheduleState.objects.filter(next_due_at__lte=now).exists():
+def due_runs_claim(*, now: datetime, node: str, until: datetime | None = None) -> tuple[list[Dispatch], int]:
+    """Claim every slot up to `until` (default: now) of one batch of schedules: (runs to
+    publish, each at its slot; schedules handled)."""
+    until = max(now, until or now)
+    if not ScheduleState.objects.filter(next_due_at__lte=until, task__enabled=True).exists():
         # Most ticks find nothing due; on SQLite the claim's transaction would take the write
         # lock every second for nothing.
         return [], 0
     with transaction.atomic():
-        states = list(_due_states(now))
+        states = list(_due_states(until))
         runs, tasks, one_offs = [], {}, []
         plans = {}
         for state in states:
             task = state.task
             try:
-                plan = _plan_shared(plans, task, next_due_at=state.next_due_at, now=now)
+                plan = _plan_shared(plans, task, next_due_at=state.next_due_at, now=now, until=until)
             except UnschedulableError as error:
                 logger.warning("beat: schedule %r cannot be scheduled: %s", task.name, error)
                 state.next_due_at, state.problem = None, f"Cannot be scheduled: {error}"
@@ -215,11 +222,38 @@ def due_runs_claim(*, now: datetime, node: str) -> tuple[list[Dispatch], int]:
         claimed = ScheduleRun.objects.filter(
             task_id__in=[run.task_id for run in runs if run.status == ScheduleRun.Status.CLAIMED]
         ).order_by("scheduled_for")
-        dispatches = [dispatch_for(run, tasks[run.schedule_id]) for run in claimed]
+        fingerprints = {state.task_id: state.fingerprint for state in states}
+        dispatches = [dispatch_for(run, tasks[run.schedule_id], fingerprints[run.schedule_id]) for run in claimed]
     return dispatches, len(states)
 
 
-def _plan_shared(plans: dict, task: PeriodicTask, *, next_due_at: datetime, now: datetime):
+def claimed_ahead_still_valid(dispatches: list[Dispatch], *, node: str) -> list[Dispatch]:
+    """Of runs claimed ahead of their slot, those whose schedule still exists and is enabled;
+    the others' claims are withdrawn (their slot never came), so pausing or deleting a schedule
+    between the claim and the slot takes effect. A one-off turned itself off when claimed."""
+    live = set(PeriodicTask.objects.filter(id__in={d.schedule_id for d in dispatches})
+               .filter(Q(enabled=True) | Q(one_off=True)).values_list("id", flat=True))
+    valid = [d for d in dispatches if d.schedule_id in live]
+    withdrawn = [d.run_id for d in dispatches if d.schedule_id not in live]
+    if withdrawn:
+        ScheduleRun.objects.filter(id__in=withdrawn, status=ScheduleRun.Status.CLAIMED, claimed_by=node).delete()
+    return valid
+
+
+def claimed_ahead_release(dispatches: list[Dispatch], *, node: str) -> None:
+    """Give back runs claimed ahead that this beat will not send (it is stopping): the slot
+    becomes due again for whichever beat runs next, instead of waiting for recovery."""
+    for dispatch in dispatches:
+        with transaction.atomic():
+            deleted, _ = ScheduleRun.objects.filter(
+                id=dispatch.run_id, status=ScheduleRun.Status.CLAIMED, claimed_by=node).delete()
+            if deleted:
+                ScheduleState.objects.filter(task_id=dispatch.schedule_id, next_due_at__gt=dispatch.scheduled_for,
+                                             fingerprint=dispatch.fingerprint).update(
+                    next_due_at=dispatch.scheduled_for)
+
+
+def _plan_shared(plans: dict, task: PeriodicTask, *, next_due_at: datetime, now: datetime, until: datetime):
     """plan_slots, computed once for all schedules due together with the same timing and
     policy (thousands of schedules often share one crontab)."""
     policy = policy_of(task)
@@ -227,7 +261,7 @@ def _plan_shared(plans: dict, task: PeriodicTask, *, next_due_at: datetime, now:
            task.start_time, next_due_at, policy.missed_runs, policy.catch_up_limit,
            policy.starting_deadline_seconds)
     if key not in plans:
-        plans[key] = plan_slots(task, policy, next_due_at=next_due_at, now=now)
+        plans[key] = plan_slots(task, policy, next_due_at=next_due_at, now=now, until=until)
     return plans[key]
 
 

@@ -82,16 +82,21 @@ def due_slots(
     return slots, left_out, following
 
 
-def plan_slots(task: PeriodicTask, policy: SchedulePolicy, *, next_due_at: datetime, now: datetime) -> SlotPlan:
-    """One ledger row for each slot from `next_due_at` up to `now`: sent, or missed and why.
+def plan_slots(
+    task: PeriodicTask, policy: SchedulePolicy, *, next_due_at: datetime, now: datetime, until: datetime | None = None
+) -> SlotPlan:
+    """One ledger row for each slot from `next_due_at` up to `until` (default: now): sent, or
+    missed and why.
 
-    Slots within the starting deadline are on time, older ones missed. "Skip" sends the on-time
-    ones; "run once" sends only the newest slot, whichever it is, standing for all the others;
-    "run each" sends the on-time ones and the newest missed ones up to the catch-up limit.
+    Of the slots already passed, those within the starting deadline are on time, older ones
+    missed. "Skip" sends the on-time ones; "run once" sends only the newest, standing for all
+    the others; "run each" sends the on-time ones and the newest missed ones up to the
+    catch-up limit. Slots still ahead (beat claims a little early) are all sent.
     """
-    slots, left_out, following = due_slots(task, next_due_at, now)
+    slots, left_out, following = due_slots(task, next_due_at, max(now, until or now))
     plan = SlotPlan(next_due_at=None if task.one_off else following)
-    send = _slots_to_send(policy, slots, now=now)
+    passed = [slot for slot in slots if slot <= now]
+    send = _slots_to_send(policy, passed, now=now) + [slot for slot in slots if slot > now]
     if task.one_off:
         send = send[-1:]
     for slot in slots:

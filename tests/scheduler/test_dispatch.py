@@ -215,3 +215,35 @@ def test_a_week_of_downtime_is_planned_without_walking_every_slot():
     claimed, _ = dispatch.due_runs_claim(now=NOON + timedelta(days=7), node="beat")
     assert len(claimed) == 1
     assert ScheduleRun.objects.filter(schedule=task).count() == 100
+
+
+def test_slots_are_claimed_ahead_and_all_future_slots_are_sent_whatever_the_policy():
+    task = with_policy(interval_task("every second", timedelta(seconds=1)), missed_runs="once")
+    dispatch.schedules_sync(now=NOON)
+    claimed, _ = dispatch.due_runs_claim(now=NOON, until=NOON + timedelta(seconds=4), node="beat")
+    assert [d.scheduled_for for d in claimed] == [NOON + timedelta(seconds=s) for s in range(5)]
+    assert next_due(task) == NOON + timedelta(seconds=5)
+    assert not ScheduleRun.objects.filter(status="missed").exists()
+
+
+def test_a_run_claimed_ahead_is_withdrawn_when_its_schedule_is_paused_before_the_slot():
+    paused = crontab_task("paused", "* * * * *")
+    kept = crontab_task("kept", "* * * * *")
+    one_off = clocked_task("one-off", NOON)
+    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
+    claimed, _ = dispatch.due_runs_claim(now=NOON - timedelta(seconds=5), until=NOON, node="beat")
+    PeriodicTask.objects.filter(id=paused.id).update(enabled=False)
+    valid = dispatch.claimed_ahead_still_valid(claimed, node="beat")
+    assert sorted(d.schedule_name for d in valid) == [kept.name, one_off.name]
+    assert not ScheduleRun.objects.filter(schedule=paused).exists()
+
+
+def test_a_stopping_beat_gives_back_what_it_claimed_ahead():
+    task = crontab_task("every minute", "* * * * *")
+    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
+    claimed, _ = dispatch.due_runs_claim(now=NOON - timedelta(seconds=5), until=NOON, node="beat")
+    assert next_due(task) == NOON + MINUTE
+    dispatch.claimed_ahead_release(claimed, node="beat")
+    assert next_due(task) == NOON and not ScheduleRun.objects.exists()
+    again, _ = dispatch.due_runs_claim(now=NOON, node="beat-2")
+    assert [d.scheduled_for for d in again] == [NOON]
