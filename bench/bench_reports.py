@@ -29,6 +29,7 @@ from datetime import date
 from pathlib import Path
 
 import psycopg
+from postgres_server import PostgresServer
 
 PROJECT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -65,22 +66,10 @@ def child_env(workdir: Path, source_url: str) -> dict:
     return env
 
 
-class OrdersDatabase:
+class OrdersDatabase(PostgresServer):
     def __init__(self, server_url: str) -> None:
-        self.server_url = server_url
-        self.url = server_url.rsplit("/", 1)[0] + "/" + SOURCE_DB
-
-    def reachable(self) -> bool:
-        try:
-            psycopg.connect(self.server_url, connect_timeout=5).close()
-        except psycopg.OperationalError:
-            return False
-        return True
-
-    def admin(self, *statements: str) -> None:
-        with psycopg.connect(self.server_url, autocommit=True) as db:
-            for statement in statements:
-                db.execute(statement)
+        super().__init__(server_url)
+        self.url = self.database_url(SOURCE_DB)
 
     def load(self, rows: int) -> str:
         self.admin(f"DROP DATABASE IF EXISTS {SOURCE_DB}", f"CREATE DATABASE {SOURCE_DB}")

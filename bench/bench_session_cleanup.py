@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from postgres_server import PostgresServer
 
 PROJECT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -89,27 +90,12 @@ class SQLiteDatabase:
             return db.execute(sql.replace("now()", "strftime('%Y-%m-%d %H:%M:%f', 'now')")).fetchone()[0]
 
 
-class PostgresDatabase:
+class PostgresDatabase(PostgresServer):
     name = "PostgreSQL"
 
-    def __init__(self, server_url: str) -> None:
-        self.server_url = server_url
-
     def url(self, template: bool = False, options: str = "") -> str:
-        base = self.server_url.rsplit("/", 1)[0] + "/" + (TEMPLATE_DB if template else RUN_DB)
+        base = self.database_url(TEMPLATE_DB if template else RUN_DB)
         return base + (f"?options={options}" if options else "")
-
-    def reachable(self) -> bool:
-        try:
-            psycopg.connect(self.server_url, connect_timeout=5).close()
-        except psycopg.OperationalError:
-            return False
-        return True
-
-    def admin(self, *statements: str) -> None:
-        with psycopg.connect(self.server_url, autocommit=True) as db:
-            for statement in statements:
-                db.execute(statement)
 
     def load(self, expired: int, live: int, workdir: Path) -> None:
         self.admin(f"DROP DATABASE IF EXISTS {RUN_DB}", f"DROP DATABASE IF EXISTS {TEMPLATE_DB}",
