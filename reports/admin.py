@@ -17,6 +17,14 @@ def coloured(status: str, label: str) -> str:
     return format_html('<strong style="color:{}">{}</strong>', STATUS_COLOURS.get(status, "#57606a"), label)
 
 
+def delivery_status_label(delivery: ReportDelivery) -> str:
+    if delivery.is_stale_sending():
+        # Its worker stopped mid-send; the next run or a re-send claims it again.
+        label = f"Sending since {delivery.claimed_at:%Y-%m-%d %H:%M} UTC: stale, will be sent again"
+        return coloured("failed", label)
+    return coloured(delivery.status, delivery.get_status_display())
+
+
 class SectionFormSet(BaseInlineFormSet):
     """One inline per kind of section; each needs its own form prefix on the one page."""
 
@@ -154,7 +162,7 @@ class ReportAdmin(admin.ModelAdmin):
 
 class ReportDeliveryInline(admin.TabularInline):
     model = ReportDelivery
-    fields = ["recipient", "delivery_status", "attempts", "sent_at", "last_error"]
+    fields = ["recipient", "delivery_status", "attempts", "claimed_at", "sent_at", "last_error"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -164,7 +172,7 @@ class ReportDeliveryInline(admin.TabularInline):
 
     @admin.display(description="status")
     def delivery_status(self, delivery: ReportDelivery) -> str:
-        return coloured(delivery.status, delivery.get_status_display())
+        return delivery_status_label(delivery)
 
 
 @admin.register(ReportRun)
@@ -216,7 +224,7 @@ class ReportRunAdmin(ReviewOnlyAdmin):
 
 @admin.register(ReportDelivery)
 class ReportDeliveryAdmin(ReviewOnlyAdmin):
-    list_display = ["recipient", "run", "delivery_status", "attempts", "sent_at", "last_error"]
+    list_display = ["recipient", "run", "delivery_status", "attempts", "claimed_at", "sent_at", "last_error"]
     list_filter = ["status", "run__report"]
     search_fields = ["recipient"]
     actions = ["resend"]
@@ -226,14 +234,20 @@ class ReportDeliveryAdmin(ReviewOnlyAdmin):
 
     @admin.display(description="status")
     def delivery_status(self, delivery: ReportDelivery) -> str:
-        return coloured(delivery.status, delivery.get_status_display())
+        return delivery_status_label(delivery)
 
-    @admin.action(description="Re-send to the selected recipients", permissions=["view"])
+    @admin.action(description="Re-send to the selected recipients", permissions=["resend"])
     def resend(self, request, queryset) -> None:
         for delivery in queryset.select_related("run"):
-            delivery = delivery_resend(delivery=delivery)
-            if delivery.status == ReportDelivery.Status.SENT:
+            error = delivery_resend(delivery=delivery)
+            if not error:
                 messages.success(request, f"Sent {delivery.run} to {delivery.recipient} again.")
+            elif delivery.status == ReportDelivery.Status.SENT:
+                messages.error(request, f"Could not send {delivery.run} to {delivery.recipient} again: {error}. "
+                                        "It stays marked sent: the earlier copy was delivered.")
             else:
-                messages.error(request, f"Could not send {delivery.run} to {delivery.recipient}: "
-                                        f"{delivery.last_error or 'it is being sent right now'}")
+                messages.error(request, f"Could not send {delivery.run} to {delivery.recipient}: {error}")
+
+    def has_resend_permission(self, request) -> bool:
+        # Sending mail in the site's name is a change, not a review: view permission is not enough.
+        return request.user.has_perm("reports.change_reportdelivery")

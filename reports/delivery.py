@@ -1,10 +1,17 @@
 """Sending a run's archived email to its recipients, each exactly once.
 
-Each delivery row is claimed with a conditional UPDATE (pending or failed -> sending) before
-its message is sent, so a second execution of the same task, a retry or `send_report` for the
-same day finds the row taken or sent and leaves it alone. Temporary failures (4xx replies,
-connection errors) are retried in rounds with exponential backoff and jitter; one recipient's
-trouble never holds up or repeats another's.
+Each delivery row is claimed with a conditional UPDATE (pending or failed -> sending) just
+before its own message is sent, so a second execution of the same task, a retry or
+`send_report` for the same day finds the row taken or sent and leaves it alone, and a worker
+that stops half-way leaves the recipients it had not reached pending for the next run.
+Temporary failures (4xx replies, connection errors) are retried in rounds with exponential
+backoff and jitter; between rounds the row is pending again, so one recipient's trouble never
+holds up or repeats another's.
+
+A row left "sending" (its worker was killed mid-send) is claimable again once it is older than
+ReportDelivery.SENDING_STALE_AFTER. The trade-off: a worker killed after the server accepted
+the message and before the row was marked sent causes one duplicate email; that window is the
+moment between the server's "250" and one UPDATE, against a recipient never getting it at all.
 """
 
 import logging
@@ -13,7 +20,9 @@ import smtplib
 import time
 from email.mime.image import MIMEImage
 
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
+from django.core.mail.message import SafeMIMEMultipart, SafeMIMEText
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -45,40 +54,68 @@ def deliveries_ensure(*, run: ReportRun, recipients: list[str]) -> None:
     )
 
 
-def delivery_claim(delivery: ReportDelivery, *, include_sent: bool = False) -> bool:
-    """Take the delivery for this process; False when another one has it or it was sent."""
-    claimable = [ReportDelivery.Status.PENDING, ReportDelivery.Status.FAILED]
-    if include_sent:
-        claimable.append(ReportDelivery.Status.SENT)
-    return ReportDelivery.objects.filter(pk=delivery.pk, status__in=claimable).update(
-        status=ReportDelivery.Status.SENDING, claimed_at=timezone.now()
+def delivery_claim(delivery: ReportDelivery, *, statuses: tuple[str, ...] | None = None) -> bool:
+    """Take the delivery for this process; False when another one has it or it was sent.
+
+    `statuses`: the states it may be taken from (default pending or failed); a stale "sending"
+    row may always be taken.
+    """
+    now = timezone.now()
+    if statuses is None:
+        statuses = (ReportDelivery.Status.PENDING, ReportDelivery.Status.FAILED)
+    live = [status for status in statuses if status != ReportDelivery.Status.SENDING]
+    claimable = Q(status__in=live) | Q(
+        status=ReportDelivery.Status.SENDING, claimed_at__lt=now - ReportDelivery.SENDING_STALE_AFTER
+    )
+    return ReportDelivery.objects.filter(claimable, pk=delivery.pk).update(
+        status=ReportDelivery.Status.SENDING, claimed_at=now
     ) == 1
 
 
-def deliveries_send(*, run: ReportRun, deliveries: list[ReportDelivery], attempts: int | None = None) -> None:
-    """Send the claimed deliveries, retrying temporary failures in rounds with backoff."""
+def deliveries_send(*, run: ReportRun, deliveries: list[ReportDelivery]) -> None:
+    """Send each delivery that can be claimed, retrying temporary failures in rounds with backoff."""
     waiting = list(deliveries)
-    for attempt in range(attempts or ATTEMPTS):
+    for attempt in range(ATTEMPTS):
         if attempt:
             time.sleep(backoff_seconds(attempt))
         still_failing = []
         for delivery in waiting:
-            try:
-                _send_one(run, delivery.recipient)
-            except SendFailure as failure:
-                _record_attempt(delivery, failure.reply)
-                if failure.temporary:
-                    still_failing.append(delivery)
-                else:
-                    _finish(delivery, ReportDelivery.Status.FAILED)
-                continue
-            _record_attempt(delivery, "")
-            _finish(delivery, ReportDelivery.Status.SENT, sent_at=timezone.now())
+            if not delivery_claim(delivery):
+                continue  # sent meanwhile, or another execution is sending it
+            failure = deliver_to_recipient(run, delivery)
+            if failure is None:
+                delivery_finish(delivery, ReportDelivery.Status.SENT, sent_at=timezone.now())
+            elif failure.temporary and attempt < ATTEMPTS - 1:
+                # Pending while this waits: a concurrent execution may send it meanwhile.
+                delivery_finish(delivery, ReportDelivery.Status.PENDING)
+                still_failing.append(delivery)
+            else:
+                delivery_finish(delivery, ReportDelivery.Status.FAILED)
         waiting = still_failing
         if not waiting:
             return
-    for delivery in waiting:
-        _finish(delivery, ReportDelivery.Status.FAILED)
+
+
+def deliver_to_recipient(run: ReportRun, delivery: ReportDelivery) -> SendFailure | None:
+    """One attempt for a claimed delivery: None when the server accepted it, else the failure."""
+    handed_over = False
+    try:
+        message = email_message(run, delivery.recipient)
+        handed_over = True
+        _send(message)
+    except SendFailure as failure:
+        _record_attempt(delivery, failure.reply)
+        return failure
+    except BaseException as error:
+        # A soft time limit or a bug. Before the hand-over nothing went out: pending again. After
+        # it the server may have the message: the row stays "sending" until it is stale.
+        if handed_over:
+            _record_attempt(delivery, f"interrupted while sending: {type(error).__name__}: {error}")
+        else:
+            delivery_finish(delivery, ReportDelivery.Status.PENDING)
+        raise
+    _record_attempt(delivery, "")
+    return None
 
 
 def _record_attempt(delivery: ReportDelivery, reply: str) -> None:
@@ -89,14 +126,13 @@ def _record_attempt(delivery: ReportDelivery, reply: str) -> None:
     ReportDelivery.objects.filter(pk=delivery.pk).update(**update)
 
 
-def _finish(delivery: ReportDelivery, status: str, **fields) -> None:
+def delivery_finish(delivery: ReportDelivery, status: str, **fields) -> None:
     ReportDelivery.objects.filter(Q(pk=delivery.pk), status=ReportDelivery.Status.SENDING).update(
         status=status, **fields
     )
 
 
-def _send_one(run: ReportRun, recipient: str) -> None:
-    message = email_message(run, recipient)
+def _send(message: EmailMessage) -> None:
     try:
         message.connection = get_connection(fail_silently=False, timeout=SMTP_TIMEOUT_SECONDS)
         message.send()
@@ -115,16 +151,27 @@ def _reply(code: int, reply: bytes | str) -> str:
     return f"{code} {text}"
 
 
-def email_message(run: ReportRun, recipient: str) -> EmailMultiAlternatives:
-    message = EmailMultiAlternatives(subject=run.subject, body=run.text, to=[recipient])
-    message.attach_alternative(run.html, "text/html")
+def email_message(run: ReportRun, recipient: str) -> EmailMessage:
+    """The run's email as mixed[ related[ alternative[text, html], png... ], csv... ].
+
+    The charts sit in multipart/related beside the HTML that refers to them by cid:, which is
+    where mail clients look for them; CSVs are attachments of the outer multipart/mixed.
+    """
+    encoding = settings.DEFAULT_CHARSET
+    alternative = SafeMIMEMultipart(_subtype="alternative", encoding=encoding)
+    alternative.attach(SafeMIMEText(run.text, "plain", encoding))
+    alternative.attach(SafeMIMEText(run.html, "html", encoding))
+    related = SafeMIMEMultipart(_subtype="related", encoding=encoding)
+    related.attach(alternative)
+    message = EmailMessage(subject=run.subject, to=[recipient], attachments=[related])
     for file in run.files.filter(attached=True):
         content = bytes(file.content)
         if file.kind == ReportFile.Kind.CHART:
             image = MIMEImage(content, _subtype="png")
             image.add_header("Content-ID", f"<{file.content_id}>")
             image.add_header("Content-Disposition", "inline", filename=file.filename)
-            message.attach(image)
+            related.attach(image)
         else:
             message.attach(file.filename, content, file.content_type)
+    # With an empty body Django adds no text part of its own: the related part above is the body.
     return message

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
 from django.db import models
+from django.utils.timezone import now
 
 RECIPIENT_SEPARATORS = re.compile(r"[\s,;]+")
 
@@ -140,14 +141,14 @@ class ReportSection(models.Model):
     def clean(self) -> None:
         if self.kind != self.Kind.SQL:
             return
-        from reports.sources import QueryRefused, data_source_url, refuse_unless_select
+        from reports.sources import QueryRefused, data_source_url, select_statement
 
         errors = {}
         if not self.query.strip():
             errors["query"] = "A SQL section needs a query."
         else:
             try:
-                refuse_unless_select(self.query)
+                select_statement(self.query)
             except QueryRefused as error:
                 errors["query"] = str(error)
         try:
@@ -223,6 +224,10 @@ class ReportFile(models.Model):
 class ReportDelivery(models.Model):
     """One recipient's copy of one run. Claimed with a conditional UPDATE before sending."""
 
+    # A "sending" row older than this lost its worker (killed mid-send) and may be claimed again:
+    # well past one attempt (SMTP timeouts of 30 s per step), short enough for the same morning.
+    SENDING_STALE_AFTER = timedelta(minutes=10)
+
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         SENDING = "sending", "Sending"
@@ -246,3 +251,7 @@ class ReportDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.recipient}: {self.get_status_display()}"
+
+    def is_stale_sending(self) -> bool:
+        return (self.status == self.Status.SENDING and self.claimed_at is not None
+                and self.claimed_at < now() - self.SENDING_STALE_AFTER)

@@ -7,7 +7,13 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from reports.delivery import deliveries_ensure, deliveries_send, delivery_claim
+from reports.delivery import (
+    deliver_to_recipient,
+    deliveries_ensure,
+    deliveries_send,
+    delivery_claim,
+    delivery_finish,
+)
 from reports.models import Report, ReportDelivery, ReportFile, ReportRun, ReportSection
 from reports.rendering import RenderedEmail, email_render
 from reports.sections import CoveredDay, section_build
@@ -54,6 +60,12 @@ def report_schedule_sync(*, report: Report) -> PeriodicTask:
     Report.objects.filter(pk=report.pk).update(schedule=schedule)
     report.schedule = schedule
     return schedule
+
+
+def report_schedule_delete(*, report: Report) -> None:
+    """A deleted report's schedule goes with it; its past runs stay in the ledger (SET_NULL)."""
+    if report.schedule_id:
+        PeriodicTask.objects.filter(pk=report.schedule_id).delete()
 
 
 DAILY_OPERATIONS = "Daily operations"
@@ -136,14 +148,25 @@ def report_deliver(*, report: Report, slot: datetime, day: date | None = None) -
         raise ReportNotBuilt(f"report {report.name!r} for {day} could not be built: {run.error}")
     recipients = report.recipient_list()
     deliveries_ensure(run=run, recipients=recipients)
-    claimed = [delivery for delivery in run.deliveries.filter(recipient__in=recipients) if delivery_claim(delivery)]
-    deliveries_send(run=run, deliveries=claimed)
+    unsent = run.deliveries.filter(recipient__in=recipients).exclude(status=ReportDelivery.Status.SENT)
+    deliveries_send(run=run, deliveries=list(unsent))
     return run
 
 
-def delivery_resend(*, delivery: ReportDelivery) -> ReportDelivery:
-    """Send one recipient's copy again on purpose, one attempt; a copy being sent right now is left alone."""
-    if delivery_claim(delivery, include_sent=True):
-        deliveries_send(run=delivery.run, deliveries=[delivery], attempts=1)
+def delivery_resend(*, delivery: ReportDelivery) -> str:
+    """Send one recipient's copy again on purpose, one attempt: "" when sent, else why not.
+
+    A copy being sent right now is left alone. A failed attempt never makes a copy that was sent
+    look unsent: a SENT row stays SENT, with the server's reply in last_error.
+    """
     delivery.refresh_from_db()
-    return delivery
+    before = delivery.status
+    if not delivery_claim(delivery, statuses=(before,)):
+        return "it is being sent right now"
+    failure = deliver_to_recipient(delivery.run, delivery)
+    if failure is None:
+        delivery_finish(delivery, ReportDelivery.Status.SENT, sent_at=timezone.now())
+        return ""
+    kept = ReportDelivery.Status.SENT if before == ReportDelivery.Status.SENT else ReportDelivery.Status.FAILED
+    delivery_finish(delivery, kept)
+    return failure.reply

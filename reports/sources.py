@@ -1,8 +1,16 @@
 """Data sources of SQL sections, and running one query on one: read-only, time-limited, capped.
 
 Read-only is the database's guarantee, not a guess from the query text: PostgreSQL runs the
-query in a READ ONLY transaction, SQLite opens the file with `mode=ro`. The keyword check in
-`refuse_unless_select` only gives a clearer message earlier (in the admin form, too).
+query in a READ ONLY transaction through a server-side cursor, SQLite opens the file with
+`mode=ro`. The checks in `select_statement` only give a clearer message earlier (in the admin
+form, too).
+
+The server-side cursor matters twice on PostgreSQL. A query without parameters would otherwise
+go out as one simple-protocol message, where `SELECT 1; COMMIT; DELETE ...` ends the read-only
+transaction and `SET LOCAL statement_timeout = 0` lifts the timeout; `DECLARE ... CURSOR FOR`
+takes exactly one SELECT. And rows then come over in batches, so the row cap also caps memory:
+a plain cursor loads the whole result into the worker before the first fetch. Other databases
+are refused: there is no read-only guarantee to rely on there.
 """
 
 import os
@@ -10,6 +18,7 @@ import re
 import time
 from dataclasses import dataclass
 
+import sqlparse
 from django.db import connections
 from sqlalchemy import URL, Engine, create_engine, make_url
 from sqlalchemy.exc import DBAPIError
@@ -19,6 +28,9 @@ DEFAULT_SOURCE = "default"
 # millisecond of work), which is how often a runaway query checks its deadline.
 SQLITE_PROGRESS_STEPS = 10_000
 LEADING_COMMENTS = re.compile(r"^(\s+|--[^\n]*\n?|/\*.*?\*/)*", re.DOTALL)
+# Rows a PostgreSQL server-side cursor brings over per round trip, at most.
+FETCH_BATCH_ROWS = 1_000
+SUPPORTED_BACKENDS = ("postgresql", "sqlite")
 
 
 class QueryRefused(ValueError):
@@ -45,14 +57,23 @@ def source_variable(name: str) -> str:
     return f"REPORT_SOURCE_{name.upper()}_URL"
 
 
-def refuse_unless_select(query: str) -> None:
-    statement = LEADING_COMMENTS.sub("", query).lstrip("(")
-    keyword = (statement.split(None, 1) or [""])[0].upper()
+def select_statement(query: str) -> str:
+    """The query's one SELECT statement, without comments or a trailing semicolon; else QueryRefused."""
+    statements = [text for text in (sqlparse.format(part, strip_comments=True).strip().rstrip(";").rstrip()
+                                     for part in sqlparse.split(query)) if text]
+    if len(statements) > 1:
+        raise QueryRefused(
+            f"A report section runs exactly one SELECT statement; this query has {len(statements)} "
+            "statements separated by ';'. Keep one, or join them into one query (WITH ... SELECT)."
+        )
+    statement = statements[0] if statements else ""
+    keyword = (LEADING_COMMENTS.sub("", statement).lstrip("(").split(None, 1) or [""])[0].upper()
     if keyword not in ("SELECT", "WITH", "VALUES"):
         raise QueryRefused(
             f"Only a SELECT query may run in a report; this one starts with {keyword or 'nothing'}. "
             "Reports read data and never change it."
         )
+    return statement
 
 
 def data_source_url(name: str) -> URL:
@@ -67,11 +88,16 @@ def data_source_url(name: str) -> URL:
         url = make_url(value)
     except Exception as error:
         raise QueryRefused(f"{variable}: not a database URL ({error}).") from None
-    if url.drivername in ("postgres", "postgresql"):
-        url = url.set(drivername="postgresql+psycopg")
-    if url.drivername.startswith("sqlite"):
-        url = _read_only_sqlite(url.database)
-    return url
+    backend = "postgresql" if url.get_backend_name() == "postgres" else url.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise QueryRefused(
+            f"{variable}: reports read only PostgreSQL and SQLite databases, where the query can be held "
+            f"read-only; this URL names a {backend!r} database."
+        )
+    if backend == "sqlite":
+        return _read_only_sqlite(url.database)
+    # psycopg 3: its server-side cursors are what keep a query to one statement (module docstring).
+    return url.set(drivername="postgresql+psycopg")
 
 
 def _django_database_url() -> URL:
@@ -104,29 +130,32 @@ def _engine_for(url: URL) -> Engine:
 
 
 def query_run(*, source: str, query: str, timeout_seconds: float, row_limit: int) -> QueryResult:
-    refuse_unless_select(query)
+    statement = select_statement(query)
     engine = _engine_for(data_source_url(source))
     try:
         with engine.connect() as connection:
             if engine.dialect.name == "postgresql":
                 connection.exec_driver_sql("SET TRANSACTION READ ONLY")
                 connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_seconds * 1000)}")
-                return _fetch(connection, query, row_limit)
-            if engine.dialect.name == "sqlite":
-                with _sqlite_deadline(connection, timeout_seconds):
-                    return _fetch(connection, query, row_limit)
-            return _fetch(connection, query, row_limit)
+                streaming = connection.execution_options(
+                    stream_results=True, max_row_buffer=min(row_limit + 1, FETCH_BATCH_ROWS)
+                )
+                return _fetch(streaming, statement, row_limit)
+            with _sqlite_deadline(connection, timeout_seconds):
+                return _fetch(connection, statement, row_limit)
     except DBAPIError as error:
         raise _explained(error, source=source, timeout_seconds=timeout_seconds) from None
 
 
-def _fetch(connection, query: str, row_limit: int) -> QueryResult:
+def _fetch(connection, statement: str, row_limit: int) -> QueryResult:
     # exec_driver_sql: the text goes to the driver as written (no ":name" parameter parsing).
-    result = connection.exec_driver_sql(query)
+    result = connection.exec_driver_sql(statement)
     if not result.returns_rows:
         raise QueryRefused("The query returned no rows to show; a report section needs a SELECT.")
     columns = list(result.keys())
     rows = [tuple(row) for row in result.fetchmany(row_limit + 1)]
+    # Closing the cursor first: the rows past the cap are never fetched (or computed, where the plan allows).
+    result.close()
     connection.rollback()
     return QueryResult(columns=columns, rows=rows[:row_limit], truncated=len(rows) > row_limit)
 
@@ -150,6 +179,8 @@ def _explained(error: DBAPIError, *, source: str, timeout_seconds: float) -> Exc
     sqlstate = getattr(error.orig, "sqlstate", None)
     if sqlstate == "57014" or reason == "interrupted":
         return QueryTimedOut(f"The query ran longer than its {timeout_seconds:g} s timeout and was stopped.")
-    if sqlstate == "25006" or "readonly database" in reason:
+    # 0A000 "DECLARE CURSOR must not contain data-modifying statements in WITH": the server-side
+    # cursor refuses the write before the read-only transaction has to.
+    if sqlstate == "25006" or "readonly database" in reason or "data-modifying" in reason:
         return QueryRefused(f"The query tried to change data, which reports may not do ({reason}). Nothing changed.")
     return QueryFailed(f"The query failed on data source {source!r}: {reason}")

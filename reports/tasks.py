@@ -1,22 +1,43 @@
+import logging
+
 from celery import shared_task
 
-from reports.models import Report, ReportDelivery
+from reports.models import Report, ReportDelivery, ReportRun
 from reports.services import report_deliver
 from scheduler.run_recording import scheduled_for
+
+logger = logging.getLogger(__name__)
 
 
 class DeliveriesFailed(RuntimeError):
     pass
 
 
+class ReportPartial(RuntimeError):
+    """Every recipient got the email, but a section failed: raised so the ledger shows the run failed."""
+
+
 @shared_task(bind=True)
 def report_send(self, report_id: int) -> dict:
     """Beat's entry point: the day covered comes from the slot, never from this worker's clock."""
-    report = Report.objects.get(pk=report_id)
+    report = Report.objects.filter(pk=report_id).first()
+    if report is None or not report.enabled:
+        # A message sent before the report was deleted or disabled: nothing to do, and the
+        # ledger's output says why.
+        reason = f"report {report_id} was deleted" if report is None else f"report {report.name!r} is disabled"
+        logger.warning("report_send skipped: %s", reason)
+        return {"skipped": reason}
     run = report_deliver(report=report, slot=scheduled_for(self.request))
-    failed = list(run.deliveries.filter(status=ReportDelivery.Status.FAILED))
-    if failed:
-        # Fail the run in the ledger too, so the failure is seen where every run is reviewed.
-        raise DeliveriesFailed("; ".join(f"{delivery.recipient}: {delivery.last_error}" for delivery in failed))
+    # Fail the run in the ledger for anything short of every recipient sent and every section
+    # built, so the failure is seen where every run is reviewed.
+    partial = f"partial: {run.error}" if run.status == ReportRun.Status.PARTIAL else ""
+    unsent = run.deliveries.filter(recipient__in=report.recipient_list()).exclude(status=ReportDelivery.Status.SENT)
+    if unsent:
+        raise DeliveriesFailed("; ".join(
+            [f"{delivery.recipient}: {delivery.last_error or delivery.get_status_display().lower()}"
+             for delivery in unsent] + ([partial] if partial else [])
+        ))
+    if partial:
+        raise ReportPartial(partial)
     return {"report": report.name, "covered_day": run.covered_day.isoformat(), "status": run.status,
             "sent": run.deliveries.filter(status=ReportDelivery.Status.SENT).count()}

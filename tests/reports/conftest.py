@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import pytest
 from aiosmtpd.controller import Controller
 
-from reports import delivery
+from reports import delivery, sources
 from reports.models import Report, ReportSection
 from reports.services import report_schedule_sync
 
@@ -83,6 +83,14 @@ def smtp_server(smtp_port):
 def quick_backoff(monkeypatch):
     """Retries wait milliseconds instead of seconds; the schedule of waits is the same."""
     monkeypatch.setattr(delivery, "BACKOFF_BASE_SECONDS", 0.05)
+
+
+@pytest.fixture(autouse=True)
+def data_source_connections_closed():
+    """Pooled data-source connections end with the test, so the test database can be dropped."""
+    yield
+    for engine in sources._engines.values():
+        engine.dispose()
 
 
 COUNTS_BY_DAY = "SELECT 'mon' AS day, 3 AS visits UNION ALL SELECT 'tue', 5 UNION ALL SELECT 'wed', 4"

@@ -1,11 +1,12 @@
 """Reports in the admin: definitions, their schedules, SQL sections for superusers only, review."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.core import mail
 from django.urls import reverse
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from reports.admin import SqlSectionForm
@@ -199,3 +200,52 @@ def test_the_daily_operations_report_is_seeded_once_disabled_until_it_has_a_reci
     report.save()
     assert reports_seed() == [("Daily operations", False)]
     assert Report.objects.get(name="Daily operations").description == "ours now"
+
+
+def test_more_than_one_statement_in_a_sql_section_is_refused_by_the_form(staff_client):
+    response = staff_client.post(reverse("admin:reports_report_add"),
+                                 report_form(**sql_section_form("SELECT 1; DELETE FROM auth_user")))
+    assert "exactly one SELECT statement; this query has 2 statements" in response.content.decode()
+    assert not Report.objects.filter(name="Sales").exists()
+
+
+def test_resend_needs_the_change_permission_on_deliveries(client, django_user_model):
+    run = report_deliver(report=report_with(sql=[chart_section()]), slot=SLOT)
+    bo = run.deliveries.get(recipient="bo@example.com")
+    viewer = django_user_model.objects.create_user("viewer", password="pw-for-tests", is_staff=True)
+    viewer.user_permissions.set(Permission.objects.filter(codename="view_reportdelivery"))
+    client.force_login(viewer)
+    url = reverse("admin:reports_reportdelivery_changelist")
+
+    assert 'value="resend"' not in client.get(url).content.decode()
+    client.post(url, {"action": "resend", "_selected_action": [bo.pk]}, follow=True)
+    assert len(mail.outbox) == 2
+
+    viewer.user_permissions.add(Permission.objects.get(codename="change_reportdelivery"))
+    client.post(url, {"action": "resend", "_selected_action": [bo.pk]}, follow=True)
+    assert [message.to for message in mail.outbox[2:]] == [["bo@example.com"]]
+
+
+def test_a_failed_resend_keeps_a_sent_delivery_sent_and_says_why(staff_client, smtp_server):
+    run = report_deliver(report=report_with(sql=[chart_section()]), slot=SLOT)
+    bo = run.deliveries.get(recipient="bo@example.com")
+    smtp_server.rcpt_replies = {"bo@example.com": ["550 5.1.1 No such user"]}
+
+    response = staff_client.post(reverse("admin:reports_reportdelivery_changelist"),
+                                 {"action": "resend", "_selected_action": [bo.pk]}, follow=True)
+
+    page = response.content.decode()
+    assert "Could not send Visits for 2026-03-02 to bo@example.com again: 550 5.1.1 No such user" in page
+    assert "It stays marked sent" in page
+    bo.refresh_from_db()
+    assert (bo.status, bo.last_error, bo.attempts) == ("sent", "550 5.1.1 No such user", 2)
+
+
+def test_a_stale_sending_delivery_shows_in_red_with_when_it_was_claimed(staff_client):
+    run = report_deliver(report=report_with(sql=[chart_section()]), slot=SLOT)
+    claimed = timezone.now() - timedelta(minutes=20)
+    run.deliveries.filter(recipient="bo@example.com").update(status="sending", claimed_at=claimed)
+
+    page = staff_client.get(reverse("admin:reports_reportrun_change", args=[run.pk])).content.decode()
+    assert f"Sending since {claimed:%Y-%m-%d %H:%M} UTC: stale, will be sent again" in page
+    assert 'style="color:#ba2121">Sending since' in page

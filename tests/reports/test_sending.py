@@ -5,12 +5,14 @@ import io
 import re
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from reports import delivery
-from reports.models import ReportDelivery, ReportRun
+from reports.models import Report, ReportDelivery, ReportRun
 from reports.services import report_deliver
 from reports.tasks import DeliveriesFailed, report_send
 from scheduler.dispatch import RUN_HEADER, SCHEDULED_FOR_HEADER
@@ -119,7 +121,9 @@ def test_a_failing_sql_section_still_sends_the_email_and_marks_the_run_partial(s
     assert "1 section failed" in parts["html"] and "Broken" in parts["html"]
     assert "This section failed" in parts["text"]
     assert "02-visits-per-day.csv" in parts["csv"]
-    assert ScheduleRun.objects.get().status == "succeeded"
+    # Every recipient got it, and the ledger still shows the run did not fully succeed.
+    ledger = ScheduleRun.objects.get()
+    assert ledger.status == "failed" and "partial: Section 'Broken' failed" in ledger.error
 
 
 def test_it_delivers_once_after_the_mail_server_comes_back(smtp_port):
@@ -204,3 +208,155 @@ def test_a_long_table_is_cut_in_the_html_and_complete_in_the_csv(smtp_server):
     assert "Showing 50 of 3000 rows" in parts["html"] and len(parts["html"].encode()) < 100_000
     assert len(parts["csv"]["01-many.csv"].splitlines()) == 3001
 
+
+
+def test_a_delivery_left_sending_by_a_killed_worker_is_sent_by_the_next_run(smtp_server):
+    report = report_with(sql=[chart_section()], recipients="ana@example.com bo@example.com")
+    run = report_deliver(report=report, slot=SLOT)
+    # As a worker killed mid-send leaves it: claimed 20 minutes ago, never finished.
+    run.deliveries.filter(recipient="bo@example.com").update(
+        status="sending", claimed_at=timezone.now() - timedelta(minutes=20), sent_at=None)
+    smtp_server.received.clear()
+
+    deliver_from_beat(report)
+
+    assert [address for address, _ in smtp_server.received] == ["bo@example.com"]
+    assert run.deliveries.get(recipient="bo@example.com").status == "sent"
+    assert ScheduleRun.objects.get().status == "succeeded"
+
+
+def test_a_delivery_being_sent_right_now_is_left_alone_and_the_ledger_says_it_was_not_sent(smtp_server):
+    report = report_with(sql=[chart_section()], recipients="ana@example.com bo@example.com")
+    run = report_deliver(report=report, slot=SLOT)
+    run.deliveries.filter(recipient="bo@example.com").update(
+        status="sending", claimed_at=timezone.now() - timedelta(minutes=1))
+    smtp_server.received.clear()
+
+    result = deliver_from_beat(report)
+
+    assert smtp_server.received == []
+    assert isinstance(result.result, DeliveriesFailed)
+    assert "bo@example.com: sending" in ScheduleRun.objects.get().error
+
+
+def test_an_exception_mid_way_leaves_the_recipients_not_reached_pending_and_fails_the_ledger(
+        smtp_server, monkeypatch):
+    report = report_with(sql=[chart_section()], recipients="a@example.com b@example.com c@example.com")
+    build = delivery.email_message
+
+    def broken_for_b(run, recipient):
+        if recipient == "b@example.com":
+            raise RuntimeError("the worker's soft time limit")
+        return build(run, recipient)
+
+    monkeypatch.setattr(delivery, "email_message", broken_for_b)
+    result = deliver_from_beat(report)
+
+    statuses = dict(ReportDelivery.objects.values_list("recipient", "status"))
+    assert statuses == {"a@example.com": "sent", "b@example.com": "pending", "c@example.com": "pending"}
+    ledger = ScheduleRun.objects.get()
+    assert isinstance(result.result, RuntimeError) and ledger.status == "failed"
+    assert "the worker's soft time limit" in ledger.error
+
+    monkeypatch.setattr(delivery, "email_message", build)
+    deliver_from_beat(report, ledger=False)
+    assert sorted(address for address, _ in smtp_server.received) == ["a@example.com", "b@example.com", "c@example.com"]
+
+
+def test_a_disabled_or_deleted_report_is_skipped_with_the_reason_in_the_ledger(smtp_server):
+    report = report_with(sql=[chart_section()])
+    Report.objects.filter(pk=report.pk).update(enabled=False)
+    deliver_from_beat(report)
+    assert ScheduleRun.objects.get().output == {"skipped": "report 'Visits' is disabled"}
+
+    result = report_send.apply(kwargs={"report_id": 999_999})
+    assert result.result == {"skipped": "report 999999 was deleted"}
+    assert smtp_server.received == [] and not ReportRun.objects.exists()
+
+
+def test_deleting_a_report_deletes_its_schedule():
+    report = report_with(sql=[chart_section()])
+    schedule_id = report.schedule_id
+    report.delete()
+    assert not PeriodicTask.objects.filter(pk=schedule_id).exists()
+
+
+def mime_tree(part) -> list | str:
+    if part.is_multipart():
+        return [part.get_content_type(), *(mime_tree(child) for child in part.iter_parts())]
+    return part.get_content_type()
+
+
+def test_the_chart_is_related_to_the_html_and_the_csv_is_attached_beside_them(smtp_server):
+    report = report_with(sql=[chart_section()], recipients="ana@example.com")
+    report_deliver(report=report, slot=SLOT)
+
+    (message,) = smtp_server.to("ana@example.com")
+    assert mime_tree(message) == [
+        "multipart/mixed",
+        ["multipart/related", ["multipart/alternative", "text/plain", "text/html"], "image/png"],
+        "text/csv",
+    ]
+    related = next(message.iter_parts())
+    assert related.get_content_type() == "multipart/related"
+    (image,) = [part for part in related.iter_parts() if part.get_content_type() == "image/png"]
+    html = related.get_body(preferencelist=("html",)).get_content()
+    assert f'src="cid:{image["Content-ID"].strip("<>")}"' in html
+    assert message.get_body(preferencelist=("plain",)).get_content().startswith("Visits")
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_quoted(smtp_server):
+    query = "SELECT '=HYPERLINK(\"http://x\")' AS a, '+1' AS b, '-2' AS c, '@SUM(A1)' AS d, 'fine' AS e"
+    report = report_with(sql=[{"name": "Cells", "query": query}], recipients="ana@example.com")
+    report_deliver(report=report, slot=SLOT)
+
+    rows = list(csv.reader(io.StringIO(parts_of(smtp_server.to("ana@example.com")[0])["csv"]["01-cells.csv"])))
+    assert rows[1] == ["'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "fine"]
+
+
+def test_the_query_text_stays_out_of_the_email():
+    report = report_with(sql=[chart_section()], recipients="ana@example.com")
+    run = report_deliver(report=report, slot=SLOT)
+    assert "UNION ALL" not in run.html and "UNION ALL" not in run.text
+
+
+def test_the_largest_table_is_cut_first_and_a_small_one_stays_whole(smtp_server, monkeypatch):
+    from reports import rendering
+
+    monkeypatch.setattr(rendering, "HTML_LIMIT", 6_000)
+    many = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
+            "SELECT i, 'row number ' || i AS label FROM n")
+    report = report_with(sql=[{"name": "Many", "query": many}, chart_section()], recipients="ana@example.com")
+    report_deliver(report=report, slot=SLOT)
+
+    html = parts_of(smtp_server.to("ana@example.com")[0])["html"]
+    assert "of 3000 rows; every row is in the attached 01-many.csv" in html
+    assert "Showing 50 of 3000" not in html and ">wed</td>" in html
+    assert len(html.encode()) <= 6_000
+
+
+def test_an_email_still_over_the_html_cap_is_not_sent_and_the_run_says_why(smtp_server, monkeypatch):
+    from reports import rendering
+
+    monkeypatch.setattr(rendering, "HTML_LIMIT", 500)
+    report = report_with(sql=[chart_section()], recipients="ana@example.com")
+    result = deliver_from_beat(report)
+
+    assert smtp_server.received == []
+    run = ReportRun.objects.get()
+    assert run.status == ReportRun.Status.FAILED and "EmailTooLarge" in run.error
+    assert "over the 500-byte limit" in ScheduleRun.objects.get().error and result.failed()
+
+
+def test_over_the_total_attachment_budget_the_largest_csv_is_left_out_and_named(smtp_server, monkeypatch):
+    from reports import rendering
+
+    big = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) "
+           "SELECT i, 'row number ' || i AS label FROM n")
+    monkeypatch.setattr(rendering, "ATTACHMENTS_BUDGET", 20_000)
+    report = report_with(sql=[{"name": "Big", "query": big}, chart_section()], recipients="ana@example.com")
+    report_deliver(report=report, slot=SLOT)
+
+    parts = parts_of(smtp_server.to("ana@example.com")[0])
+    assert list(parts["csv"]) == ["02-visits-per-day.csv"]
+    assert "01-big.csv" in parts["html"] and "admin" in parts["html"]

@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 
+from reports import sources
 from reports.sources import QueryFailed, QueryRefused, QueryTimedOut, data_source_url, query_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -86,3 +87,52 @@ def test_a_named_data_source_comes_from_its_environment_variable(monkeypatch, tm
 def test_an_unknown_data_source_names_the_variable_to_set():
     with pytest.raises(QueryRefused, match="Unknown data source 'crm': set REPORT_SOURCE_CRM_URL"):
         data_source_url("crm")
+
+
+postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's own protocol")
+
+
+def test_more_than_one_statement_is_refused_with_a_clear_error_and_changes_nothing():
+    User.objects.create_user("kept")
+    with pytest.raises(QueryRefused, match="exactly one SELECT statement; this query has 3 statements"):
+        run("SELECT 1; COMMIT; DELETE FROM auth_user")
+    assert User.objects.filter(username="kept").exists()
+
+
+def test_a_trailing_semicolon_and_comments_are_still_one_statement():
+    assert run("-- visits\nSELECT 1 AS n; -- done").rows == [(1,)]
+
+
+@postgresql_only
+def test_the_database_itself_refuses_a_write_after_a_commit_in_the_same_text(monkeypatch):
+    # Past the text check (as if it missed a case): the server-side cursor takes one statement only.
+    monkeypatch.setattr(sources, "select_statement", lambda query: query)
+    User.objects.create_user("kept")
+    with pytest.raises(QueryFailed, match="cannot insert multiple commands"):
+        run("SELECT 1; COMMIT; DELETE FROM auth_user")
+    assert User.objects.filter(username="kept").exists()
+
+
+@postgresql_only
+def test_the_timeout_cannot_be_switched_off_from_the_query(monkeypatch):
+    monkeypatch.setattr(sources, "select_statement", lambda query: query)
+    started = time.monotonic()
+    with pytest.raises(QueryFailed, match="cannot insert multiple commands"):
+        run("SELECT 1; SET LOCAL statement_timeout = 0; SELECT pg_sleep(5)", timeout_seconds=1)
+    assert time.monotonic() - started < 4
+
+
+def test_a_big_result_with_a_small_row_cap_reads_only_the_cap():
+    big = ("SELECT i, repeat('x', 100) AS padding FROM generate_series(1, 400000) AS i"
+           if connection.vendor == "postgresql" else
+           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400000) "
+           "SELECT i, printf('%.100c', 'x') AS padding FROM n")
+    result = run(big, row_limit=10)
+    assert result.truncated and [row[0] for row in result.rows] == list(range(1, 11))
+
+
+@pytest.mark.parametrize("url", ["mysql://reader@127.0.0.1/shop", "oracle://reader@127.0.0.1/shop"])
+def test_a_data_source_that_is_neither_postgresql_nor_sqlite_is_refused(monkeypatch, url):
+    monkeypatch.setenv("REPORT_SOURCE_SHOP_URL", url)
+    with pytest.raises(QueryRefused, match="read only PostgreSQL and SQLite databases"):
+        data_source_url("shop")
