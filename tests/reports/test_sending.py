@@ -126,16 +126,22 @@ def test_a_failing_sql_section_still_sends_the_email_and_marks_the_run_partial(s
     assert ledger.status == "failed" and "partial: Section 'Broken' failed" in ledger.error
 
 
-def test_it_delivers_once_after_the_mail_server_comes_back(smtp_port):
+def test_it_delivers_once_after_the_mail_server_comes_back(smtp_port, monkeypatch):
     report = report_with(sql=[chart_section()], recipients="ana@example.com")
     server = SmtpServer(smtp_port)
-    # Down for the first attempts: started from another thread after a while.
-    later = threading.Timer(0.4, server.start)
-    later.start()
+    waits = []
+
+    def server_back_during_the_first_wait(attempt: int) -> float:
+        # Down for the first attempt; it comes back while delivery waits to try again.
+        if not waits:
+            server.start()
+        waits.append(attempt)
+        return 0.0
+
+    monkeypatch.setattr(delivery, "backoff_seconds", server_back_during_the_first_wait)
     try:
         run = report_deliver(report=report, slot=SLOT)
     finally:
-        later.join()
         server.stop()
 
     (only,) = run.deliveries.all()
