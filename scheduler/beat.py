@@ -37,6 +37,7 @@ DISPATCH_SLICE_SECONDS = 10
 # shorter than dispatch.RECLAIM_AFTER, so a run waiting for its slot never looks stranded.
 CLAIM_AHEAD = timedelta(seconds=8)
 ERROR_BACKOFF_SECONDS = 5
+PUBLISH_CHUNK = 250
 
 
 class DatabaseScheduler(beat.Scheduler):
@@ -161,20 +162,31 @@ class DatabaseScheduler(beat.Scheduler):
         return True
 
     def _publish(self, dispatches) -> bool:
-        if not dispatches:
-            return True
-        try:
-            sent = dispatch.runs_publish(dispatches, app=self.app, producer=self.producer)
-        except dispatch.BROKER_ERRORS as error:
-            # The runs stay claimed; after RECLAIM_AFTER a beat sends them or records why not.
-            logger.error("beat: could not send %d run(s) to the broker at %s: %s", len(dispatches),
-                         self.connection.as_uri(), error)
-            self._broker_down_since = time.monotonic()
-            return False
-        for sent_run in dispatches[:sent]:
-            logger.info("beat: sent %r for %s (run %s)", sent_run.schedule_name,
-                        sent_run.scheduled_for.isoformat(), sent_run.run_id)
+        # In chunks, each flushed to Redis as one pipeline: the first runs of a busy minute
+        # reach the workers while the later ones are still being prepared.
+        for start in range(0, len(dispatches), PUBLISH_CHUNK):
+            chunk = dispatches[start:start + PUBLISH_CHUNK]
+            try:
+                dispatch.runs_publish(chunk, app=self.app, producer=self.producer)
+            except dispatch.BROKER_ERRORS as error:
+                # These runs stay claimed; after RECLAIM_AFTER a beat sends them or records why not.
+                logger.error("beat: could not send %d run(s) to the broker at %s: %s", len(dispatches) - start,
+                             self.connection.as_uri(), error)
+                self._broker_down_since = time.monotonic()
+                return False
+            self._log_sent(chunk)
         return True
+
+    @staticmethod
+    def _log_sent(chunk) -> None:
+        if len(chunk) <= 10:
+            for sent in chunk:
+                logger.info("beat: sent %r for %s (run %s)", sent.schedule_name, sent.scheduled_for.isoformat(),
+                            sent.run_id)
+            return
+        # Thousands of lines a minute would cost more than the sending; the ledger has each run.
+        logger.info("beat: sent %d runs for %s to %s", len(chunk), chunk[0].scheduled_for.isoformat(),
+                    chunk[-1].scheduled_for.isoformat())
 
     def _record_liveness(self) -> None:
         if time.monotonic() - self._liveness_recorded < LIVENESS_EVERY_SECONDS:

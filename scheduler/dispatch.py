@@ -47,6 +47,7 @@ NEVER_STARTED_AFTER = timedelta(hours=24)
 # pipeline that failed mid-way is one), redis-py's, or the socket's.
 BROKER_ERRORS = (KombuError, RedisError, OSError)
 CLAIM_BATCH = 500
+NEW_SCHEDULE_LOOK_BACK = timedelta(minutes=2)
 SYNC_CHUNK = 1000
 
 # What decides when a schedule fires; a change to any of these recomputes its next due time.
@@ -70,14 +71,22 @@ def _fingerprint(timing_values: tuple) -> str:
     return hashlib.sha256(repr(timing_values[1:]).encode()).hexdigest()
 
 
-def starting_state(task: PeriodicTask, *, now: datetime) -> tuple[datetime | None, str]:
-    """(next due time, problem) for a schedule that is new, changed or re-enabled."""
+def starting_state(task: PeriodicTask, *, now: datetime, new: bool = False) -> tuple[datetime | None, str]:
+    """(next due time, problem) for a schedule that is new, changed or re-enabled.
+
+    A changed or re-enabled schedule starts from now: the paused period is never replayed. A
+    new one starts from when it was saved (at most NEW_SCHEDULE_LOOK_BACK ago), so a schedule
+    created just before a slot is not skipped because beat noticed it a moment after the slot.
+    """
     if not task.enabled:
         return None, ""
     if task.expires and task.expires <= now:
         return None, f"Expired at {task.expires.isoformat()}."
+    start = now
+    if new and task.date_changed:
+        start = min(now, max(task.date_changed, now - NEW_SCHEDULE_LOOK_BACK))
     try:
-        return first_slot_from(task, now), ""
+        return first_slot_from(task, start), ""
     except Exception as error:
         # Whatever a hand-written row holds, that schedule waits with its reason shown in the
         # admin, and the others go on.
@@ -107,7 +116,7 @@ def schedules_sync(*, now: datetime) -> int:
 def _states_apply(tasks, fingerprints: dict, known: dict, *, now: datetime) -> None:
     new = []
     for task in tasks:
-        next_due_at, problem = starting_state(task, now=now)
+        next_due_at, problem = starting_state(task, now=now, new=task.id not in known)
         fields = {"next_due_at": next_due_at, "fingerprint": fingerprints[task.id], "problem": problem,
                   "synced_at": now}
         if problem:

@@ -247,3 +247,16 @@ def test_a_stopping_beat_gives_back_what_it_claimed_ahead():
     assert next_due(task) == NOON and not ScheduleRun.objects.exists()
     again, _ = dispatch.due_runs_claim(now=NOON, node="beat-2")
     assert [d.scheduled_for for d in again] == [NOON]
+
+
+def test_a_schedule_saved_just_before_a_slot_gets_that_slot_though_beat_saw_it_after():
+    task = crontab_task("every minute", "* * * * *")
+    PeriodicTask.objects.filter(id=task.id).update(date_changed=NOON - timedelta(seconds=10))
+    dispatch.schedules_sync(now=NOON + timedelta(seconds=3))
+    assert next_due(task) == NOON
+    # A long-saved schedule new to beat (an upgrade from the stock scheduler) looks back two
+    # minutes at most.
+    old = crontab_task("old", "* * * * *")
+    PeriodicTask.objects.filter(id=old.id).update(date_changed=NOON - timedelta(days=30))
+    dispatch.schedules_sync(now=NOON + timedelta(seconds=3))
+    assert next_due(old) == NOON - timedelta(minutes=1)
