@@ -12,7 +12,12 @@ long after the boundary the first, median, p99 and last message arrived; per con
 beat's CPU seconds from start to the first boundary and over the minute between the two
 boundaries, and its peak RSS (VmHWM, per beat process). Collection stops at the second
 boundary + 55 s, or earlier once every schedule has arrived for it and nothing more has come
-for 30 s (longer than our beat takes to re-send a claimed run it thinks stranded).
+for 30 s (longer than our beat takes to re-send a claimed run it thinks stranded). Notes under
+the table: ours' run ledger afterwards (rows by status, how the beats split each minute, how
+long each claim batch took from claim to published), and how busy the whole machine was in the
+measured minute, since it is shared. At 10,000 schedules with two beats of ours, the goals
+(all dispatched, none twice, none missing, the last within 5 s, peak RSS under 300 MB) are
+printed as PASS or FAIL.
 
     .venv/bin/python bench/bench_beat.py [--sizes 1000 10000] [--only ours|stock]
         [--postgres-url postgres://postgres@127.0.0.1:5432/test]
@@ -37,6 +42,7 @@ from pathlib import Path
 import psutil
 import psycopg
 import redis
+from postgres_server import PostgresServer
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
@@ -72,24 +78,9 @@ CONFIGS = [Config("stock", 1), Config("ours", 1), Config("ours", 2)]
 
 # --- database -----------------------------------------------------------------------------------
 
-class Database:
-    def __init__(self, server_url: str) -> None:
-        self.server_url = server_url
-
+class Database(PostgresServer):
     def url(self, name: str = RUN_DB) -> str:
-        return self.server_url.rsplit("/", 1)[0] + "/" + name
-
-    def reachable(self) -> bool:
-        try:
-            psycopg.connect(self.server_url, connect_timeout=5).close()
-        except psycopg.OperationalError:
-            return False
-        return True
-
-    def admin(self, *statements: str) -> None:
-        with psycopg.connect(self.server_url, autocommit=True) as db:
-            for statement in statements:
-                db.execute(statement)
+        return self.database_url(name)
 
     def make_template(self, workdir: Path) -> None:
         self.admin(f"DROP DATABASE IF EXISTS {RUN_DB} WITH (FORCE)",
@@ -97,8 +88,8 @@ class Database:
         subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=PROJECT, check=True,
                        env=child_env(self.url(TEMPLATE_DB), "", workdir), stdout=subprocess.DEVNULL)
         with psycopg.connect(self.url(TEMPLATE_DB), autocommit=True) as db:
-            # Nothing but the bench's schedules: whatever a migration may have seeded goes.
-            db.execute("DELETE FROM django_celery_beat_periodictask")
+            # Nothing but the bench's schedules: whatever a migration seeded goes, with what refers to it.
+            db.execute("TRUNCATE django_celery_beat_periodictask CASCADE")
 
     def fresh(self, schedules: int) -> None:
         """A copy of the template with `schedules` enabled tasks, all due every minute."""
@@ -116,17 +107,23 @@ class Database:
                 "FROM generate_series(1, %s) AS i", (TASK, crontab, schedules))
             db.execute("VACUUM ANALYZE")
 
-    def ledger(self) -> tuple[Counter, Counter, int]:
-        """Our run ledger: rows by status, sent rows by beat, and (schedule, slot) pairs held twice."""
+    def ledger(self) -> tuple[Counter, dict, int, list[float]]:
+        """Our run ledger: rows by status, {slot: [rows claimed by each beat]}, (schedule, slot) pairs held
+        twice, and the seconds from claiming each batch to having published it."""
         with psycopg.connect(self.url()) as db:
             by_status = Counter(dict(db.execute(
                 "SELECT status, count(*) FROM scheduler_schedulerun GROUP BY status").fetchall()))
-            by_beat = Counter(dict(db.execute(
-                "SELECT claimed_by, count(*) FROM scheduler_schedulerun GROUP BY claimed_by").fetchall()))
+            by_slot: dict[datetime, list[int]] = {}
+            for slot, _, count in db.execute("SELECT scheduled_for, claimed_by, count(*) "
+                                             "FROM scheduler_schedulerun GROUP BY 1, 2 ORDER BY 1, 2"):
+                by_slot.setdefault(slot, []).append(count)
             twice = db.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM scheduler_schedulerun GROUP BY schedule_id, scheduled_for "
                 "HAVING count(*) > 1) AS t").fetchone()[0]
-        return by_status, by_beat, twice
+            batches = [seconds for (seconds,) in db.execute(
+                "SELECT extract(epoch FROM max(sent_at) - claimed_at)::float FROM scheduler_schedulerun "
+                "WHERE sent_at IS NOT NULL GROUP BY claimed_by, claimed_at")]
+        return by_status, by_slot, twice, batches
 
     def drop(self) -> None:
         self.admin(f"DROP DATABASE IF EXISTS {RUN_DB} WITH (FORCE)",
@@ -228,8 +225,11 @@ class Beat:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
 
-    def log_tail(self, lines: int = 8) -> list[str]:
-        return self.log.read_text(errors="replace").strip().splitlines()[-lines:]
+    def log_lines(self) -> list[str]:
+        """What beat logged after its start-up banner (at WARNING and above, tracebacks included)."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        banner_end = max((i for i, line in enumerate(lines) if ". maxinterval ->" in line), default=-1)
+        return [line for line in lines[banner_end + 1:] if line.strip()]
 
 
 def start_beat(config: Config, index: int, env: dict, workdir: Path) -> Beat:
@@ -277,6 +277,18 @@ class Result:
     notes: list[str] = field(default_factory=list)
 
 
+def machine_busy() -> tuple[float, float]:
+    """(now, CPU seconds the whole machine has spent busy so far): the other engineers' tests count too."""
+    times = psutil.cpu_times()
+    return time.time(), sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def busy_between(samples: list[tuple[float, float]], start: float, end: float) -> float:
+    def at(moment: float) -> float:
+        return next((busy for when, busy in reversed(samples) if when <= moment), samples[0][1])
+    return at(end) - at(start)
+
+
 def next_boundary(lead: float) -> float:
     return math.ceil((time.time() + lead) / 60) * 60
 
@@ -305,11 +317,13 @@ def measure(config: Config, size: int, database: Database, redis_url: str, workd
     beats = [start_beat(config, i, env, workdir) for i in range(config.beats)]
     messages: list[Message] = []
     notes = []
+    machine = [machine_busy()]
     try:
         last = boundaries[-1]
         while time.time() < last + WINDOW:
             for beat in beats:
                 beat.sample()
+            machine.append(machine_busy())
             received = drain.received
             messages.extend(parse(raw, at) for at, raw in received[len(messages):])
             now = time.time()
@@ -338,19 +352,27 @@ def measure(config: Config, size: int, database: Database, redis_url: str, workd
         peak_rss_mb=max(beat.peak_rss for beat in beats) / 2**20,
         outside=outside, slot_duplicates=sum(c - 1 for c in slots.values()), notes=notes,
     )
+    result.notes.append(
+        f"machine: {busy_between(machine, *boundaries):.1f} of {60 * psutil.cpu_count():.0f} CPU seconds busy in the "
+        f"minute between the two boundaries (beat {result.cpu_minute:.1f}; the rest is PostgreSQL, Redis, the bench's "
+        "drain and anything else running)")
     if config.scheduler == "ours":
-        by_status, by_beat, twice = database.ledger()
+        by_status, by_slot, twice, batches = database.ledger()
+        split = "; ".join(f"{slot:%H:%M} " + " + ".join(str(count) for count in counts)
+                          for slot, counts in by_slot.items())
         result.notes.append("ledger: " + ", ".join(f"{status} {count}" for status, count in sorted(by_status.items()))
-                            + (f"; sent/claimed by beat: {', '.join(str(c) for c in by_beat.values())}"
-                               if config.beats > 1 else "")
+                            + (f"; claimed per beat: {split}" if config.beats > 1 else "")
                             + (f"; {twice} (schedule, slot) pairs held twice" if twice else ""))
+        if batches:
+            result.notes.append(f"{len(batches)} claim batches (at most 500 runs each), claim to published: median "
+                                f"{statistics.median(batches):.2f} s, max {max(batches):.2f} s")
     for index, beat in enumerate(beats):
         code = beat.process.returncode
         # -15 / 0: stopped by the bench; anything else, or log lines at WARNING and above, is news.
-        tail = [line for line in beat.log_tail(200) if line.strip()]
-        if tail:
-            result.notes.append(f"beat {index + 1} log ({len(tail)} lines, last ones):")
-            result.notes.extend("    " + line[:220] for line in tail[-6:])
+        logged = beat.log_lines()
+        if logged:
+            result.notes.append(f"beat {index + 1} logged {len(logged)} line(s); the last ones:")
+            result.notes.extend("    " + line[:220] for line in logged[-6:])
         if code not in (0, -signal.SIGTERM, -signal.SIGKILL):
             result.notes.append(f"beat {index + 1} exited with status {code}")
     return result
@@ -431,6 +453,15 @@ def goals(results: list[Result]) -> None:
         print(f"  {'PASS' if passed else 'FAIL'}  {goal}: {figure}")
 
 
+def code_version() -> str:
+    """The commit measured, and whether the scheduler's files differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PROJECT, capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = [line.split(maxsplit=1)[1] for line in git("status", "--porcelain", "--", "scheduler").splitlines()]
+    return f"commit {commit}" + (f", uncommitted changes in {', '.join(dirty)}" if dirty else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000])
@@ -444,6 +475,7 @@ def main() -> None:
         return
     configs = [c for c in CONFIGS if args.only in (None, c.scheduler)]
     everything = []
+    print(f"beat bench: {code_version()}; {psutil.cpu_count()} CPUs; started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     with tempfile.TemporaryDirectory(prefix="bench-beat-") as tmp, EmbeddedRedis(Path(tmp) / "redis") as broker:
         workdir = Path(tmp)
         database.make_template(workdir)
