@@ -83,7 +83,8 @@ def starting_state(task: PeriodicTask, *, now: datetime, new: bool = False) -> t
     if task.expires and task.expires <= now:
         return None, f"Expired at {task.expires.isoformat()}."
     start = now
-    if new and task.date_changed:
+    if new and task.date_changed and not task.interval_id:
+        # (An interval starts at once anyway: its slots are counted from its start.)
         start = min(now, max(task.date_changed, now - NEW_SCHEDULE_LOOK_BACK))
     try:
         return first_slot_from(task, start), ""

@@ -260,3 +260,10 @@ def test_a_schedule_saved_just_before_a_slot_gets_that_slot_though_beat_saw_it_a
     PeriodicTask.objects.filter(id=old.id).update(date_changed=NOON - timedelta(days=30))
     dispatch.schedules_sync(now=NOON + timedelta(seconds=3))
     assert next_due(old) == NOON - timedelta(minutes=1)
+
+
+def test_a_new_interval_schedule_starts_when_beat_sees_it_without_replaying_its_first_seconds():
+    task = interval_task("every second", timedelta(seconds=1))
+    PeriodicTask.objects.filter(id=task.id).update(date_changed=NOON - timedelta(seconds=3))
+    dispatch.schedules_sync(now=NOON)
+    assert next_due(task) == NOON
