@@ -1,6 +1,7 @@
 """The schedule editor: django-celery-beat's schedules with when they run next, how they last
 ran, their missed-run policy, and "run now" through the run ledger."""
 
+import itertools
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -20,7 +21,7 @@ from scheduler.admin_pages import PageCompletingAdmin
 from scheduler.admin_runs import moment, run_outcome, runs_changelist_url
 from scheduler.celery import app as celery_app
 from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
-from scheduler.timing import UnschedulableError, first_slot_after, first_slot_from
+from scheduler.timing import UnschedulableError, first_slot_from, slots_after
 
 UPCOMING_SHOWN = 5
 # Beat checks for due runs about every second, and a busy beat may take a few to claim a batch;
@@ -63,12 +64,13 @@ def schedule_state(task: PeriodicTask) -> ScheduleState | None:
 
 def upcoming_slots(task: PeriodicTask, *, now: datetime, count: int) -> list[datetime]:
     """The next `count` slots as beat would send them; raises UnschedulableError."""
-    slots = []
-    slot = _first_upcoming_slot(task, now)
-    while slot is not None and len(slots) < count and not (task.expires and slot >= task.expires):
-        slots.append(slot)
-        slot = None if task.one_off else first_slot_after(task, slot)
-    return slots
+    first = _first_upcoming_slot(task, now)
+    if first is None:
+        return []
+    # The same walk beat makes: one iterator over the slots that follow the first.
+    slots = itertools.chain([first], [] if task.one_off else slots_after(task, first))
+    before_expiry = itertools.takewhile(lambda slot: not (task.expires and slot >= task.expires), slots)
+    return list(itertools.islice(before_expiry, count))
 
 
 def _first_upcoming_slot(task: PeriodicTask, now: datetime) -> datetime | None:

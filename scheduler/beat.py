@@ -51,7 +51,7 @@ class DatabaseScheduler(beat.Scheduler):
         self._synced = float("-inf")
         self._recovered = float("-inf")
         self._changes_seen = None
-        self._broker_down_since = None
+        self._broker_down = False
         # Runs claimed ahead of their slot, in slot order, published when their time comes.
         self._ahead: list = []
         kwargs["max_interval"] = self.max_interval
@@ -148,7 +148,7 @@ class DatabaseScheduler(beat.Scheduler):
         super().close()
 
     def _broker_reachable(self) -> bool:
-        if self._broker_down_since is None:
+        if not self._broker_down:
             return True
         probe = redis.Redis.from_url(self.app.conf.broker_url, socket_connect_timeout=1, socket_timeout=1)
         try:
@@ -158,7 +158,7 @@ class DatabaseScheduler(beat.Scheduler):
         finally:
             probe.close()
         logger.info("beat: the broker at %s answers again", self.connection.as_uri())
-        self._broker_down_since = None
+        self._broker_down = False
         return True
 
     def _publish(self, dispatches) -> bool:
@@ -172,7 +172,7 @@ class DatabaseScheduler(beat.Scheduler):
                 # These runs stay claimed; after RECLAIM_AFTER a beat sends them or records why not.
                 logger.error("beat: could not send %d run(s) to the broker at %s: %s", len(dispatches) - start,
                              self.connection.as_uri(), error)
-                self._broker_down_since = time.monotonic()
+                self._broker_down = True
                 return False
             self._log_sent(chunk)
         return True

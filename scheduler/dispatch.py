@@ -155,20 +155,26 @@ class Dispatch:
     fingerprint: str = ""
 
 
-def message_problems(*, args: str, kwargs: str, headers: str) -> dict[str, str]:
-    """What is wrong with a schedule's message fields, by field: args must be a JSON list,
-    kwargs and headers JSON objects. The admin form and beat both ask this one question."""
-    problems = {}
+def _message_fields(*, args: str, kwargs: str, headers: str) -> tuple[dict, dict[str, str]]:
+    """A schedule's message fields parsed: (values by field, problems by field). Args must be
+    a JSON list, kwargs and headers JSON objects."""
+    values, problems = {}, {}
     for field, text, shape in (("args", args, list), ("kwargs", kwargs, dict), ("headers", headers, dict)):
         try:
-            value = json.loads(text or ("[]" if shape is list else "{}"))
+            values[field] = json.loads(text or ("[]" if shape is list else "{}"))
         except ValueError as error:
             problems[field] = f"{field} is not valid JSON ({error})"
             continue
-        if not isinstance(value, shape):
+        if not isinstance(values[field], shape):
             expected = "list" if shape is list else "object"
-            problems[field] = f"{field} must be a JSON {expected}, not {type(value).__name__}"
-    return problems
+            problems[field] = f"{field} must be a JSON {expected}, not {type(values[field]).__name__}"
+    return values, problems
+
+
+def message_problems(*, args: str, kwargs: str, headers: str) -> dict[str, str]:
+    """What is wrong with a schedule's message fields, by field. The admin form and beat both
+    ask this one question."""
+    return _message_fields(args=args, kwargs=kwargs, headers=headers)[1]
 
 
 def message_problem(task: PeriodicTask) -> str:
@@ -176,20 +182,25 @@ def message_problem(task: PeriodicTask) -> str:
 
 
 def dispatch_for(run: ScheduleRun, task: PeriodicTask, fingerprint: str = "") -> Dispatch:
+    """The message of a run; only for a schedule whose message_problem() is empty."""
     options = {key: getattr(task, key) for key in ("queue", "exchange", "routing_key", "priority")
                if getattr(task, key) is not None}
     if task.expire_seconds:
         options["expires"] = task.expire_seconds
+    fields, _ = _message_fields(args=task.args, kwargs=task.kwargs, headers=task.headers)
     return Dispatch(
         run_id=run.id, schedule_id=run.schedule_id, task_id=run.task_id, task_name=run.task_name,
-        schedule_name=run.schedule_name,
-        scheduled_for=run.scheduled_for, args=json.loads(task.args or "[]"), kwargs=json.loads(task.kwargs or "{}"),
-        options={**options, "headers": json.loads(task.headers or "{}")}, fingerprint=fingerprint,
+        schedule_name=run.schedule_name, scheduled_for=run.scheduled_for, args=fields["args"],
+        kwargs=fields["kwargs"], options={**options, "headers": fields["headers"]}, fingerprint=fingerprint,
     )
 
 
-def _due_states(now: datetime):
-    states = (ScheduleState.objects.filter(next_due_at__lte=now, task__enabled=True).order_by("next_due_at")
+def _due(until: datetime):
+    return ScheduleState.objects.filter(next_due_at__lte=until, task__enabled=True)
+
+
+def _due_states(until: datetime):
+    states = (_due(until).order_by("next_due_at")
               .select_related(*(f"task__{relation}" for relation in SCHEDULE_RELATIONS), "task__scheduler_policy"))
     # Two beats take disjoint batches on PostgreSQL instead of waiting for each other; on
     # SQLite the IMMEDIATE transaction already lets one beat in at a time.
@@ -200,7 +211,7 @@ def due_runs_claim(*, now: datetime, node: str, until: datetime | None = None) -
     """Claim every slot up to `until` (default: now) of one batch of schedules: (runs to
     publish, each at its slot; schedules handled)."""
     until = max(now, until or now)
-    if not ScheduleState.objects.filter(next_due_at__lte=until, task__enabled=True).exists():
+    if not _due(until).exists():
         # Most ticks find nothing due; on SQLite the claim's transaction would take the write
         # lock every second for nothing.
         return [], 0
@@ -302,13 +313,13 @@ def _ledger_rows(task: PeriodicTask, slots, *, now: datetime, node: str) -> list
     return rows
 
 
-def runs_publish(dispatches: list[Dispatch], *, app, producer) -> int:
-    """Publish claimed runs in one Redis pipeline and mark them sent; return how many went.
+def runs_publish(dispatches: list[Dispatch], *, app, producer) -> None:
+    """Publish claimed runs in one Redis pipeline and mark them sent.
 
     If the broker fails, the runs stay claimed and are taken over after RECLAIM_AFTER.
     """
     if not dispatches:
-        return 0
+        return
     with producer.batch(max_size=10 * len(dispatches) + 10):
         for dispatch in dispatches:
             app.send_task(
@@ -320,7 +331,6 @@ def runs_publish(dispatches: list[Dispatch], *, app, producer) -> int:
         sent_at=timezone.now(),
         status=Case(When(status=ScheduleRun.Status.CLAIMED, then=Value(ScheduleRun.Status.SENT)), default=F("status")),
     )
-    return len(dispatches)
 
 
 def run_headers(dispatch: Dispatch) -> dict:
@@ -364,8 +374,9 @@ def _not_to_send_late(run: ScheduleRun, *, now: datetime) -> str:
     task = run.schedule
     if task is None:
         return "the schedule was deleted since."
-    if message_problem(task):
-        return f"the schedule's {message_problem(task)}."
+    problem = message_problem(task)
+    if problem:
+        return f"the schedule's {problem}."
     if run.kind != ScheduleRun.Kind.SCHEDULED:
         # Catch-up and manual runs were chosen to run late; a one-off has turned itself off.
         return ""

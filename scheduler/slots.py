@@ -39,15 +39,12 @@ class SlotPlan:
         return [slot for slot in self.slots if slot.status == ScheduleRun.Status.CLAIMED]
 
 
-def default_policy() -> SchedulePolicy:
-    return SchedulePolicy()
-
-
 def policy_of(task: PeriodicTask) -> SchedulePolicy:
     try:
         return task.scheduler_policy
     except SchedulePolicy.DoesNotExist:
-        return default_policy()
+        # No row: the model's defaults.
+        return SchedulePolicy()
 
 
 def due_slots(
@@ -106,7 +103,7 @@ def plan_slots(
             plan.slots.append(PlannedSlot(slot, kind, ScheduleRun.Status.CLAIMED))
         else:
             plan.slots.append(PlannedSlot(slot, ScheduleRun.Kind.SCHEDULED, ScheduleRun.Status.MISSED,
-                                          _missed_reason(policy, slot, late, send, now)))
+                                          _missed_reason(policy, slot, send, now)))
     if left_out != 0 and plan.slots:
         oldest = plan.slots[0]
         earlier = "Earlier missed slots are" if left_out is None else f"{left_out} earlier missed slots are"
@@ -125,13 +122,13 @@ def _slots_to_send(policy: SchedulePolicy, slots: list[datetime], *, now: dateti
     return (missed[-policy.catch_up_limit:] if policy.catch_up_limit else []) + on_time
 
 
-def _missed_reason(policy, slot, late, send, now) -> str:
+def _missed_reason(policy, slot, send, now) -> str:
+    late = int((now - slot).total_seconds())
     if policy.missed_runs == SchedulePolicy.MissedRuns.ONCE:
-        why = f"Beat reached it {int((now - slot).total_seconds())} s late, with newer slots due too."
-        return f"{why} Policy: run once; covered by the run for {send[-1].isoformat()}."
+        return (f"Beat reached it {late} s late, with newer slots due too. "
+                f"Policy: run once; covered by the run for {send[-1].isoformat()}.")
     why = (f"Not sent within the starting deadline of {policy.starting_deadline_seconds} s "
-           f"(beat reached it {int((now - slot).total_seconds())} s late: beat was stopped, behind, "
-           "or the broker was unreachable).")
+           f"(beat reached it {late} s late: beat was stopped, behind, or the broker was unreachable).")
     if policy.missed_runs == SchedulePolicy.MissedRuns.SKIP:
         return f"{why} Policy: skip missed runs."
     return f"{why} Policy: run each, up to {policy.catch_up_limit}; this one is beyond the limit."
