@@ -85,6 +85,10 @@ class SQLiteDatabase:
             Path(f"{self.run_file}{suffix}").unlink(missing_ok=True)
         shutil.copyfile(self.template, self.run_file)
 
+    def wal_mb(self) -> float:
+        wal = Path(f"{self.run_file}-wal")
+        return wal.stat().st_size / 1e6 if wal.exists() else 0.0
+
     def count(self, sql: str) -> int:
         with sqlite3.connect(self.run_file) as db:
             return db.execute(sql.replace("now()", "strftime('%Y-%m-%d %H:%M:%f', 'now')")).fetchone()[0]
@@ -138,6 +142,8 @@ def measure(database, argv: list[str], live: int, workdir: Path) -> dict:
     time.sleep(1)  # a second of undisturbed traffic first
     result = run_cleanup(argv, env, workdir / "cleanup.log")
     time.sleep(1)
+    if hasattr(database, "wal_mb"):
+        result["wal_mb"] = database.wal_mb()  # what the run leaves on disk beside the database
     probe.terminate()
     probe.wait()
     probe_figures = json.loads(figures_path.read_text())
@@ -174,6 +180,9 @@ def report(database_name: str, expired: int, live: int, results: dict) -> None:
     stock, ours = results.values()
     print(f"ratio ours/stock: wall {ours['wall'] / stock['wall']:.2f}x, probe max latency "
           f"{ours['max_ms'] / stock['max_ms']:.2f}x, peak RSS {ours['rss_mb'] / stock['rss_mb']:.2f}x")
+    if "wal_mb" in ours:
+        print(f"WAL file left on disk a second after the run: stock {stock['wal_mb']:.0f} MB, "
+              f"ours {ours['wal_mb']:.0f} MB")
     for name, r in results.items():
         for error in sorted(set(r["errors"]))[:3]:
             print(f"  {name} probe error: {error}")

@@ -14,13 +14,22 @@ blocks every other, keeps them short. The condition is part of every DELETE, so 
 changed since the slice was chosen (a session its user just extended) stays. Only keys are
 loaded, and only where keep-last needs them; the DELETE is issued directly, no model
 instances, no per-row signals.
+
+On SQLite a slice spans several batches: its keys are loaded, sorted and deleted a batch at a
+time in key order. Time order keeps the table and its time index sequential, but a random key
+(sessions) scatters each batch over the whole key index, one page written per row; in key order
+each batch of the slice rewrites only its own stretch of that index. Measured on 1,000,000
+sessions, a batch of 5,000 then held the write lock 47 ms instead of 60.
 """
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import connections, models, transaction
+from django.db.models.expressions import RawSQL
 
 from cleanup.targets import RetentionTarget
 
@@ -29,7 +38,11 @@ MIN_BATCH, MAX_BATCH = 100, 20_000
 # deleted row dirties its own index page, so this cap bounds the process's memory (about
 # 4 KB a row), and keeps key lists far under SQLite's bound-variable limit.
 MAX_BATCH_SQLITE = 5_000
+# Batches per slice on SQLite: more spreads a slice's table pages over more batches, fewer
+# spreads each batch over more of a random key's index; 8 wrote the fewest pages in all.
+SQLITE_BATCHES_PER_SLICE = 8
 SIZE_STEP = 500
+JSON_KEY_TYPES = {"CharField", "TextField", "AutoField", "BigAutoField", "IntegerField", "BigIntegerField"}
 
 
 @dataclass
@@ -99,68 +112,76 @@ def purge_in_batches(
     if remove.on_sqlite:
         sizer.max_size = min(sizer.max_size, MAX_BATCH_SQLITE)
         sizer.size = min(sizer.size, sizer.max_size)
-    # Where the next slice starts: rows at or after this time (or strictly after, once a run
-    # of equal times is done). Rebuilt from `removable` each time, so the SQL stays one bound.
-    lower, lookup = None, "gte"
-    while True:
-        remaining = removable if lower is None else removable.filter(**{f"{time_field}__{lookup}": lower})
-        if time.monotonic() >= deadline:
-            progress.stopped_on_budget = True
-            return progress
-        times = remaining.order_by(time_field).values_list(time_field, flat=True)
-        # The first row's time, and the time of the row just past a full batch: the slice is
-        # every row before that one, at most a batch.
-        window = list(times[:1]) + list(times[sizer.size : sizer.size + 1])
-        if not window:
-            return progress
-        first, last = window[0], window[-1] if len(window) > 1 else None
-        if last is None:
-            # A batch or fewer left: this slice is the last.
-            remove(remaining, sizer)
-            after_batch(progress)
-            return progress
-        if last == first:
-            # A run of equal times larger than a batch: walk it by primary key.
-            if (lower, lookup) == (first, "gt"):
-                # Rows the database orders after this time but not equal to it (text written
-                # by hand in another form, on SQLite): stop rather than spin on them.
-                raise RuntimeError(f"no progress past {time_field}={first}: rows stored in an unexpected form")
-            same_time = remaining.filter(**{time_field: first})
-            if not _purge_by_key(same_time, remove, sizer, deadline, progress, after_batch):
+
+    def go_on_after(batches: Iterator[None]) -> bool:
+        """Run a slice's batches; False when the run must stop (time budget, or after_batch)."""
+        for _ in batches:
+            if not after_batch(progress):
+                return False
+            if time.monotonic() >= deadline:
+                progress.stopped_on_budget = True
+                return False
+        return True
+
+    with remove.checkpointing():
+        # Where the next slice starts: rows at or after this time (or strictly after, once a
+        # run of equal times is done). Rebuilt from `removable` each time, so the SQL stays one bound.
+        lower, lookup = None, "gte"
+        while True:
+            remaining = removable if lower is None else removable.filter(**{f"{time_field}__{lookup}": lower})
+            if time.monotonic() >= deadline:
+                progress.stopped_on_budget = True
                 return progress
-            lower, lookup = first, "gt"
-            continue
-        remove(remaining.filter(**{f"{time_field}__lt": last}), sizer)
-        if not after_batch(progress):
-            return progress
-        lower, lookup = last, "gte"
+            times = remaining.order_by(time_field).values_list(time_field, flat=True)
+            # The first row's time, and the time of the row just past a full slice: the slice is
+            # every row before that one.
+            slice_rows = sizer.size * remove.batches_per_slice
+            window = list(times[:1]) + list(times[slice_rows : slice_rows + 1])
+            if not window:
+                return progress
+            first, last = window[0], window[-1] if len(window) > 1 else None
+            if last is None:
+                # A slice or less left: this slice is the last.
+                go_on_after(remove(remaining, sizer))
+                return progress
+            if last == first:
+                # A run of equal times larger than a slice: walk it by primary key.
+                if (lower, lookup) == (first, "gt"):
+                    # Rows the database orders after this time but not equal to it (text written
+                    # by hand in another form, on SQLite): stop rather than spin on them.
+                    raise RuntimeError(f"no progress past {time_field}={first}: rows stored in an unexpected form")
+                same_time = remaining.filter(**{time_field: first})
+                if not go_on_after(_by_key(same_time, remove, sizer)):
+                    return progress
+                lower, lookup = first, "gt"
+                continue
+            if not go_on_after(remove(remaining.filter(**{f"{time_field}__lt": last}), sizer)):
+                return progress
+            lower, lookup = last, "gte"
 
 
-def _purge_by_key(rows, remove, sizer, deadline, progress, after_batch) -> bool:
-    """Walk `rows` in primary-key batches; False when the run must stop."""
+def _by_key(rows: models.QuerySet, remove: "_BatchRemover", sizer: BatchSizer) -> Iterator[None]:
+    """The batches of `rows` walked in primary-key order, a slice at a time."""
     last_key = None
     while True:
-        if time.monotonic() >= deadline:
-            progress.stopped_on_budget = True
-            return False
         after = rows if last_key is None else rows.filter(pk__gt=last_key)
-        keys = list(after.order_by("pk").values_list("pk", flat=True)[: sizer.size])
+        keys = list(after.order_by("pk").values_list("pk", flat=True)[: sizer.size * remove.batches_per_slice])
         if not keys:
-            return True
-        remove(after.filter(pk__lte=keys[-1]), sizer)
+            return
+        yield from remove(after.filter(pk__lte=keys[-1]), sizer)
         last_key = keys[-1]
-        if not after_batch(progress):
-            return False
 
 
 class _BatchRemover:
-    """Deletes one slice in its own transaction, recording what it did.
+    """Deletes a slice a batch at a time, each batch in its own transaction, recording what it did.
 
     SQLite has a single writer and no queue for it: a writer waiting on its busy timeout polls
     at growing intervals (up to 25 ms, then 50 and 100) and would rarely catch the moment
-    between two of our batches, so after each commit we pause long enough for it to get in.
-    On SQLite a slice also goes by its keys: measured on 3.40, a range DELETE walking the
-    very index it modifies took about three times as long as deleting the same rows by key.
+    between two of our batches, so after each commit the write lock stays free for a while.
+    That while is spent checkpointing the WAL: we do it ourselves, outside the lock, rather than
+    inside the next commit, so its time (an fsync) doubles as the pause. On SQLite a slice also
+    goes by its keys: measured on 3.40, a range DELETE walking the very index it modifies took
+    about three times as long as deleting the same rows by key.
     """
 
     SQLITE_PAUSE_SECONDS = 0.03
@@ -170,30 +191,81 @@ class _BatchRemover:
         self.removable, self.dry_run, self.keep, self.progress = removable, dry_run, keep, progress
         self.db = removable.db
         self.on_sqlite = connections[self.db].vendor == "sqlite"
+        self.batches_per_slice = SQLITE_BATCHES_PER_SLICE if self.on_sqlite else 1
+        # Keys that JSON carries as the database stores them (text and integers, not UUIDs),
+        # where SQLite was built with its JSON functions (3.38 and later always are).
+        self.keys_as_json = (self.on_sqlite and connections[self.db].features.supports_json_field
+                             and removable.model._meta.pk.get_internal_type() in JSON_KEY_TYPES)
 
-    def __call__(self, batch: models.QuerySet, sizer: BatchSizer) -> None:
-        protected, keys = set(), None
-        if self.keep or self.on_sqlite:
-            group_field = self.keep.target.group_field if self.keep else None
-            rows = list(batch.values_list("pk", group_field) if group_field else
-                        ((pk, None) for pk in batch.values_list("pk", flat=True)))
-            protected = self.keep.protected(rows) if self.keep else set()
-            keys = [row[0] for row in rows if row[0] not in protected]
-        if keys is not None:
+    def __call__(self, rows: models.QuerySet, sizer: BatchSizer) -> Iterator[None]:
+        """Delete `rows`, yielding after each batch."""
+        if not (self.keep or self.on_sqlite):
+            self._delete(rows, sizer)
+            yield
+            return
+        group_field = self.keep.target.group_field if self.keep else None
+        found = list(rows.values_list("pk", group_field) if group_field else
+                     ((pk, None) for pk in rows.values_list("pk", flat=True)))
+        protected = self.keep.protected(found) if self.keep else set()
+        keys = sorted(row[0] for row in found if row[0] not in protected)
+        if not keys:
+            self.progress.batches += 1
+            yield
+            return
+        start = 0
+        while start < len(keys):
+            batch = keys[start : start + sizer.size]
+            start += len(batch)
             # Exactly the rows looked at (and the condition again): a row that appeared in the
             # slice since then has not had its keep-last check.
-            batch = self.removable.filter(pk__in=keys)
+            self._delete(self.removable.filter(self._named(batch)), sizer, keys=len(batch))
+            yield
+
+    def _named(self, keys: list) -> models.Q:
+        """The rows with these keys. On SQLite the keys go as one JSON parameter: as thousands of
+        parameters, Django prepared each one and building a batch's SQL took longer than running it."""
+        if self.keys_as_json:
+            return models.Q(pk__in=RawSQL("SELECT value FROM json_each(%s)", [json.dumps(keys)]))
+        return models.Q(pk__in=keys)
+
+    def _delete(self, batch: models.QuerySet, sizer: BatchSizer, *, keys: int | None = None) -> None:
+        """Delete one batch; `keys` is how many keys it names, when it goes by key list."""
         if self.dry_run:
-            self.progress.matched += len(keys) if keys is not None else batch.count()
+            self.progress.matched += keys if keys is not None else batch.count()
         else:
             started = time.perf_counter()
             with transaction.atomic(using=self.db):
                 # _raw_delete: one DELETE statement, no instances loaded, no signals sent.
-                deleted = batch._raw_delete(self.db) if keys != [] else 0
-            sizer.record(deleted + len(protected), time.perf_counter() - started)
+                deleted = batch._raw_delete(self.db)
+            # Sized by the keys tried: a row extended meanwhile cost the lookup all the same.
+            sizer.record(keys if keys is not None else deleted, time.perf_counter() - started)
             self.progress.matched += deleted
             self.progress.deleted += deleted
-            if self.on_sqlite:
-                time.sleep(self.SQLITE_PAUSE_SECONDS)
+            self._leave_the_lock_free()
         self.progress.batches += 1
 
+    def _leave_the_lock_free(self) -> None:
+        connection = connections[self.db]
+        if not self.on_sqlite or connection.in_atomic_block:
+            return  # inside an outer transaction nothing was committed and the lock is still ours
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            # PASSIVE: copies what no reader still needs and never waits for anyone.
+            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        time.sleep(max(0.0, self.SQLITE_PAUSE_SECONDS - (time.perf_counter() - started)))
+
+    @contextmanager
+    def checkpointing(self) -> Iterator[None]:
+        """On SQLite, checkpoint the WAL after our batches ourselves (see _leave_the_lock_free)."""
+        if not self.on_sqlite:
+            yield
+            return
+        with connections[self.db].cursor() as cursor:
+            cursor.execute("PRAGMA wal_autocheckpoint")
+            previous = cursor.fetchone()[0]
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
+        try:
+            yield
+        finally:
+            with connections[self.db].cursor() as cursor:
+                cursor.execute(f"PRAGMA wal_autocheckpoint={int(previous)}")

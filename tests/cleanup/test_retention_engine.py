@@ -166,3 +166,21 @@ def test_batches_grow_towards_the_target_duration_and_shrink_when_slow():
     assert sizer.size == 1000  # 1250 wanted, rounded down to a step of 500
     sizer.record(1000, 0.2)
     assert sizer.size == 500
+
+
+def test_a_run_hands_its_connection_back_with_sqlite_checkpointing_as_it_was():
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("WAL checkpoints are SQLite's")
+    factories.sessions(30, expires_in=EXPIRED)
+    policy("sessions", batch_size=5, batch_target_ms=None)
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA wal_autocheckpoint=777")
+
+    run = purge("sessions")
+
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA wal_autocheckpoint")
+        assert cursor.fetchone()[0] == 777
+    assert run.rows_deleted == 30 and Session.objects.count() == 0
