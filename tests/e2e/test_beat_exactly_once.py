@@ -39,8 +39,8 @@ def test_two_beats_together_send_every_slot_exactly_once(start_process, app_env,
     notes = tmp_path / "slots.txt"
     schedules = [slot_recording_schedule(f"every second {i}", notes, every_seconds=1) for i in range(5)]
     start_process("worker", WORKER, **app_env)
-    for name in ("beat-1", "beat-2"):
-        start_process(name, celery_argv("beat", "--pidfile", str(tmp_path / f"{name}.pid")), **app_env)
+    beats = [start_process(name, celery_argv("beat", "--pidfile", str(tmp_path / f"{name}.pid")), **app_env)
+             for name in ("beat-1", "beat-2")]
 
     wait_until(lambda: BeatHeartbeat.objects.count() == 2, timeout=60, what="both beats looping")
     time.sleep(15)
@@ -59,8 +59,9 @@ def test_two_beats_together_send_every_slot_exactly_once(start_process, app_env,
         slots = sorted(runs.filter(schedule=schedule).values_list("scheduled_for", flat=True))
         # No gap: one slot a second from the first to the last.
         assert all(b - a == timedelta(seconds=1) for a, b in zip(slots, slots[1:], strict=False))
-    # Both beats took part.
-    assert len(set(runs.values_list("claimed_by", flat=True))) == 2
+    # Both beats ran throughout. Which one claims a slot is a race either may win: on SQLite the
+    # first to claim a few seconds ahead can win every slot, so who claimed is not asserted.
+    assert all(beat.is_running() for beat in beats)
 
 
 def test_a_beat_killed_between_claim_and_publish_loses_nothing_and_sends_nothing_twice(
