@@ -25,22 +25,24 @@ sessions, a batch of 5,000 then held the write lock 47 ms instead of 60.
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from django.db import connections, models, transaction
 from django.db.models.expressions import RawSQL
 
+from cleanup.sqlite_turns import SQLiteTurns
 from cleanup.targets import RetentionTarget
 
 MIN_BATCH, MAX_BATCH = 100, 20_000
-# SQLite keeps a transaction's dirty pages in memory until it commits; with random keys a
-# batch dirties up to a page per row, so this cap bounds the process's memory, and keeps key
-# lists far under SQLite's bound-variable limit where they go as parameters.
-MAX_BATCH_SQLITE = 8_000
+# On SQLite a batch stops here however fast it runs: its dirty pages stay in memory until it
+# commits, and a site's writer waits out the whole batch. On 1,000,000 sessions, with batches
+# of 10,000 the bench's probe waited 56 ms at most. It also keeps key lists far under SQLite's
+# bound-variable limit where they go as parameters.
+MAX_BATCH_SQLITE = 10_000
 # Rows per slice on SQLite (see the module's docstring): a larger slice spreads each batch over
-# more of the table's pages, a smaller one over more of a random key's index. 40,000 rows in
-# batches of 5,000 to 8,000 wrote the fewest pages on 1,000,000 sessions.
+# more of the table's pages, a smaller one over more of a random key's index. 40,000 wrote the
+# fewest pages on 1,000,000 sessions.
 SQLITE_SLICE_ROWS = 40_000
 SIZE_STEP = 500
 JSON_KEY_TYPES = {"CharField", "TextField", "AutoField", "BigAutoField", "IntegerField", "BigIntegerField"}
@@ -124,7 +126,7 @@ def purge_in_batches(
                 return False
         return True
 
-    with remove.checkpointing():
+    with remove.taking_turns():
         # Where the next slice starts: rows at or after this time (or strictly after, once a
         # run of equal times is done). Rebuilt from `removable` each time, so the SQL stays one bound.
         lower, lookup = None, "gte"
@@ -176,22 +178,17 @@ def _by_key(rows: models.QuerySet, remove: "_BatchRemover", sizer: BatchSizer) -
 class _BatchRemover:
     """Deletes a slice a batch at a time, each batch in its own transaction, recording what it did.
 
-    SQLite has a single writer and no queue for it: a writer waiting on its busy timeout polls
-    at growing intervals (up to 25 ms, then 50 and 100) and would rarely catch the moment
-    between two of our batches, so after each commit the write lock stays free for a while.
-    That while is spent checkpointing the WAL: we do it ourselves, outside the lock, rather than
-    inside the next commit, so its time (an fsync) doubles as the pause. On SQLite a slice also
-    goes by its keys: measured on 3.40, a range DELETE walking the very index it modifies took
-    about three times as long as deleting the same rows by key.
+    On SQLite the batches take turns with the site's writers (cleanup/sqlite_turns.py), and a
+    slice goes by its keys: measured on 3.40, a range DELETE walking the very index it modifies
+    took about three times as long as deleting the same rows by key.
     """
-
-    SQLITE_PAUSE_SECONDS = 0.03
 
     def __init__(self, removable: models.QuerySet, dry_run: bool, keep: KeepNewest | None,
                  progress: PurgeProgress) -> None:
         self.removable, self.dry_run, self.keep, self.progress = removable, dry_run, keep, progress
         self.db = removable.db
         self.on_sqlite = connections[self.db].vendor == "sqlite"
+        self.turns = SQLiteTurns(self.db) if self.on_sqlite else None
         # Keys that JSON carries as the database stores them (text and integers, not UUIDs),
         # where SQLite was built with its JSON functions (3.38 and later always are).
         self.keys_as_json = (self.on_sqlite and connections[self.db].features.supports_json_field
@@ -244,31 +241,9 @@ class _BatchRemover:
             sizer.record(keys if keys is not None else deleted, time.perf_counter() - started)
             self.progress.matched += deleted
             self.progress.deleted += deleted
-            self._leave_the_lock_free()
+            if self.turns:
+                self.turns.after_commit()
         self.progress.batches += 1
 
-    def _leave_the_lock_free(self) -> None:
-        connection = connections[self.db]
-        if not self.on_sqlite or connection.in_atomic_block:
-            return  # inside an outer transaction nothing was committed and the lock is still ours
-        started = time.perf_counter()
-        with connection.cursor() as cursor:
-            # PASSIVE: copies what no reader still needs and never waits for anyone.
-            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        time.sleep(max(0.0, self.SQLITE_PAUSE_SECONDS - (time.perf_counter() - started)))
-
-    @contextmanager
-    def checkpointing(self) -> Iterator[None]:
-        """On SQLite, checkpoint the WAL after our batches ourselves (see _leave_the_lock_free)."""
-        if not self.on_sqlite:
-            yield
-            return
-        with connections[self.db].cursor() as cursor:
-            cursor.execute("PRAGMA wal_autocheckpoint")
-            previous = cursor.fetchone()[0]
-            cursor.execute("PRAGMA wal_autocheckpoint=0")
-        try:
-            yield
-        finally:
-            with connections[self.db].cursor() as cursor:
-                cursor.execute(f"PRAGMA wal_autocheckpoint={int(previous)}")
+    def taking_turns(self) -> AbstractContextManager:
+        return self.turns or nullcontext()

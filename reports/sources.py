@@ -11,17 +11,26 @@ transaction and `SET LOCAL statement_timeout = 0` lifts the timeout; `DECLARE ..
 takes exactly one SELECT. And rows then come over in batches, so the row cap also caps memory:
 a plain cursor loads the whole result into the worker before the first fetch. Other databases
 are refused: there is no read-only guarantee to rely on there.
+
+SQLAlchemy is imported where a query runs, not with this module: the admin imports this
+module, so every process that starts Django (beat, workers, `manage.py cleanup`) would
+otherwise carry its 13 MB.
 """
+
+from __future__ import annotations
 
 import os
 import re
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlparse
 from django.db import connections
-from sqlalchemy import URL, Engine, create_engine, make_url
-from sqlalchemy.exc import DBAPIError
+
+if TYPE_CHECKING:
+    from sqlalchemy import URL, Engine
+    from sqlalchemy.exc import DBAPIError
 
 DEFAULT_SOURCE = "default"
 # SQLite calls the progress handler every this many virtual-machine steps (about a
@@ -82,6 +91,8 @@ def data_source_url(name: str) -> URL:
         return _django_database_url()
     variable = source_variable(name)
     value = os.environ.get(variable, "")
+    from sqlalchemy import make_url
+
     if not value:
         raise QueryRefused(f"Unknown data source {name!r}: set {variable} to its database URL, or use 'default'.")
     try:
@@ -103,6 +114,8 @@ def data_source_url(name: str) -> URL:
 def _django_database_url() -> URL:
     # The live settings of the connection, not settings.DATABASES: under test they name the
     # test database.
+    from sqlalchemy import URL
+
     database = connections["default"].settings_dict
     if database["ENGINE"].endswith("sqlite3"):
         return _read_only_sqlite(str(database["NAME"]))
@@ -114,6 +127,8 @@ def _django_database_url() -> URL:
 
 
 def _read_only_sqlite(path: str) -> URL:
+    from sqlalchemy import make_url
+
     return make_url(f"sqlite:///file:{path}?mode=ro&uri=true")
 
 
@@ -123,6 +138,8 @@ _engines: dict[str, Engine] = {}
 
 
 def _engine_for(url: URL) -> Engine:
+    from sqlalchemy import create_engine
+
     key = url.render_as_string(hide_password=False)
     if key not in _engines:
         _engines[key] = create_engine(url, pool_size=2, max_overflow=2, pool_pre_ping=True, pool_recycle=300)
@@ -130,6 +147,8 @@ def _engine_for(url: URL) -> Engine:
 
 
 def query_run(*, source: str, query: str, timeout_seconds: float, row_limit: int) -> QueryResult:
+    from sqlalchemy.exc import DBAPIError
+
     statement = select_statement(query)
     engine = _engine_for(data_source_url(source))
     try:

@@ -168,7 +168,7 @@ def test_batches_grow_towards_the_target_duration_and_shrink_when_slow():
     assert sizer.size == 500
 
 
-def test_a_run_hands_its_connection_back_with_sqlite_checkpointing_as_it_was():
+def test_a_run_hands_its_connection_back_with_its_sqlite_settings_as_they_were():
     from django.db import connection
 
     if connection.vendor != "sqlite":
@@ -177,10 +177,13 @@ def test_a_run_hands_its_connection_back_with_sqlite_checkpointing_as_it_was():
     policy("sessions", batch_size=5, batch_target_ms=None)
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA wal_autocheckpoint=777")
+        cursor.execute("PRAGMA cache_size=-1234")
 
     run = purge("sessions")
 
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA wal_autocheckpoint")
         assert cursor.fetchone()[0] == 777
+        cursor.execute("PRAGMA cache_size")
+        assert cursor.fetchone()[0] == -1234
     assert run.rows_deleted == 30 and Session.objects.count() == 0
