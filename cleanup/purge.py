@@ -8,12 +8,12 @@ slice starts where the last one ended, so no slice scans rows already deleted (P
 keeps dead index entries until vacuum). A run of equal times larger than a batch is walked by
 primary key instead, so a batch stays bounded whatever the data.
 
-Batch sizes adapt: each slice's DELETE is timed and the next slice grows or shrinks towards the
+Batch sizes adapt: each batch's DELETE is timed and the next batch grows or shrinks towards the
 policy's target duration, so PostgreSQL takes large batches while SQLite, whose one writer
 blocks every other, keeps them short. The condition is part of every DELETE, so a row that
 changed since the slice was chosen (a session its user just extended) stays. Only keys are
-loaded, and only where keep-last needs them; the DELETE is issued directly, no model
-instances, no per-row signals.
+loaded, and only where keep-last or SQLite (below) needs them; the DELETE is issued directly,
+no model instances, no per-row signals.
 
 On SQLite a slice spans several batches: its keys are loaded, sorted and deleted a batch at a
 time in key order. Time order keeps the table and its time index sequential, but a random key
@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 from django.db import connections, models, transaction
 from django.db.models.expressions import RawSQL
@@ -57,7 +58,7 @@ class PurgeProgress:
 
 
 class KeepNewest:
-    """The newest K rows of each group, looked up when a batch first meets the group.
+    """The newest K rows of each group, looked up when a slice first meets the group.
 
     One small indexed query per group, cached for the run: rows newer than those found stay
     newer, so a row protected at the start is the only kind that could need protecting.
@@ -85,6 +86,11 @@ class BatchSizer:
     target_seconds: float | None
     max_size: int = MAX_BATCH
 
+    def __post_init__(self) -> None:
+        # The admin refuses a size below 1, but a row changed by hand could hold 0, which would
+        # make every batch empty and the run spin until its budget.
+        self.size = max(1, self.size)
+
     def record(self, rows: int, seconds: float) -> None:
         if self.target_seconds is None or rows < self.size // 2:
             return  # a short final slice says nothing about the rate
@@ -92,9 +98,9 @@ class BatchSizer:
         # At most double or halve per step: one slow batch (a checkpoint, a burst of
         # traffic) should not swing the size wildly.
         size = int(min(self.max_size, max(MIN_BATCH, self.size // 2, min(wanted, self.size * 2))))
-        # A few sizes, not any: on SQLite each length of key list is a prepared statement of
-        # its own, and Python's sqlite3 caches 128 of them; with every size possible the cache
-        # filled with large ones and the process grew by about 50 MB.
+        # A few sizes, not any: where keys go as a list of parameters (PostgreSQL's keep-last),
+        # each length is a statement of its own; on SQLite, whose Python driver caches 128 of
+        # them, every size possible once filled the cache with large ones and cost about 50 MB.
         step = SIZE_STEP if size >= SIZE_STEP else MIN_BATCH
         self.size = max(MIN_BATCH, size - size % step)
 
@@ -112,17 +118,19 @@ def purge_in_batches(
     """Delete `removable` slice by slice until done, out of time, or `after_batch` says stop."""
     progress = PurgeProgress()
     remove = _BatchRemover(removable, dry_run, keep, progress)
-    if remove.on_sqlite:
-        sizer.max_size = min(sizer.max_size, MAX_BATCH_SQLITE)
-        sizer.size = min(sizer.size, sizer.max_size)
+    sizer.max_size = min(sizer.max_size, remove.max_batch())
+    sizer.size = min(sizer.size, sizer.max_size)
 
-    def go_on_after(batches: Iterator[None]) -> bool:
+    def go_on_after(batches: Iterator[Callable[[], None]]) -> bool:
         """Run a slice's batches; False when the run must stop (time budget, or after_batch)."""
-        for _ in batches:
-            if not after_batch(progress):
-                return False
-            if time.monotonic() >= deadline:
+        for index, batch in enumerate(batches):
+            # Before each batch but the slice's first (checked when the slice was chosen): a
+            # run whose last batch ends past its budget has still finished.
+            if index and time.monotonic() >= deadline:
                 progress.stopped_on_budget = True
+                return False
+            batch()
+            if not after_batch(progress):
                 return False
         return True
 
@@ -132,15 +140,15 @@ def purge_in_batches(
         lower, lookup = None, "gte"
         while True:
             remaining = removable if lower is None else removable.filter(**{f"{time_field}__{lookup}": lower})
-            if time.monotonic() >= deadline:
-                progress.stopped_on_budget = True
-                return progress
             times = remaining.order_by(time_field).values_list(time_field, flat=True)
             # The first row's time, and the time of the row just past a full slice: the slice is
             # every row before that one.
             slice_rows = remove.slice_rows(sizer.size)
             window = list(times[:1]) + list(times[slice_rows : slice_rows + 1])
             if not window:
+                return progress
+            if time.monotonic() >= deadline:
+                progress.stopped_on_budget = True
                 return progress
             first, last = window[0], window[-1] if len(window) > 1 else None
             if last is None:
@@ -163,7 +171,7 @@ def purge_in_batches(
             lower, lookup = last, "gte"
 
 
-def _by_key(rows: models.QuerySet, remove: "_BatchRemover", sizer: BatchSizer) -> Iterator[None]:
+def _by_key(rows: models.QuerySet, remove: "_BatchRemover", sizer: BatchSizer) -> Iterator[Callable[[], None]]:
     """The batches of `rows` walked in primary-key order, a slice at a time."""
     last_key = None
     while True:
@@ -197,11 +205,16 @@ class _BatchRemover:
     def slice_rows(self, batch_size: int) -> int:
         return max(batch_size, SQLITE_SLICE_ROWS) if self.on_sqlite else batch_size
 
-    def __call__(self, rows: models.QuerySet, sizer: BatchSizer) -> Iterator[None]:
-        """Delete `rows`, yielding after each batch."""
+    def max_batch(self) -> int:
+        if not self.on_sqlite:
+            return MAX_BATCH
+        # Without JSON the keys go as parameters: within what SQLite allows, less the condition's.
+        return MAX_BATCH_SQLITE if self.keys_as_json else connections[self.db].features.max_query_params - 10
+
+    def __call__(self, rows: models.QuerySet, sizer: BatchSizer) -> Iterator[Callable[[], None]]:
+        """The batches that delete `rows`, one at a time: each is sized when its turn comes."""
         if not (self.keep or self.on_sqlite):
-            self._delete(rows, sizer)
-            yield
+            yield partial(self._delete, rows, sizer)
             return
         group_field = self.keep.target.group_field if self.keep else None
         found = list(rows.values_list("pk", group_field) if group_field else
@@ -209,8 +222,7 @@ class _BatchRemover:
         protected = self.keep.protected(found) if self.keep else set()
         keys = sorted(row[0] for row in found if row[0] not in protected)
         if not keys:
-            self.progress.batches += 1
-            yield
+            yield self._count_an_empty_batch
             return
         start = 0
         while start < len(keys):
@@ -218,8 +230,7 @@ class _BatchRemover:
             start += len(batch)
             # Exactly the rows looked at (and the condition again): a row that appeared in the
             # slice since then has not had its keep-last check.
-            self._delete(self.removable.filter(self._named(batch)), sizer, keys=len(batch))
-            yield
+            yield partial(self._delete, self.removable.filter(self._named(batch)), sizer, keys=len(batch))
 
     def _named(self, keys: list) -> models.Q:
         """The rows with these keys. On SQLite the keys go as one JSON parameter: as thousands of
@@ -243,6 +254,9 @@ class _BatchRemover:
             self.progress.deleted += deleted
             if self.turns:
                 self.turns.after_commit()
+        self.progress.batches += 1
+
+    def _count_an_empty_batch(self) -> None:
         self.progress.batches += 1
 
     def taking_turns(self) -> AbstractContextManager:

@@ -42,9 +42,16 @@ class SQLiteTurns:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        with connections[self.db].cursor() as cursor:
+        connection = connections[self.db]
+        try:
+            # Straight to sqlite3: PRAGMAs are not transactional, and Django refuses any query
+            # inside a transaction marked for rollback, which would leave ours in place.
             for name, value in self.previous.items():
-                cursor.execute(f"PRAGMA {name}={value}")
+                connection.connection.execute(f"PRAGMA {name}={value}")
+        except Exception:
+            # Never handed on with our settings (the next target's run would take them for
+            # the defaults); whatever error ended the run goes on up.
+            connection.close()
 
     def after_commit(self) -> None:
         connection = connections[self.db]

@@ -187,3 +187,21 @@ def test_a_run_hands_its_connection_back_with_its_sqlite_settings_as_they_were()
         cursor.execute("PRAGMA cache_size")
         assert cursor.fetchone()[0] == -1234
     assert run.rows_deleted == 30 and Session.objects.count() == 0
+
+
+def test_a_run_whose_last_batch_ends_past_its_budget_has_finished():
+    factories.sessions(5, expires_in=EXPIRED)
+    policy("sessions", batch_size=5, batch_target_ms=None, time_budget_seconds=1)
+
+    run = purge("sessions", watch=lambda progress: time.sleep(1.05))
+
+    assert (run.status, run.rows_deleted, Session.objects.count()) == ("succeeded", 5, 0)
+
+
+def test_a_batch_size_of_zero_stored_by_hand_deletes_a_row_a_batch():
+    factories.sessions(3, expires_in=EXPIRED)
+    policy("sessions", batch_size=0, batch_target_ms=None, time_budget_seconds=5)
+
+    run = purge("sessions")
+
+    assert (run.status, run.rows_deleted, run.batches) == ("succeeded", 3, 3)
