@@ -216,11 +216,14 @@ class _BatchRemover:
         if not (self.keep or self.on_sqlite):
             yield partial(self._delete, rows, sizer)
             return
-        group_field = self.keep.target.group_field if self.keep else None
-        found = list(rows.values_list("pk", group_field) if group_field else
-                     ((pk, None) for pk in rows.values_list("pk", flat=True)))
-        protected = self.keep.protected(found) if self.keep else set()
-        keys = sorted(row[0] for row in found if row[0] not in protected)
+        if self.keep:
+            group_field = self.keep.target.group_field
+            found = list(rows.values_list("pk", group_field) if group_field else
+                         ((pk, None) for pk in rows.values_list("pk", flat=True)))
+            protected = self.keep.protected(found)
+            keys = sorted(row[0] for row in found if row[0] not in protected)
+        else:
+            keys = sorted(self._keys_of(rows))
         if not keys:
             yield self._count_an_empty_batch
             return
@@ -231,6 +234,16 @@ class _BatchRemover:
             # Exactly the rows looked at (and the condition again): a row that appeared in the
             # slice since then has not had its keep-last check.
             yield partial(self._delete, self.removable.filter(self._named(batch)), sizer, keys=len(batch))
+
+    def _keys_of(self, rows: models.QuerySet) -> list:
+        """The keys of `rows`. On SQLite they come back as one JSON array: a row per key, through
+        Django, took twice as long (a second of every million sessions)."""
+        if not self.keys_as_json:
+            return list(rows.values_list("pk", flat=True))
+        sql, params = rows.values_list("pk").query.sql_with_params()
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(f"WITH slice(key) AS ({sql}) SELECT json_group_array(key) FROM slice", params)
+            return json.loads(cursor.fetchone()[0])
 
     def _named(self, keys: list) -> models.Q:
         """The rows with these keys. On SQLite the keys go as one JSON parameter: as thousands of
