@@ -121,12 +121,8 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     # upgrading a read lock causes (WAL alone made lock errors worse). synchronous=NORMAL is
     # safe with WAL (no corruption on power loss; the last commits may be lost) and spares an
     # fsync per commit, which many short transactions (batched cleanup) would otherwise pay.
-    # journal_size_limit: SQLite reuses its WAL file at its largest size, so after a big write
-    # (a cleanup of a million sessions) 150-280 MB stayed on disk while any process kept a
-    # connection; now it is cut back to 64 MB when the WAL restarts (measured: no slower).
     _database["OPTIONS"] = {
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=NORMAL; "
-        "PRAGMA journal_size_limit=67108864;",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
     }
     _database["CONN_MAX_AGE"] = 0

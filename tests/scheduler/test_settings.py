@@ -100,24 +100,3 @@ def test_it_reads_the_database_from_database_url(tmp_path, url, engine):
     assert backend == f"django.db.backends.{engine}"
     # SQLite is shared by web, worker and beat: writers take the lock up front.
     assert transaction_mode == ("IMMEDIATE" if engine == "sqlite3" else "None")
-
-
-def test_after_a_big_write_at_most_64_mib_of_sqlite_wal_stays_on_disk(tmp_path):
-    database = tmp_path / "db.sqlite3"
-    # About 80 MB through the WAL in one transaction, checkpointed, then one small write: the
-    # WAL starts again from its beginning and is cut back to the limit.
-    code = "\n".join([
-        "from django.db import connection",
-        "cursor = connection.cursor()",
-        "cursor.execute('CREATE TABLE ballast (b BLOB)')",
-        "cursor.execute('WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) "
-        "INSERT INTO ballast SELECT randomblob(4000) FROM n')",
-        "cursor.execute('PRAGMA wal_checkpoint(PASSIVE)')",
-        "cursor.execute('DELETE FROM ballast WHERE rowid = 1')",
-        # Measured while the connection is open: the last one to close removes the file.
-        f"import os; print(os.path.getsize('{database}-wal'))",
-    ])
-    env = subprocess_env(DATA_DIR=str(tmp_path), DATABASE_URL=f"sqlite:///{database}")
-    result = run_manage("shell", "-v", "0", "-c", code, env=env)
-    assert result.returncode == 0, result.stderr
-    assert 0 < int(result.stdout) <= 64 * 1024 * 1024
