@@ -12,9 +12,10 @@ returns at once instead of running it and waiting for its fsyncs. Our connection
 is also made large enough for a batch and its slice's table pages: with SQLite's default of
 2 MB, a batch spilled pages to the WAL and read them back (about a third of its lock time).
 
-Measured and not kept: the checkpoint in a thread of its own, so that the next slice's keys
-could be read meanwhile. The site's writers then sometimes committed before the thread took the
-checkpoint and ran it themselves (probe max latency over 100 ms), and the WAL grew to 750 MB.
+Measured and not kept, in two tries: the checkpoint in a thread of its own, so that the next
+slice's keys could be read meanwhile. It was no faster; the site's writers sometimes committed
+before the thread took the checkpoint and ran it themselves (probe max latency 95-131 ms), and
+the WAL grew to 640-780 MB.
 """
 
 import time

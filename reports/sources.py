@@ -89,10 +89,10 @@ def data_source_url(name: str) -> URL:
     """The SQLAlchemy URL of a named source: read-only for SQLite files."""
     if name == DEFAULT_SOURCE:
         return _django_database_url()
-    variable = source_variable(name)
-    value = os.environ.get(variable, "")
     from sqlalchemy import make_url
 
+    variable = source_variable(name)
+    value = os.environ.get(variable, "")
     if not value:
         raise QueryRefused(f"Unknown data source {name!r}: set {variable} to its database URL, or use 'default'.")
     try:
