@@ -18,10 +18,11 @@ bench: $(INSTALLED)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.version_info[:2] in ((3, 11), (3, 12)) or sys.exit("Python 3.11 or 3.12 is needed; found " + sys.version.split()[0] + " at " + sys.executable + ". Set PYTHON=/path/to/python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet '.[test]'
+	$(VENV)/bin/python -m pip install --quiet '.[local,test]'
 	@touch $@

@@ -2,7 +2,7 @@
 # so the Procfile, docker-compose.yml and `make run` agree on it.
 import os
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scheduler.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wiring.settings")
 
 from django.conf import settings  # noqa: E402
 

@@ -47,7 +47,7 @@ from postgres_server import PostgresServer
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from scheduler.embedded_redis import EmbeddedRedis  # noqa: E402
+from wiring.embedded_redis import EmbeddedRedis  # noqa: E402
 
 PYTHON = sys.executable
 TEMPLATE_DB, RUN_DB = "bench_beat_template", "bench_beat"

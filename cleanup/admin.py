@@ -1,16 +1,28 @@
 from django.contrib import admin
-from django.utils.formats import date_format
-from django.utils.html import format_html
-from django.utils.timezone import localtime
 
 from cleanup.models import CleanupRun, RetentionPolicy
-from cleanup.selectors import TREND_WINDOWS, cleanup_trends
+from cleanup.selectors import TREND_WINDOWS, cleanup_trends, last_runs
 from cleanup.targets import retention_targets
-from scheduler.admin_review import ReviewOnlyAdmin
+from shared.admin_pages import PageCompletingAdmin
+from shared.admin_review import ReviewOnlyAdmin
+from shared.badges import badge
+from shared.display import duration_in_words, moment
+
+STATUS_TONES = {
+    CleanupRun.Status.RUNNING: "busy",
+    CleanupRun.Status.SUCCEEDED: "good",
+    CleanupRun.Status.STOPPED_ON_BUDGET: "warning",
+    CleanupRun.Status.SKIPPED: "quiet",
+    CleanupRun.Status.FAILED: "bad",
+}
+
+
+def cleanup_status_badge(run: CleanupRun) -> str:
+    return badge(run.get_status_display(), STATUS_TONES.get(run.status, "quiet"), status=f"cleanup-{run.status}")
 
 
 @admin.register(RetentionPolicy)
-class RetentionPolicyAdmin(admin.ModelAdmin):
+class RetentionPolicyAdmin(PageCompletingAdmin, admin.ModelAdmin):
     list_display = ["target", "what", "enabled", "max_age_days", "keep_last", "batch_size", "batch_target_ms",
                     "time_budget_seconds", "last_run"]
     list_editable = [
@@ -33,18 +45,22 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
         target = retention_targets().get(policy.target)
         return target.description if target else "unknown target: not run"
 
+    def page_complete(self, rows: list[RetentionPolicy]) -> None:
+        runs = last_runs(targets=[policy.target for policy in rows])
+        for policy in rows:
+            policy.last_cleanup_run = runs.get(policy.target)
+
     @admin.display(description="last run")
     def last_run(self, policy: RetentionPolicy) -> str:
-        run = CleanupRun.objects.filter(target=policy.target, dry_run=False).first()
+        run = getattr(policy, "last_cleanup_run", None)
         if run is None:
             return "never"
-        return format_html("{}: {} deleted, {}", run.get_status_display(), run.rows_deleted,
-                           date_format(localtime(run.started_at), "Y-m-d H:i"))
+        return f"{run.get_status_display()}: {run.rows_deleted} deleted, {moment(run.started_at)}"
 
 
 @admin.register(CleanupRun)
 class CleanupRunAdmin(ReviewOnlyAdmin):
-    list_display = ["started_at", "target", "status", "trigger", "kind", "rows_matched", "rows_deleted",
+    list_display = ["started_at", "target", "status_badge", "trigger", "kind", "rows_matched", "rows_deleted",
                     "batches", "duration", "error"]
     list_filter = ["target", "status", "trigger", "dry_run"]
     date_hierarchy = "started_at"
@@ -55,9 +71,13 @@ class CleanupRunAdmin(ReviewOnlyAdmin):
         # Words, not the boolean icon: a red cross beside a real run read as a failure.
         return "dry run" if run.dry_run else "delete"
 
-    @admin.display(description="seconds")
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, run: CleanupRun) -> str:
+        return cleanup_status_badge(run)
+
+    @admin.display(description="took")
     def duration(self, run: CleanupRun) -> str:
-        return "running" if run.duration_seconds is None else f"{run.duration_seconds:.1f}"
+        return "running" if run.finished_at is None else duration_in_words(run.finished_at - run.started_at)
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "trends": cleanup_trends(), "trend_windows": list(TREND_WINDOWS)}

@@ -1,53 +1,42 @@
-"""An expiring lease per target: two cleanup runs never work on the same target at once.
+"""An expiring claim per target: two cleanup runs never work on the same target at once.
 
-Claims are a conditional UPDATE (take over an expired lease) or an INSERT guarded by the
-unique target, with the row count checked, so two processes can never both win.
+One TargetLease row per target while it is held, claimed through shared.claims: a conditional UPDATE of a free
+or lapsed row, or an INSERT guarded by the unique target, with the row count checked, so two
+processes can never both win.
 """
 
-import os
-import socket
-import uuid
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from cleanup.models import TargetLease
+from shared.claims import Claim
 
-# Renewed at each progress checkpoint (every few seconds, services.CHECKPOINT_SECONDS); a run
-# killed mid-way frees its target after this long.
-LEASE_DURATION = timedelta(seconds=60)
+# The engine renews the claim at each progress checkpoint (after the batch that crosses
+# CHECKPOINT_SECONDS); a run killed mid-way frees its target once the claim lapses.
+CHECKPOINT_SECONDS = 2.0
+TARGET_CLAIM = Claim(holder_field="claimed_by", until_field="claimed_until", lasts=timedelta(seconds=60),
+                     renew_every=timedelta(seconds=CHECKPOINT_SECONDS))
 
 
-def new_holder() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+def _lease(target: str):
+    return TargetLease.objects.filter(target=target)
 
 
 def lease_claim(*, target: str, holder: str) -> bool:
-    now = timezone.now()
-    taken_over = TargetLease.objects.filter(target=target, expires_at__lt=now).update(
-        holder=holder, expires_at=now + LEASE_DURATION
-    )
-    if taken_over:
-        return True
-    try:
-        with transaction.atomic():
-            TargetLease.objects.create(target=target, holder=holder, expires_at=now + LEASE_DURATION)
-    except IntegrityError:
-        return False
-    return True
+    return TARGET_CLAIM.take_row(TargetLease, key={"target": target}, holder=holder, now=timezone.now())
 
 
 def lease_renew(*, target: str, holder: str) -> bool:
-    """Extend our lease; False means it expired and someone else took the target."""
-    return bool(TargetLease.objects.filter(target=target, holder=holder).update(
-        expires_at=timezone.now() + LEASE_DURATION
-    ))
+    """Extend our lease; False means it lapsed and someone else took the target."""
+    return TARGET_CLAIM.renew(_lease(target), holder=holder, now=timezone.now())
 
 
 def lease_release(*, target: str, holder: str) -> None:
-    TargetLease.objects.filter(target=target, holder=holder).delete()
+    # Deleted rather than emptied: a row exists only while someone holds the target.
+    _lease(target).filter(TARGET_CLAIM.held_by(holder)).delete()
 
 
 def lease_holder(*, target: str) -> TargetLease | None:
-    return TargetLease.objects.filter(target=target).first()
+    """The live lease on `target`, if any."""
+    return _lease(target).filter(claimed_until__gte=timezone.now()).first()

@@ -103,8 +103,9 @@ class TargetLease(models.Model):
     """Who is cleaning a target now. It expires, so a killed run never blocks the next one."""
 
     target = models.CharField(max_length=100, unique=True)
-    holder = models.CharField(max_length=200)
-    expires_at = models.DateTimeField()
+    claimed_by = models.CharField(max_length=200)
+    # A past time means its run stopped without releasing it (a released lease is deleted).
+    claimed_until = models.DateTimeField()
 
     def __str__(self) -> str:
-        return f"{self.target} held by {self.holder}"
+        return f"{self.target} held by {self.claimed_by}"

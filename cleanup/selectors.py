@@ -1,16 +1,33 @@
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
-from cleanup.models import CleanupRun
+from cleanup.models import CleanupRun, RetentionPolicy
 
 TREND_WINDOWS = {"24 hours": timedelta(days=1), "7 days": timedelta(days=7), "30 days": timedelta(days=30)}
 
 
+def cleanup_totals(*, start: datetime, end: datetime | None = None) -> list[dict]:
+    """Per target, of the runs started in [start, end) (dry runs left out): runs, rows deleted,
+    time-budget stops and failures, in target order."""
+    runs = CleanupRun.objects.filter(started_at__gte=start, dry_run=False)
+    if end is not None:
+        runs = runs.filter(started_at__lt=end)
+    return list(
+        runs.values("target")
+        .annotate(
+            runs=Count("id"),
+            deleted=Sum("rows_deleted"),
+            budget_stops=Count("id", filter=Q(status=CleanupRun.Status.STOPPED_ON_BUDGET)),
+            failures=Count("id", filter=Q(status=CleanupRun.Status.FAILED)),
+        )
+        .order_by("target")
+    )
+
+
 def cleanup_trends() -> list[dict]:
-    """Per target, for each of TREND_WINDOWS in order: runs, rows deleted, time-budget stops and
-    failures (dry runs left out).
+    """Per target, cleanup_totals for each of TREND_WINDOWS in order.
 
     Bounded by the started_at index and by cleanup_runs' own retention, so it stays cheap.
     """
@@ -18,17 +35,15 @@ def cleanup_trends() -> list[dict]:
     empty = {"runs": 0, "deleted": 0, "budget_stops": 0, "failures": 0}
     trends: dict[str, dict] = {}
     for position, length in enumerate(TREND_WINDOWS.values()):
-        rows = (
-            CleanupRun.objects.filter(started_at__gte=now - length, dry_run=False)
-            .values("target")
-            .annotate(
-                runs=Count("id"),
-                deleted=Sum("rows_deleted"),
-                budget_stops=Count("id", filter=Q(status=CleanupRun.Status.STOPPED_ON_BUDGET)),
-                failures=Count("id", filter=Q(status=CleanupRun.Status.FAILED)),
-            )
-        )
-        for row in rows:
+        for row in cleanup_totals(start=now - length):
             trend = trends.setdefault(row["target"], {"target": row["target"], "windows": [empty] * len(TREND_WINDOWS)})
             trend["windows"][position] = row
     return sorted(trends.values(), key=lambda trend: trend["target"])
+
+
+def last_runs(*, targets: list[str]) -> dict[str, CleanupRun]:
+    """Each target's newest real (not dry) run, in one query for a page of targets."""
+    newest = (CleanupRun.objects.filter(target=OuterRef("target"), dry_run=False)
+              .order_by("-started_at", "-id").values("pk")[:1])
+    ids = RetentionPolicy.objects.filter(target__in=targets).values(run=Subquery(newest))
+    return {run.target: run for run in CleanupRun.objects.filter(pk__in=ids)}

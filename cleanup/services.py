@@ -4,14 +4,13 @@ from collections.abc import Callable
 
 from django.utils import timezone
 
-from cleanup.leases import lease_claim, lease_holder, lease_release, lease_renew, new_holder
+from cleanup.leases import CHECKPOINT_SECONDS, lease_claim, lease_holder, lease_release, lease_renew
 from cleanup.models import CleanupRun, RetentionPolicy
 from cleanup.purge import BatchSizer, KeepNewest, PurgeProgress, purge_in_batches
 from cleanup.targets import RetentionTarget, retention_targets, unknown_targets
+from shared.claims import holder_name
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_SECONDS = 2.0
 
 # Called once per batch with the run's progress so far (the command draws its progress bar).
 ProgressWatcher = Callable[[PurgeProgress], None]
@@ -45,7 +44,7 @@ def target_purge(
     *, target: RetentionTarget, policy: RetentionPolicy, dry_run: bool, trigger: str,
     watch: ProgressWatcher | None = None,
 ) -> CleanupRun:
-    holder = new_holder()
+    holder = holder_name()
     run = CleanupRun.objects.create(
         target=target.key, trigger=trigger, dry_run=dry_run, started_at=timezone.now(), holder=holder
     )
@@ -54,7 +53,7 @@ def target_purge(
         claimed = lease_claim(target=target.key, holder=holder)
         if not claimed:
             lease = lease_holder(target=target.key)
-            held_by = f"{lease.holder} until {lease.expires_at:%H:%M:%S}" if lease else "another process"
+            held_by = f"{lease.claimed_by} until {lease.claimed_until:%H:%M:%S}" if lease else "another process"
             return _finish(run, CleanupRun.Status.SKIPPED, f"another run is cleaning {target.key} ({held_by})")
         return _purge_under_lease(run, target, policy, holder, watch)
     except Exception as error:

@@ -1,3 +1,10 @@
+"""Cleanup's Celery entry points, thin: each calls the retention sweep and returns its summary.
+
+Beat's runs are recorded by the ledger's worker side (scheduler.worker.RecordedTask, the base of
+every task): the summary returned here becomes the run's output in the ledger, and an exception
+its error, so a failed target fails the run where every run is reviewed.
+"""
+
 from celery import shared_task
 
 from cleanup.models import CleanupRun

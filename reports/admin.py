@@ -1,28 +1,32 @@
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count, OuterRef, Subquery
 from django.forms.models import BaseInlineFormSet
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from reports import admin_views
 from reports.models import Report, ReportDelivery, ReportRun, ReportSection
-from reports.services import delivery_resend, report_schedule_sync
-from scheduler.admin_review import ReviewOnlyAdmin
+from reports.services import delivery_resend, report_delete, report_save
+from shared.admin_pages import PageCompletingAdmin
+from shared.admin_review import ReviewOnlyAdmin
+from shared.badges import badge, toned
 
-STATUS_COLOURS = {"ok": "#1a7f37", "sent": "#1a7f37", "partial": "#9a6700", "sending": "#0969da",
-                  "failed": "#ba2121", "pending": "#57606a"}
+# Runs and deliveries by tone (their statuses share names: ok, sent, partial, failed...).
+STATUS_TONES = {"ok": "good", "sent": "good", "partial": "warning", "sending": "busy", "failed": "bad",
+                "pending": "quiet"}
 
 
-def coloured(status: str, label: str) -> str:
-    return format_html('<strong style="color:{}">{}</strong>', STATUS_COLOURS.get(status, "#57606a"), label)
+def status_badge(status: str, label: str) -> str:
+    return badge(label, STATUS_TONES.get(status, "quiet"), status=f"report-{status}")
 
 
 def delivery_status_label(delivery: ReportDelivery) -> str:
     if delivery.is_stale_sending():
         # Its worker stopped mid-send; the next run or a re-send claims it again.
         label = f"Sending since {delivery.claimed_at:%Y-%m-%d %H:%M} UTC: stale, will be sent again"
-        return coloured("failed", label)
-    return coloured(delivery.status, delivery.get_status_display())
+        return toned(label, "bad")
+    return status_badge(delivery.status, delivery.get_status_display())
 
 
 class SectionFormSet(BaseInlineFormSet):
@@ -103,7 +107,7 @@ class SqlSectionInline(SectionInline):
 
 
 @admin.register(Report)
-class ReportAdmin(admin.ModelAdmin):
+class ReportAdmin(PageCompletingAdmin, admin.ModelAdmin):
     list_display = ["name", "enabled", "when", "recipient_count", "schedule_link", "last_run"]
     list_filter = ["enabled"]
     search_fields = ["name", "description", "recipients"]
@@ -115,9 +119,26 @@ class ReportAdmin(admin.ModelAdmin):
     ]
     change_form_template = "admin/reports/report/change_form.html"
 
-    def save_related(self, request, form, formsets, change) -> None:
-        super().save_related(request, form, formsets, change)
-        report_schedule_sync(report=form.instance)
+    # The services keep a report's schedule in step, whoever writes the report.
+    def save_model(self, request, obj: Report, form, change) -> None:
+        report_save(report=obj)
+
+    def delete_model(self, request, obj: Report) -> None:
+        report_delete(report=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for report in queryset:
+            report_delete(report=report)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("schedule")
+
+    def page_complete(self, rows: list[Report]) -> None:
+        newest = ReportRun.objects.filter(report=OuterRef("pk")).order_by("-scheduled_for", "-id").values("pk")[:1]
+        ids = Report.objects.filter(pk__in=[report.pk for report in rows]).values(run=Subquery(newest))
+        runs = {run.report_id: run for run in ReportRun.objects.filter(pk__in=ids)}
+        for report in rows:
+            report.last_report_run = runs.get(report.pk)
 
     def get_urls(self):
         return [
@@ -152,11 +173,11 @@ class ReportAdmin(admin.ModelAdmin):
 
     @admin.display(description="last run")
     def last_run(self, report: Report) -> str:
-        run = report.runs.first()
+        run = getattr(report, "last_report_run", None)
         if run is None:
             return "never"
         url = reverse("admin:reports_reportrun_change", args=[run.pk])
-        status = coloured(run.status, run.get_status_display())
+        status = status_badge(run.status, run.get_status_display())
         return format_html('<a href="{}">{}: {}</a>', url, run.covered_day, status)
 
 
@@ -176,7 +197,7 @@ class ReportDeliveryInline(admin.TabularInline):
 
 
 @admin.register(ReportRun)
-class ReportRunAdmin(ReviewOnlyAdmin):
+class ReportRunAdmin(PageCompletingAdmin, ReviewOnlyAdmin):
     list_display = ["report", "covered_day", "run_status", "scheduled_for", "deliveries_summary", "built_at"]
     list_filter = ["status", "report"]
     date_hierarchy = "scheduled_for"
@@ -188,6 +209,15 @@ class ReportRunAdmin(ReviewOnlyAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("report")
 
+    def page_complete(self, rows: list[ReportRun]) -> None:
+        counts = (ReportDelivery.objects.filter(run__in=rows).values("run_id", "status").annotate(count=Count("id"))
+                  .order_by("run_id", "status"))
+        by_run = {}
+        for row in counts:
+            by_run.setdefault(row["run_id"], {})[row["status"]] = row["count"]
+        for run in rows:
+            run.delivery_counts = by_run.get(run.pk, {})
+
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
@@ -198,14 +228,14 @@ class ReportRunAdmin(ReviewOnlyAdmin):
 
     @admin.display(description="status")
     def run_status(self, run: ReportRun) -> str:
-        return coloured(run.status, run.get_status_display())
+        return status_badge(run.status, run.get_status_display())
 
     @admin.display(description="deliveries")
     def deliveries_summary(self, run: ReportRun) -> str:
-        counts = {}
-        for status in run.deliveries.values_list("status", flat=True):
-            counts[status] = counts.get(status, 0) + 1
-        return ", ".join(f"{count} {ReportDelivery.Status(status).label.lower()}" for status, count in counts.items())
+        if not hasattr(run, "delivery_counts"):  # the detail page: one run, one query
+            self.page_complete([run])
+        return ", ".join(f"{count} {ReportDelivery.Status(status).label.lower()}"
+                         for status, count in run.delivery_counts.items())
 
     @admin.display(description="email")
     def email(self, run: ReportRun) -> str:

@@ -8,8 +8,8 @@ Temporary failures (4xx replies, connection errors) are retried in rounds with e
 backoff and jitter; between rounds the row is pending again, so one recipient's trouble never
 holds up or repeats another's.
 
-A row left "sending" (its worker was killed mid-send) is claimable again once it is older than
-ReportDelivery.SENDING_STALE_AFTER. The trade-off: a worker killed after the server accepted
+A row left "sending" (its worker was killed mid-send) is claimable again once its claim
+(DELIVERY_CLAIM) has lapsed. The trade-off: a worker killed after the server accepted
 the message and before the row was marked sent causes one duplicate email; that window is the
 moment between the server's "250" and one UPDATE, against a recipient never getting it at all.
 """
@@ -18,6 +18,7 @@ import logging
 import random
 import smtplib
 import time
+from datetime import timedelta
 from email.mime.image import MIMEImage
 
 from django.conf import settings
@@ -27,9 +28,14 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from reports.models import ReportDelivery, ReportFile, ReportRun
+from shared.claims import Claim, holder_name
 
 logger = logging.getLogger(__name__)
 
+# A delivery's claim while its message goes out. Never renewed: one attempt is a few SMTP
+# steps of at most SMTP_TIMEOUT_SECONDS each, far less than this; short enough that a copy whose
+# worker was killed mid-send still goes out the same morning.
+DELIVERY_CLAIM = Claim(holder_field="claimed_by", until_field="claimed_until", lasts=timedelta(minutes=10))
 ATTEMPTS = 5
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_CAP_SECONDS = 60.0
@@ -57,19 +63,21 @@ def deliveries_ensure(*, run: ReportRun, recipients: list[str]) -> None:
 def delivery_claim(delivery: ReportDelivery, *, statuses: tuple[str, ...] | None = None) -> bool:
     """Take the delivery for this process; False when another one has it or it was sent.
 
-    `statuses`: the states it may be taken from (default pending or failed); a stale "sending"
-    row may always be taken.
+    `statuses`: the states it may be taken from (default pending or failed); a "sending" row
+    whose claim lapsed may always be taken.
     """
     now = timezone.now()
     if statuses is None:
         statuses = (ReportDelivery.Status.PENDING, ReportDelivery.Status.FAILED)
-    live = [status for status in statuses if status != ReportDelivery.Status.SENDING]
-    claimable = Q(status__in=live) | Q(
-        status=ReportDelivery.Status.SENDING, claimed_at__lt=now - ReportDelivery.SENDING_STALE_AFTER
-    )
-    return ReportDelivery.objects.filter(claimable, pk=delivery.pk).update(
-        status=ReportDelivery.Status.SENDING, claimed_at=now
+    free = [status for status in statuses if status != ReportDelivery.Status.SENDING]
+    holder = holder_name()
+    taken = DELIVERY_CLAIM.take(
+        ReportDelivery.objects.filter(pk=delivery.pk, status__in=[*free, ReportDelivery.Status.SENDING]),
+        holder=holder, now=now, free=Q(status__in=free), status=ReportDelivery.Status.SENDING, claimed_at=now,
     ) == 1
+    if taken:
+        delivery.claimed_by = holder
+    return taken
 
 
 def deliveries_send(*, run: ReportRun, deliveries: list[ReportDelivery]) -> None:
@@ -127,9 +135,9 @@ def _record_attempt(delivery: ReportDelivery, reply: str) -> None:
 
 
 def delivery_finish(delivery: ReportDelivery, status: str, **fields) -> None:
-    ReportDelivery.objects.filter(Q(pk=delivery.pk), status=ReportDelivery.Status.SENDING).update(
-        status=status, **fields
-    )
+    """Release our claim on the delivery, leaving it in `status`."""
+    DELIVERY_CLAIM.release(ReportDelivery.objects.filter(pk=delivery.pk, status=ReportDelivery.Status.SENDING),
+                           holder=delivery.claimed_by, status=status, **fields)
 
 
 def _send(message: EmailMessage) -> None:

@@ -222,11 +222,7 @@ class ReportFile(models.Model):
 
 
 class ReportDelivery(models.Model):
-    """One recipient's copy of one run. Claimed with a conditional UPDATE before sending."""
-
-    # A "sending" row older than this lost its worker (killed mid-send) and may be claimed again:
-    # well past one attempt (SMTP timeouts of 30 s per step), short enough for the same morning.
-    SENDING_STALE_AFTER = timedelta(minutes=10)
+    """One recipient's copy of one run. Claimed (reports.delivery.DELIVERY_CLAIM) before sending."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -238,7 +234,12 @@ class ReportDelivery(models.Model):
     recipient = models.EmailField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
+    # Nullable, against Django's habit for text: SQLite adds a nullable column in place, where
+    # a NOT NULL one makes Django remake the table and drop its ON DELETE CASCADE (0002).
+    claimed_by = models.CharField(max_length=255, null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # A "sending" row whose claim has lapsed lost its worker mid-send: it may be claimed again.
+    claimed_until = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, help_text="The mail server's reply to the last failed attempt.")
 
@@ -253,5 +254,5 @@ class ReportDelivery(models.Model):
         return f"{self.recipient}: {self.get_status_display()}"
 
     def is_stale_sending(self) -> bool:
-        return (self.status == self.Status.SENDING and self.claimed_at is not None
-                and self.claimed_at < now() - self.SENDING_STALE_AFTER)
+        return (self.status == self.Status.SENDING and self.claimed_until is not None
+                and self.claimed_until < now())

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from django.utils.text import slugify
 
+from cleanup.selectors import cleanup_totals
 from reports import selectors
 from reports.charts import ChartError, chart_png
 from reports.models import Report, ReportSection
@@ -104,7 +105,7 @@ def operations_summary_tables(covered: CoveredDay) -> list[Table]:
     ])
     cleanup = Table("Cleanup", ["target", "runs", "rows deleted", "stopped on budget", "failed"], [
         (row["target"], row["runs"], row["deleted"] or 0, row["budget_stops"], row["failures"])
-        for row in selectors.cleanup_totals(**window)
+        for row in cleanup_totals(**window)
     ])
     for table, when_empty in ((outcomes, "No schedule was due this day."), (failures, "No run failed or was missed."),
                               (slowest, "No run finished."), (cleanup, "No cleanup ran.")):

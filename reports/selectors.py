@@ -1,10 +1,10 @@
-"""Reads for the operations summary: what ran during a covered day, from the run ledger and cleanup."""
+"""Reads for the operations summary: what ran during a covered day, from the run ledger
+(cleanup's totals come from cleanup.selectors)."""
 
 from datetime import datetime
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q
 
-from cleanup.models import CleanupRun
 from scheduler.models import ScheduleRun
 
 FAILED_STATUSES = (ScheduleRun.Status.FAILED, ScheduleRun.Status.NOT_ENQUEUED, ScheduleRun.Status.MISSED)
@@ -37,17 +37,4 @@ def slowest_runs(*, start: datetime, end: datetime, limit: int = 5) -> list[Sche
     return list(
         _runs_due(start, end).filter(started_at__isnull=False, finished_at__isnull=False)
         .annotate(took=duration).order_by("-took", "id")[:limit]
-    )
-
-
-def cleanup_totals(*, start: datetime, end: datetime) -> list[dict]:
-    return list(
-        CleanupRun.objects.filter(started_at__gte=start, started_at__lt=end, dry_run=False)
-        .values("target")
-        .annotate(
-            runs=Count("id"), deleted=Sum("rows_deleted"),
-            budget_stops=Count("id", filter=Q(status=CleanupRun.Status.STOPPED_ON_BUDGET)),
-            failures=Count("id", filter=Q(status=CleanupRun.Status.FAILED)),
-        )
-        .order_by("target")
     )

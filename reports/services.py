@@ -62,10 +62,22 @@ def report_schedule_sync(*, report: Report) -> PeriodicTask:
     return schedule
 
 
-def report_schedule_delete(*, report: Report) -> None:
-    """A deleted report's schedule goes with it; its past runs stay in the ledger (SET_NULL)."""
-    if report.schedule_id:
-        PeriodicTask.objects.filter(pk=report.schedule_id).delete()
+def report_save(*, report: Report) -> Report:
+    """Save a report and bring its schedule in step: the one way a report is written, by the
+    admin, commands, seeding and the shell alike, so no report is ever left without one."""
+    with transaction.atomic():
+        report.save()
+        report_schedule_sync(report=report)
+    return report
+
+
+def report_delete(*, report: Report) -> None:
+    """Delete a report and its schedule; its past runs stay in the ledger (SET_NULL)."""
+    with transaction.atomic():
+        schedule_id = report.schedule_id
+        report.delete()
+        if schedule_id:
+            PeriodicTask.objects.filter(pk=schedule_id).delete()
 
 
 DAILY_OPERATIONS = "Daily operations"
@@ -73,19 +85,18 @@ DAILY_OPERATIONS = "Daily operations"
 
 def reports_seed() -> list[tuple[str, bool]]:
     """Create the "Daily operations" report when missing; an existing one stays as edited."""
-    report, created = Report.objects.get_or_create(
-        name=DAILY_OPERATIONS,
-        defaults={
-            "description": "Every schedule's runs on the day covered, by outcome, with failures and the slowest "
-                           "runs, and what cleanup deleted. Add a recipient to start sending it.",
-            "timezone": settings.TIME_ZONE, "send_at": time(7, 0),
-        },
-    )
+    report = Report.objects.filter(name=DAILY_OPERATIONS).first()
+    created = report is None
     if created:
+        report = report_save(report=Report(
+            name=DAILY_OPERATIONS, timezone=settings.TIME_ZONE, send_at=time(7, 0),
+            description="Every schedule's runs on the day covered, by outcome, with failures and the slowest "
+                        "runs, and what cleanup deleted. Add a recipient to start sending it.",
+        ))
         ReportSection.objects.create(
             report=report, position=1, kind=ReportSection.Kind.OPERATIONS_SUMMARY, name="Operations summary"
         )
-    if report.schedule_id is None:
+    elif report.schedule_id is None:
         report_schedule_sync(report=report)
     return [(DAILY_OPERATIONS, created)]
 

@@ -1,10 +1,17 @@
+"""Reports' Celery entry point: build a report for its slot and deliver it.
+
+The ledger's worker side (scheduler.worker.RecordedTask, the base of every task) marks the run
+started, keeps its lease and records what this returns as the run's output, or the exception as
+its error; the slot it was sent for comes from the message (scheduled_for), never the clock.
+"""
+
 import logging
 
 from celery import shared_task
 
 from reports.models import Report, ReportDelivery, ReportRun
 from reports.services import report_deliver
-from scheduler.run_recording import scheduled_for
+from scheduler.worker import scheduled_for
 
 logger = logging.getLogger(__name__)
 

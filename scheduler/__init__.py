@@ -1,5 +1,6 @@
-# The Celery app is loaded with Django so that tasks sent from the web process (the admin's
-# "run now") use the same configuration as the workers.
-from scheduler.celery import app as celery_app
+"""The scheduling core: beat's steps (sync, claim, publish, recover), the missed-run policy,
+timing, the run ledger and its worker side, and the admin of schedules and runs.
 
-__all__ = ["celery_app"]
+`scheduler.settings` and `celery -A scheduler` are kept for the tools that name them; both
+hand over to the composition root in `wiring`.
+"""

@@ -1,21 +1,23 @@
 from django.contrib import admin
 from django.utils import timezone
-from django.utils.html import format_html
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.admin import TaskResultAdmin as ResultsTaskResultAdmin
 from django_celery_results.models import TaskResult
 
-from scheduler.admin_review import ReviewOnlyAdmin
 from scheduler.admin_runs import ScheduleRunAdmin
 from scheduler.admin_schedules import PeriodicTaskAdmin
 from scheduler.models import BeatHeartbeat, Heartbeat, ScheduleRun, WorkerHeartbeat
+from shared.admin_review import ReviewOnlyAdmin
+from shared.badges import badge
+from shared.display import seconds_ago
 
 
 def liveness_badge(admin_view, heartbeat: Heartbeat) -> str:
-    age = int((timezone.now() - heartbeat.last_beat_at).total_seconds())
-    if heartbeat.is_stale():
-        return format_html('<strong style="color:#ba2121">stale: last beat {} s ago</strong>', age)
-    return format_html('<span style="color:#1a7f37">alive ({} s ago)</span>', age)
+    now = timezone.now()
+    age = seconds_ago(heartbeat.last_beat_at, now=now)
+    if heartbeat.is_stale(now=now):
+        return badge(f"stale: last beat {age} s ago", "bad", status="stale")
+    return badge(f"alive ({age} s ago)", "good", status="alive")
 
 
 admin.site.unregister(PeriodicTask)

@@ -1,7 +1,6 @@
 """The run ledger in the admin: every run of every schedule, for review, fast at a million rows."""
 
 import json
-from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from django.contrib import admin
@@ -9,44 +8,27 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
-from django.utils.timezone import localtime
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
-from scheduler.admin_pages import CappedCountPaginator, PageCompletingAdmin
-from scheduler.admin_review import ReviewOnlyAdmin
 from scheduler.models import ScheduleRun
+from shared.admin_pages import CappedCountPaginator, PageCompletingAdmin
+from shared.admin_review import ReviewOnlyAdmin
+from shared.badges import badge
+from shared.display import duration_in_words, moment
 
-STATUS_COLOURS = {
-    ScheduleRun.Status.SUCCEEDED: "#1a7f37",
-    ScheduleRun.Status.FAILED: "#ba2121",
-    ScheduleRun.Status.NOT_ENQUEUED: "#ba2121",
-    ScheduleRun.Status.MISSED: "#9a6700",
-    ScheduleRun.Status.RUNNING: "#0969da",
+# A run's status by tone; claimed, sent and skipped are quiet: nothing went wrong, nothing ran (yet).
+STATUS_TONES = {
+    ScheduleRun.Status.SUCCEEDED: "good",
+    ScheduleRun.Status.FAILED: "bad",
+    ScheduleRun.Status.NOT_ENQUEUED: "bad",
+    ScheduleRun.Status.MISSED: "warning",
+    ScheduleRun.Status.RUNNING: "busy",
 }
-QUIET_COLOUR = "#57606a"  # claimed, sent, skipped: nothing went wrong, nothing ran (yet)
-
-
-def duration_in_words(duration: timedelta) -> str:
-    seconds = duration.total_seconds()
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes, seconds = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
 
 
 def run_status_badge(run: ScheduleRun) -> str:
-    colour = STATUS_COLOURS.get(run.status, QUIET_COLOUR)
-    return format_html(
-        '<span class="run-status run-status-{}" style="background:{};color:#fff;padding:1px 7px;'
-        'border-radius:9px;white-space:nowrap">{}</span>',
-        run.status, colour, run.get_status_display(),
-    )
+    return badge(run.get_status_display(), STATUS_TONES.get(run.status, "quiet"), status=f"run-{run.status}")
 
 
 def run_outcome(run: ScheduleRun) -> str:
@@ -58,16 +40,6 @@ def run_outcome(run: ScheduleRun) -> str:
 
 def runs_changelist_url(**filters) -> str:
     return f"{reverse('admin:scheduler_schedulerun_changelist')}?{urlencode(filters)}"
-
-
-def moment(value: datetime | None, *, same_day_as: datetime | None = None, zone: bool = False) -> str | None:
-    """A time in the site's timezone, to the second; without its date when that is the day
-    of `same_day_as`."""
-    if value is None:
-        return None
-    local = localtime(value)
-    shape = "%H:%M:%S" if same_day_as and local.date() == localtime(same_day_as).date() else "%Y-%m-%d %H:%M:%S"
-    return local.strftime(f"{shape} %Z" if zone else shape)
 
 
 def run_time(field: str, description: str):

@@ -5,6 +5,7 @@ import itertools
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from celery import current_app as celery_app
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -16,12 +17,17 @@ from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.admin import PeriodicTaskForm as BeatPeriodicTaskForm
 from django_celery_beat.models import PeriodicTask
 
-from scheduler import dispatch
-from scheduler.admin_pages import PageCompletingAdmin
-from scheduler.admin_runs import moment, run_outcome, runs_changelist_url
-from scheduler.celery import app as celery_app
+from scheduler.admin_runs import run_outcome, runs_changelist_url
+from scheduler.claim import BEAT_CLAIM
+from scheduler.messages import message_problems
 from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
+from scheduler.publish import BROKER_ERRORS, runs_send_now
+from scheduler.sync import schedule_state_is_current
 from scheduler.timing import UnschedulableError, first_slot_from, slots_after
+from shared.admin_pages import PageCompletingAdmin
+from shared.badges import toned
+from shared.claims import holder_name
+from shared.display import in_zone, moment
 
 UPCOMING_SHOWN = 5
 # Beat checks for due runs about every second, and a busy beat may take a few to claim a batch;
@@ -34,12 +40,6 @@ def schedule_zone(task: PeriodicTask) -> ZoneInfo:
     if task.crontab_id:
         return ZoneInfo(str(task.crontab.timezone))
     return ZoneInfo(settings.TIME_ZONE)
-
-
-def in_zone(moment_utc: datetime, zone: ZoneInfo, *, weekday: bool = False) -> str:
-    local = moment_utc.astimezone(zone)
-    shape = "%H:%M:%S" if local.second else "%H:%M"
-    return local.strftime(f"{'%a ' if weekday else ''}%Y-%m-%d {shape} %Z")
 
 
 def schedule_in_words(task: PeriodicTask) -> str:
@@ -78,7 +78,7 @@ def _first_upcoming_slot(task: PeriodicTask, now: datetime) -> datetime | None:
     # An interval counts from the moment beat started it, which only the stored due time
     # knows; other kinds follow the clock alone. A state older than the last edit is stale.
     if (task.interval_id and state is not None and state.next_due_at is not None
-            and state.next_due_at >= now and dispatch.schedule_state_is_current(task, state)):
+            and state.next_due_at >= now and schedule_state_is_current(task, state)):
         return state.next_due_at
     return first_slot_from(task, now)
 
@@ -102,7 +102,7 @@ class PeriodicTaskForm(BeatPeriodicTaskForm):
                 ))
         # Beat would record every run of such a schedule as not enqueued; say it here instead.
         fields = {field: data.get(field, "") for field in ("args", "kwargs", "headers")}
-        for field, problem in dispatch.message_problems(**fields).items():
+        for field, problem in message_problems(**fields).items():
             if field in self.fields and field not in self.errors:
                 self.add_error(field, problem[0].upper() + problem[1:] + ".")
         return data
@@ -197,7 +197,7 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
         if state is None:
             return "not planned yet: beat has not read this schedule"
         if state.problem:
-            return format_html('<span style="color:#ba2121">{}</span>', state.problem)
+            return toned(state.problem, "bad")
         if state.next_due_at is None:
             return "no further runs"
         zone = schedule_zone(task)
@@ -222,7 +222,7 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
         try:
             slots = upcoming_slots(task, now=now, count=UPCOMING_SHOWN)
         except UnschedulableError as error:
-            return format_html('<strong style="color:#ba2121">Cannot be scheduled: {}</strong>', error)
+            return toned(f"Cannot be scheduled: {error}", "bad")
         if not slots and task.expires and task.expires <= now:
             return f"No further runs: the schedule expired at {in_zone(task.expires, zone)}."
         if not slots:
@@ -255,14 +255,14 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
         ledger = runs_changelist_url(kind=ScheduleRun.Kind.MANUAL)
         try:
             # Claimed in the ledger first, like beat's runs: the worker records the outcome on the row.
-            dispatch.runs_send_now(tasks=tasks, node=f"admin:{request.user.get_username()}", app=celery_app)
-        except dispatch.BROKER_ERRORS as error:
+            runs_send_now(tasks=tasks, node=holder_name(f"admin:{request.user.get_username()}"), app=celery_app)
+        except BROKER_ERRORS as error:
             messages.warning(request, format_html(
                 "Could not reach the broker at {} ({}). The runs of {} are recorded as claimed in the "
                 '<a href="{}">run ledger</a>: beat sends them once it reaches Redis again (it takes over claims '
                 "older than {} s), or records them as not enqueued if their starting deadline passes first.",
                 celery_app.connection_for_write().as_uri(), error, names, ledger,
-                int(dispatch.RECLAIM_AFTER.total_seconds()),
+                int(BEAT_CLAIM.lasts.total_seconds()),
             ))
             return
         messages.success(request, format_html('Queued for the workers now: {}. Follow the runs in the <a href="{}">run '

@@ -5,12 +5,11 @@ own scheduler it keeps each schedule's next due time in a table (ScheduleState) 
 database only for what is due, claims each slot in the run ledger before publishing it, and
 notices every edit (QuerySet.update included) through a change counter that database triggers
 bump. Several beats may run at once: the ledger's unique slot makes each run go out once.
-The work itself is in scheduler.dispatch; this class is Celery's loop around it.
+The work itself is in the steps' modules (sync, claim, publish, recover); this class is
+Celery's loop around them.
 """
 
 import logging
-import os
-import socket
 import time
 from datetime import timedelta
 
@@ -19,8 +18,18 @@ from celery import beat
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from scheduler import dispatch
+from scheduler.claim import (
+    BEAT_CLAIM,
+    CLAIM_BATCH,
+    claimed_ahead_release,
+    claimed_ahead_still_valid,
+    due_runs_claim,
+)
+from scheduler.publish import BROKER_ERRORS, runs_publish
+from scheduler.recover import lost_runs_close, stranded_runs_recover
 from scheduler.services import beat_heartbeat_record
+from scheduler.sync import schedule_changes_version, schedules_sync, seconds_until_next_due
+from shared.claims import holder_name
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +43,10 @@ RECOVER_EVERY_SECONDS = 5
 DISPATCH_SLICE_SECONDS = 10
 # Slots are claimed this long before they are due, so that at a busy minute boundary (10,000
 # schedules at once) the claims are already in the ledger and only publishing is left. Far
-# shorter than dispatch.RECLAIM_AFTER, so a run waiting for its slot never looks stranded.
+# shorter than a beat claim lasts, so a run waiting for its slot never looks stranded.
 CLAIM_AHEAD = timedelta(seconds=8)
+if CLAIM_AHEAD * 2 > BEAT_CLAIM.lasts:
+    raise ValueError(f"CLAIM_AHEAD ({CLAIM_AHEAD}) must be under half a beat claim ({BEAT_CLAIM.lasts})")
 ERROR_BACKOFF_SECONDS = 5
 PUBLISH_CHUNK = 250
 
@@ -45,7 +56,7 @@ class DatabaseScheduler(beat.Scheduler):
     max_interval = 1
 
     def __init__(self, *args, **kwargs):
-        self.node = f"{socket.gethostname()}:{os.getpid()}"
+        self.node = holder_name()
         self.started_at = timezone.now()
         self._liveness_recorded = float("-inf")
         self._synced = float("-inf")
@@ -84,10 +95,10 @@ class DatabaseScheduler(beat.Scheduler):
             return ERROR_BACKOFF_SECONDS
 
     def _sync_when_changed(self) -> None:
-        version = dispatch.schedule_changes_version()
+        version = schedule_changes_version()
         if version == self._changes_seen and time.monotonic() - self._synced < FULL_SYNC_EVERY_SECONDS:
             return
-        changed = dispatch.schedules_sync(now=timezone.now())
+        changed = schedules_sync(now=timezone.now())
         if changed:
             logger.info("beat: %d schedule(s) new or changed", changed)
         self._changes_seen, self._synced = version, time.monotonic()
@@ -96,8 +107,8 @@ class DatabaseScheduler(beat.Scheduler):
         if time.monotonic() - self._recovered < RECOVER_EVERY_SECONDS:
             return
         self._recovered = time.monotonic()
-        self._publish(dispatch.stranded_runs_recover(now=timezone.now(), node=self.node))
-        lost = dispatch.lost_runs_close(now=timezone.now())
+        self._publish(stranded_runs_recover(now=timezone.now(), node=self.node))
+        lost = lost_runs_close(now=timezone.now())
         if lost:
             logger.warning("beat: %d run(s) lost with their worker recorded as failed", lost)
 
@@ -111,12 +122,12 @@ class DatabaseScheduler(beat.Scheduler):
         started = time.monotonic()
         while time.monotonic() - started < DISPATCH_SLICE_SECONDS:
             now = timezone.now()
-            dispatches, handled = dispatch.due_runs_claim(now=now, until=now + CLAIM_AHEAD, node=self.node)
+            dispatches, handled = due_runs_claim(now=now, until=now + CLAIM_AHEAD, node=self.node)
             self._ahead.extend(dispatches)
             self._ahead.sort(key=lambda d: d.scheduled_for)
             if not self._publish_come():
                 return True
-            if handled < dispatch.CLAIM_BATCH:
+            if handled < CLAIM_BATCH:
                 return True
         return False
 
@@ -127,11 +138,11 @@ class DatabaseScheduler(beat.Scheduler):
         if not come:
             return True
         self._ahead = self._ahead[len(come):]
-        return self._publish(dispatch.claimed_ahead_still_valid(come, node=self.node))
+        return self._publish(claimed_ahead_still_valid(come, node=self.node))
 
     def _seconds_to_sleep(self) -> float:
         now = timezone.now()
-        sleep = dispatch.seconds_until_next_due(now=now + CLAIM_AHEAD, longest=self.max_interval)
+        sleep = seconds_until_next_due(now=now + CLAIM_AHEAD, longest=self.max_interval)
         if self._ahead:
             sleep = min(sleep, max(0.0, (self._ahead[0].scheduled_for - now).total_seconds()))
         return sleep
@@ -140,7 +151,7 @@ class DatabaseScheduler(beat.Scheduler):
         # Runs claimed ahead that this beat will not send become due again for the next beat.
         if self._ahead:
             try:
-                dispatch.claimed_ahead_release(self._ahead, node=self.node)
+                claimed_ahead_release(self._ahead, node=self.node)
             except Exception:
                 logger.exception("beat: could not give back %d run(s) claimed ahead; recovery will send them",
                                  len(self._ahead))
@@ -153,7 +164,7 @@ class DatabaseScheduler(beat.Scheduler):
         probe = redis.Redis.from_url(self.app.conf.broker_url, socket_connect_timeout=1, socket_timeout=1)
         try:
             probe.ping()
-        except dispatch.BROKER_ERRORS:
+        except BROKER_ERRORS:
             return False
         finally:
             probe.close()
@@ -167,9 +178,9 @@ class DatabaseScheduler(beat.Scheduler):
         for start in range(0, len(dispatches), PUBLISH_CHUNK):
             chunk = dispatches[start:start + PUBLISH_CHUNK]
             try:
-                dispatch.runs_publish(chunk, app=self.app, producer=self.producer)
-            except dispatch.BROKER_ERRORS as error:
-                # These runs stay claimed; after RECLAIM_AFTER a beat sends them or records why not.
+                runs_publish(chunk, app=self.app, producer=self.producer)
+            except BROKER_ERRORS as error:
+                # These runs stay claimed; once the claim lapses a beat sends them or records why not.
                 logger.error("beat: could not send %d run(s) to the broker at %s: %s", len(dispatches) - start,
                              self.connection.as_uri(), error)
                 self._broker_down = True

@@ -1,19 +1,40 @@
-"""What apps declare for the system to pick up: each app's `<module>.py` holds a list.
+"""What the scheduler declares (shared.declarations): its heartbeat schedule, the retention of
+its own rows, and the seeding of every app's default schedules."""
 
-Default schedules (`schedules.DEFAULT_SCHEDULES`) and retention targets
-(`retention.RETENTION_TARGETS`) are found the same way, so a new app adds its own by
-declaring them, never by editing a central list.
-"""
+from datetime import timedelta
 
-from importlib import import_module
+from scheduler.services import schedules_seed
+from shared.declarations import DefaultSchedule, RetentionTarget, Seed
 
-from django.apps import apps
-from django.utils.module_loading import module_has_submodule
+DEFAULT_SCHEDULES = [
+    DefaultSchedule(
+        name="Heartbeat",
+        task="scheduler.tasks.heartbeat",
+        every=timedelta(minutes=1),
+        description=(
+            "Every minute beat sends this and a worker records it under Scheduler › Worker "
+            "heartbeats. A stale heartbeat means beat, the workers or Redis stopped."
+        ),
+    ),
+]
 
+RETENTION_TARGETS = [
+    RetentionTarget(
+        key="worker_heartbeats",
+        model="scheduler.WorkerHeartbeat",
+        description="Heartbeat rows of workers that have not beaten for a long time (retired machines).",
+        age_field="last_beat_at",
+        default_max_age_days=30,
+    ),
+    RetentionTarget(
+        key="schedule_runs",
+        model="scheduler.ScheduleRun",
+        description="The run ledger, by the slot each run was for; the newest few per schedule are kept.",
+        age_field="scheduled_for",
+        group_field="schedule_name",
+        default_max_age_days=90,
+        default_keep_last=20,
+    ),
+]
 
-def declared_in_apps(module: str, attribute: str) -> list:
-    declared = []
-    for app_config in apps.get_app_configs():
-        if module_has_submodule(app_config.module, module):
-            declared.extend(getattr(import_module(f"{app_config.name}.{module}"), attribute, []))
-    return declared
+SEEDS = [Seed(what="Schedule", ensure=schedules_seed)]

@@ -164,6 +164,9 @@ class ScheduleRun(models.Model):
     task_id = models.CharField(max_length=36, unique=True, help_text="The Celery task id; links to the task result.")
     claimed_by = models.CharField(max_length=255, blank=True)
     claimed_at = models.DateTimeField()
+    # While claimed: until when beat's claim holds (scheduler.claim.BEAT_CLAIM); a claimed run
+    # past it was stranded by a beat that stopped before publishing, and any beat may take it.
+    claimed_until = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

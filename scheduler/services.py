@@ -1,14 +1,10 @@
-import secrets
-from dataclasses import dataclass
-
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db.models import F
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from scheduler.default_schedules import DefaultSchedule, declared_default_schedules
 from scheduler.models import BeatHeartbeat, WorkerHeartbeat
+from shared.declarations import DefaultSchedule, declared_default_schedules
 
 
 def heartbeat_record(*, worker: str) -> WorkerHeartbeat:
@@ -67,30 +63,3 @@ def schedules_seed() -> list[tuple[str, bool]]:
         )
         seeded.append((declared.name, created))
     return seeded
-
-
-@dataclass(frozen=True)
-class StaffLogin:
-    username: str
-    created: bool
-    # Set only when this call generated the password: it is shown once and never stored.
-    generated_password: str | None
-
-
-def staff_login_ensure(*, username: str, email: str, password: str | None) -> StaffLogin:
-    """Make sure `username` can log in to the admin; a given password always wins."""
-    user_model = get_user_model()
-    user = user_model.objects.filter(username=username).first()
-    generated = None
-    created = user is None
-    if created:
-        generated = None if password else secrets.token_urlsafe(12)
-        user = user_model.objects.create_superuser(
-            username=username, email=email, password=password or generated
-        )
-    elif password or not (user.is_staff and user.is_active):
-        user.is_staff = user.is_active = True
-        if password:
-            user.set_password(password)
-        user.save()
-    return StaffLogin(username=username, created=created, generated_password=generated)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.embedded_redis import EmbeddedRedis
+from wiring.embedded_redis import EmbeddedRedis
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 

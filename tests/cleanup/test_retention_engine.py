@@ -99,7 +99,8 @@ def test_a_target_another_run_holds_is_skipped_with_the_holder_named():
 def test_an_expired_lease_of_a_killed_run_is_taken_over_and_its_run_marked_interrupted():
     factories.sessions(5, expires_in=EXPIRED)
     dead = CleanupRun.objects.create(target="sessions", trigger="schedule", started_at=timezone.now(), holder="gone")
-    TargetLease.objects.create(target="sessions", holder="gone", expires_at=timezone.now() - timedelta(seconds=1))
+    TargetLease.objects.create(target="sessions", claimed_by="gone",
+                               claimed_until=timezone.now() - timedelta(seconds=1))
 
     run = purge("sessions")
 
@@ -115,7 +116,7 @@ def test_a_run_that_loses_its_lease_stops_at_its_next_checkpoint(monkeypatch):
     policy("sessions", batch_size=5, batch_target_ms=None)
 
     def another_process_takes_over(progress):
-        TargetLease.objects.update(holder="someone-else")
+        TargetLease.objects.update(claimed_by="someone-else")
 
     run = purge("sessions", watch=another_process_takes_over)
     assert run.status == "failed" and "lost the target's lease" in run.error

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from celery import shared_task
 
-from scheduler.run_recording import scheduled_for
+from scheduler.worker import scheduled_for
 
 
 @shared_task

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from scheduler.embedded_redis import EmbeddedRedis
 from scheduler.models import BeatHeartbeat, SchedulePolicy, ScheduleRun
 from tests.e2e.processes import celery_argv, worker_argv
 from tests.e2e.waiting import wait_until
+from wiring.embedded_redis import EmbeddedRedis
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

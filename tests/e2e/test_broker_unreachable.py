@@ -5,8 +5,8 @@ import time
 import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from scheduler.embedded_redis import free_port
 from tests.e2e.processes import celery_argv, worker_argv
+from wiring.embedded_redis import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -34,7 +34,7 @@ def test_a_cleanup_killed_mid_way_keeps_live_sessions_and_the_next_run_completes
     assert live <= set(Session.objects.values_list("session_key", flat=True))
 
     # A minute later the killed run's lease has expired; simulate that minute.
-    TargetLease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    TargetLease.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))
     again = start_process("cleanup-2", [sys.executable, "manage.py", "cleanup", "sessions"], **app_env)
     assert again.process.wait(timeout=120) == 0, again.output()
 

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from scheduler.embedded_redis import free_port
 from tests.e2e.admin_http import AdminSession
 from tests.e2e.waiting import wait_until
+from wiring.embedded_redis import free_port
 
 READY = "Stop everything with Ctrl-C."
 

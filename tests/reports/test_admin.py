@@ -244,7 +244,8 @@ def test_a_failed_resend_keeps_a_sent_delivery_sent_and_says_why(staff_client, s
 def test_a_stale_sending_delivery_shows_in_red_with_when_it_was_claimed(staff_client):
     run = report_deliver(report=report_with(sql=[chart_section()]), slot=SLOT)
     claimed = timezone.now() - timedelta(minutes=20)
-    run.deliveries.filter(recipient="bo@example.com").update(status="sending", claimed_at=claimed)
+    run.deliveries.filter(recipient="bo@example.com").update(status="sending", claimed_at=claimed,
+                                                            claimed_until=claimed + timedelta(minutes=10))
 
     page = staff_client.get(reverse("admin:reports_reportrun_change", args=[run.pk])).content.decode()
     assert f"Sending since {claimed:%Y-%m-%d %H:%M} UTC: stale, will be sent again" in page

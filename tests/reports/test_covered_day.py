@@ -10,7 +10,7 @@ from django.utils import timezone
 from reports.models import ReportRun
 from reports.sections import CoveredDay, operations_summary_tables
 from reports.tasks import report_send
-from scheduler.dispatch import SCHEDULED_FOR_HEADER
+from scheduler.messages import SCHEDULED_FOR_HEADER
 from scheduler.models import ScheduleRun
 from scheduler.timing import first_slot_after
 from tests.reports.conftest import report_with

@@ -13,9 +13,9 @@ from django_celery_beat.models import PeriodicTask
 
 from reports import delivery
 from reports.models import Report, ReportDelivery, ReportRun
-from reports.services import report_deliver
+from reports.services import report_delete, report_deliver
 from reports.tasks import DeliveriesFailed, report_send
-from scheduler.dispatch import RUN_HEADER, SCHEDULED_FOR_HEADER
+from scheduler.messages import RUN_HEADER, SCHEDULED_FOR_HEADER
 from scheduler.models import ScheduleRun
 from tests.reports.conftest import SmtpServer, chart_section, report_with
 
@@ -221,7 +221,8 @@ def test_a_delivery_left_sending_by_a_killed_worker_is_sent_by_the_next_run(smtp
     run = report_deliver(report=report, slot=SLOT)
     # As a worker killed mid-send leaves it: claimed 20 minutes ago, never finished.
     run.deliveries.filter(recipient="bo@example.com").update(
-        status="sending", claimed_at=timezone.now() - timedelta(minutes=20), sent_at=None)
+        status="sending", claimed_at=timezone.now() - timedelta(minutes=20),
+        claimed_until=timezone.now() - timedelta(minutes=10), sent_at=None)
     smtp_server.received.clear()
 
     deliver_from_beat(report)
@@ -235,7 +236,8 @@ def test_a_delivery_being_sent_right_now_is_left_alone_and_the_ledger_says_it_wa
     report = report_with(sql=[chart_section()], recipients="ana@example.com bo@example.com")
     run = report_deliver(report=report, slot=SLOT)
     run.deliveries.filter(recipient="bo@example.com").update(
-        status="sending", claimed_at=timezone.now() - timedelta(minutes=1))
+        status="sending", claimed_at=timezone.now() - timedelta(minutes=1),
+        claimed_until=timezone.now() + timedelta(minutes=9))
     smtp_server.received.clear()
 
     result = deliver_from_beat(report)
@@ -283,7 +285,7 @@ def test_a_disabled_or_deleted_report_is_skipped_with_the_reason_in_the_ledger(s
 def test_deleting_a_report_deletes_its_schedule():
     report = report_with(sql=[chart_section()])
     schedule_id = report.schedule_id
-    report.delete()
+    report_delete(report=report)
     assert not PeriodicTask.objects.filter(pk=schedule_id).exists()
 
 

@@ -10,8 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
-from scheduler.admin_pages import CappedCountPaginator
 from scheduler.models import ScheduleRun
+from shared.admin_pages import CappedCountPaginator
 
 pytestmark = pytest.mark.django_db
 

@@ -12,8 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from scheduler import dispatch
 from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
+from scheduler.sync import schedules_sync
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +37,7 @@ def interval_task(name: str, *, minutes: int = 10, **fields) -> PeriodicTask:
 
 def state(task: PeriodicTask, *, next_due_at=None, problem: str = "") -> ScheduleState:
     """The state beat keeps for `task`, as beat computed it, with the given due time and problem."""
-    dispatch.schedules_sync(now=timezone.now())
+    schedules_sync(now=timezone.now())
     ScheduleState.objects.filter(task=task).update(next_due_at=next_due_at, problem=problem)
     return ScheduleState.objects.get(task=task)
 

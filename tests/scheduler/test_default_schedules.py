@@ -4,7 +4,7 @@ import pytest
 from django_celery_beat.models import PeriodicTask
 
 from scheduler import services
-from scheduler.default_schedules import DefaultSchedule
+from shared.declarations import DefaultSchedule
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
 import redis
 
-from scheduler.embedded_redis import EmbeddedRedis, running_url
+from wiring.embedded_redis import EmbeddedRedis, running_url
 
 
 def test_it_runs_a_real_password_protected_redis_on_loopback_and_stops_it(tmp_path):

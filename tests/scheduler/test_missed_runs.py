@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from scheduler.models import SchedulePolicy, ScheduleRun
-from scheduler.slots import MAX_RECORDED_MISSED, plan_slots, policy_of
+from scheduler.policy import MAX_RECORDED_MISSED, plan_slots, policy_of
 from tests.scheduler.schedules import interval_task, with_policy
 
 pytestmark = pytest.mark.django_db

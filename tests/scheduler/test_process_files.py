@@ -5,8 +5,8 @@ import shlex
 import yaml
 from honcho.environ import parse_procfile
 
-from scheduler.environment import DEPLOYMENT_VARIABLES
 from tests.conftest import PROJECT_DIR
+from wiring.environment import DEPLOYMENT_VARIABLES
 
 APP_SERVICES = ("prepare", "web", "worker", "beat")
 

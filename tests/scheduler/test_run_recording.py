@@ -7,10 +7,10 @@ import pytest
 from celery import shared_task
 from django.utils import timezone
 
-from scheduler.dispatch import RUN_HEADER, SCHEDULED_FOR_HEADER
+from scheduler.messages import RUN_HEADER, SCHEDULED_FOR_HEADER
 from scheduler.models import ScheduleRun, WorkerHeartbeat
-from scheduler.run_recording import scheduled_for
 from scheduler.tasks import heartbeat
+from scheduler.worker import scheduled_for
 from tests.scheduler.schedules import interval_task, with_policy
 
 pytestmark = pytest.mark.django_db

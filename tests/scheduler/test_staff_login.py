@@ -1,6 +1,6 @@
 import pytest
 
-from scheduler.services import staff_login_ensure
+from wiring.staff_login import staff_login_ensure
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,7 @@
-"""The worker's half of the run ledger: every task sent by beat records its own run.
+"""The worker's side of the run ledger: every task sent by beat records its own run.
 
-`RecordedTask` is the base of every task of the app (celery.py sets it), so no task needs to
+`RecordedTask` is the base of every task of the app (wiring/celery.py names it as the app's
+`task_cls`, a string because the app exists before Django's models load), so no task needs to
 remember to record anything. For a message that carries a run id it marks the run started,
 enforces the schedule's overlap policy, keeps a lease on the run while it executes, and
 records the outcome, the duration and the error. Tasks called any other way run unchanged.
@@ -8,7 +9,6 @@ records the outcome, the duration and the error. Tasks called any other way run 
 
 import json
 import logging
-import os
 import threading
 import time
 import traceback
@@ -23,16 +23,18 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from scheduler.dispatch import RUN_HEADER, SCHEDULED_FOR_HEADER
+from scheduler.messages import RUN_HEADER, SCHEDULED_FOR_HEADER
 from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
-from scheduler.slots import policy_of
+from scheduler.policy import policy_of
+from shared.claims import Claim, holder_name
 
 logger = logging.getLogger(__name__)
 
-# A running run's lease: renewed every RENEW_EVERY by the worker; a worker killed with SIGKILL
-# stops renewing, and after LEASE the run no longer blocks its schedule.
-LEASE = timedelta(seconds=60)
-RENEW_EVERY = 20
+# A running run's lease, held by the worker process running it: renewed by a thread while the
+# task executes; a worker killed with SIGKILL stops renewing, and once the lease lapses the run
+# no longer blocks its schedule and a redelivery may take it over.
+RUN_LEASE = Claim(holder_field="worker", until_field="lease_until", lasts=timedelta(seconds=60),
+                  renew_every=timedelta(seconds=20))
 
 
 def scheduled_for(request) -> datetime:
@@ -53,13 +55,13 @@ class StartDecision:
 
 def run_start(*, run_id: int, task_id: str, worker: str) -> StartDecision:
     """Mark the run started, unless the overlap policy or an earlier delivery says not to."""
-    give_up = time.monotonic() + (LEASE.total_seconds() + RENEW_EVERY)
+    give_up = time.monotonic() + (RUN_LEASE.lasts + RUN_LEASE.renew_every).total_seconds()
     while time.monotonic() < give_up:
         decision = with_retries(lambda: _try_start(run_id=run_id, task_id=task_id, worker=worker, now=timezone.now()))
         if decision is not None:
             return decision
         # Another delivery holds a live lease. If its worker was killed (and this is the
-        # redelivery), the lease lapses within LEASE; if it lives, it keeps renewing, and this
+        # redelivery), the lease lapses within RUN_LEASE.lasts; if it lives, it keeps renewing, and this
         # copy gives up after one lease and a renewal.
         time.sleep(2)
     return StartDecision(False, "another delivery of this run is running it")
@@ -87,7 +89,7 @@ def _try_start(*, run_id: int, task_id: str, worker: str, now: datetime) -> Star
             # A beat that took over a stranded run sends it under a new task id; this is the
             # copy the stopped beat may have sent before it died.
             return StartDecision(False, "the run was sent again under another task id")
-        if run.status == ScheduleRun.Status.RUNNING and run.lease_until and run.lease_until > now:
+        if run.status == ScheduleRun.Status.RUNNING and run.lease_until and not RUN_LEASE.is_stale(run, now=now):
             return None
         if run.status in ScheduleRun.FINISHED:
             return StartDecision(False, f"the run is already {run.get_status_display().lower()}")
@@ -96,17 +98,20 @@ def _try_start(*, run_id: int, task_id: str, worker: str, now: datetime) -> Star
             # "then I start" one step: two starts of one schedule never both pass.
             list(ScheduleState.objects.select_for_update().filter(task_id=run.schedule_id))
             busy = (ScheduleRun.objects.filter(schedule_id=run.schedule_id, status=ScheduleRun.Status.RUNNING,
-                                               lease_until__gt=now).exclude(id=run_id).first())
+                                               lease_until__isnull=False).exclude(RUN_LEASE.lapsed(now))
+                    .exclude(id=run_id).first())
             if busy:
                 reason = (f"Skipped by the overlap policy: the run for {busy.scheduled_for.isoformat()} "
                           f"was still running on {busy.worker}.")
                 ScheduleRun.objects.filter(id=run_id, status__in=[ScheduleRun.Status.CLAIMED, ScheduleRun.Status.SENT]
                                            ).update(status=ScheduleRun.Status.SKIPPED, finished_at=now, reason=reason)
                 return StartDecision(False, reason)
-        started = ScheduleRun.objects.filter(id=run_id).filter(
-            Q(status__in=[ScheduleRun.Status.CLAIMED, ScheduleRun.Status.SENT])
-            | Q(status=ScheduleRun.Status.RUNNING, lease_until__lte=now)
-        ).update(status=ScheduleRun.Status.RUNNING, started_at=now, worker=worker, lease_until=now + LEASE)
+        # Free when not started yet; a running one only once its worker's lease lapsed.
+        waiting = [ScheduleRun.Status.CLAIMED, ScheduleRun.Status.SENT]
+        started = RUN_LEASE.take(
+            ScheduleRun.objects.filter(id=run_id, status__in=[*waiting, ScheduleRun.Status.RUNNING]),
+            holder=worker, now=now, free=Q(status__in=waiting), status=ScheduleRun.Status.RUNNING, started_at=now,
+        )
         return StartDecision(True) if started else StartDecision(False, "another delivery took the run")
 
 
@@ -116,8 +121,9 @@ def run_finish(*, run_id: int, worker: str, succeeded: bool, output=None, error:
     except (TypeError, ValueError):
         output = repr(output)
     status = ScheduleRun.Status.SUCCEEDED if succeeded else ScheduleRun.Status.FAILED
-    with_retries(lambda: ScheduleRun.objects.filter(id=run_id, worker=worker, status=ScheduleRun.Status.RUNNING).update(
-        status=status, finished_at=timezone.now(), lease_until=None, output=output, error=error,
+    with_retries(lambda: RUN_LEASE.release(
+        ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.RUNNING), holder=worker,
+        status=status, finished_at=timezone.now(), output=output, error=error,
     ))
 
 
@@ -132,12 +138,10 @@ class LeaseKeeper(threading.Thread):
 
     def run(self) -> None:
         try:
-            while not self.stopped.wait(RENEW_EVERY):
+            while not self.stopped.wait(RUN_LEASE.renew_every.total_seconds()):
                 try:
-                    ScheduleRun.objects.filter(id=self.run_id, worker=self.worker,
-                                               status=ScheduleRun.Status.RUNNING).update(
-                        lease_until=timezone.now() + LEASE
-                    )
+                    RUN_LEASE.renew(ScheduleRun.objects.filter(id=self.run_id, status=ScheduleRun.Status.RUNNING),
+                                    holder=self.worker, now=timezone.now())
                 except Exception:
                     # One failed renewal must not end the others: the lease outlasts two.
                     logger.exception("could not renew the lease of run %s", self.run_id)
@@ -160,7 +164,7 @@ class RecordedTask(Task):
         if run_id is None or self.request.called_directly:
             return super().__call__(*args, **kwargs)
         # The worker process, not just the host: two processes of one worker are two holders.
-        worker = f"{self.request.hostname or ''}:{os.getpid()}"
+        worker = holder_name(self.request.hostname)
         decision = run_start(run_id=run_id, task_id=self.request.id, worker=worker)
         if not decision.run:
             logger.info("run %s of %s not started: %s", run_id, self.name, decision.reason)
@@ -171,9 +175,8 @@ class RecordedTask(Task):
                 result = super().__call__(*args, **kwargs)
             except Retry:
                 # The retry is a new delivery of the same run: let it start at once.
-                ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.RUNNING).update(
-                    status=ScheduleRun.Status.SENT, lease_until=None
-                )
+                RUN_LEASE.release(ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.RUNNING),
+                                  holder=worker, status=ScheduleRun.Status.SENT)
                 raise
             except BaseException:
                 run_finish(run_id=run_id, worker=worker, succeeded=False, error=traceback.format_exc())

@@ -18,9 +18,9 @@ from django.core.management.base import BaseCommand, CommandError
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
 
-from scheduler.celery import app as celery_app
-from scheduler.embedded_redis import EmbeddedRedis
-from scheduler.services import staff_login_ensure
+from wiring.celery import app as celery_app
+from wiring.embedded_redis import EmbeddedRedis
+from wiring.staff_login import staff_login_ensure
 
 
 def web_host_and_port() -> tuple[str, int]:

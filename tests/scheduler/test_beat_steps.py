@@ -6,8 +6,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from scheduler import dispatch
+from scheduler.claim import claimed_ahead_release, claimed_ahead_still_valid, due_runs_claim
 from scheduler.models import ScheduleRun, ScheduleState
+from scheduler.recover import lost_runs_close, stranded_runs_recover
+from scheduler.sync import schedule_changes_version, schedules_sync
 from tests.scheduler.schedules import clocked_task, crontab_task, interval_task, with_policy
 
 pytestmark = pytest.mark.django_db
@@ -22,42 +24,42 @@ def next_due(task) -> datetime | None:
 
 def run_beat_until(end: datetime, *, start: datetime) -> None:
     """Beat's loop with a controlled clock: wake at each due time (plus a second) until `end`."""
-    dispatch.schedules_sync(now=start)
+    schedules_sync(now=start)
     while True:
         earliest = ScheduleState.objects.exclude(next_due_at=None).order_by("next_due_at").first()
         if earliest is None or earliest.next_due_at >= end:
             return
-        dispatch.due_runs_claim(now=earliest.next_due_at + timedelta(seconds=1), node="test-beat")
+        due_runs_claim(now=earliest.next_due_at + timedelta(seconds=1), node="test-beat")
 
 
 def test_every_write_to_a_schedule_moves_the_change_counter_queryset_update_included():
     task = interval_task("watched", MINUTE)
-    before = dispatch.schedule_changes_version()
+    before = schedule_changes_version()
     PeriodicTask.objects.filter(id=task.id).update(enabled=False)
-    after_update = dispatch.schedule_changes_version()
+    after_update = schedule_changes_version()
     CrontabSchedule.objects.create(minute="5", timezone="UTC")
     CrontabSchedule.objects.filter(minute="5").update(minute="6")
-    assert before < after_update < dispatch.schedule_changes_version()
+    assert before < after_update < schedule_changes_version()
 
 
 def test_sync_computes_due_times_and_recomputes_only_what_changed():
     hourly = crontab_task("hourly", "0 * * * *")
     minutely = interval_task("minutely", MINUTE)
-    assert dispatch.schedules_sync(now=NOON + timedelta(seconds=30)) == 2
+    assert schedules_sync(now=NOON + timedelta(seconds=30)) == 2
     assert next_due(hourly) == NOON + 60 * MINUTE
     assert next_due(minutely) == NOON + timedelta(seconds=30)
-    assert dispatch.schedules_sync(now=NOON + MINUTE) == 0
+    assert schedules_sync(now=NOON + MINUTE) == 0
 
     PeriodicTask.objects.filter(id=hourly.id).update(enabled=False)
-    assert dispatch.schedules_sync(now=NOON + MINUTE) == 1
+    assert schedules_sync(now=NOON + MINUTE) == 1
     assert next_due(hourly) is None and next_due(minutely) == NOON + timedelta(seconds=30)
 
 
 def test_a_due_slot_is_claimed_once_even_when_two_beats_ask():
     task = crontab_task("every minute", "* * * * *")
-    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
-    first, _ = dispatch.due_runs_claim(now=NOON + timedelta(seconds=1), node="beat-a")
-    second, _ = dispatch.due_runs_claim(now=NOON + timedelta(seconds=1), node="beat-b")
+    schedules_sync(now=NOON - timedelta(seconds=30))
+    first, _ = due_runs_claim(now=NOON + timedelta(seconds=1), node="beat-a")
+    second, _ = due_runs_claim(now=NOON + timedelta(seconds=1), node="beat-b")
     assert [(d.schedule_name, d.scheduled_for) for d in first] == [("every minute", NOON)]
     assert second == []
     assert next_due(task) == NOON + MINUTE
@@ -65,11 +67,11 @@ def test_a_due_slot_is_claimed_once_even_when_two_beats_ask():
 
 def test_the_ledger_refuses_a_second_row_for_the_same_slot():
     task = crontab_task("every minute", "* * * * *")
-    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
-    dispatch.due_runs_claim(now=NOON + timedelta(seconds=1), node="beat-a")
+    schedules_sync(now=NOON - timedelta(seconds=30))
+    due_runs_claim(now=NOON + timedelta(seconds=1), node="beat-a")
     # A beat whose due time was stale (set back by a concurrent sync) tries the slot again.
     ScheduleState.objects.filter(task=task).update(next_due_at=NOON)
-    again, _ = dispatch.due_runs_claim(now=NOON + timedelta(seconds=2), node="beat-b")
+    again, _ = due_runs_claim(now=NOON + timedelta(seconds=2), node="beat-b")
     assert again == [] and ScheduleRun.objects.filter(schedule=task).count() == 1
 
 
@@ -90,35 +92,35 @@ def test_a_daily_new_york_job_is_claimed_once_on_each_dst_change_day():
 def test_a_one_off_runs_once_across_restarts_and_two_at_the_same_instant_both_run():
     first = clocked_task("one-off A", NOON)
     second = clocked_task("one-off B", NOON)
-    dispatch.schedules_sync(now=NOON - MINUTE)
-    claimed, _ = dispatch.due_runs_claim(now=NOON + timedelta(seconds=1), node="beat")
+    schedules_sync(now=NOON - MINUTE)
+    claimed, _ = due_runs_claim(now=NOON + timedelta(seconds=1), node="beat")
     assert sorted(d.schedule_name for d in claimed) == ["one-off A", "one-off B"]
     # Sent one-offs turn themselves off, as in django-celery-beat.
     assert not PeriodicTask.objects.filter(id__in=[first.id, second.id], enabled=True).exists()
     # A restarted beat syncs from scratch and finds nothing more to send.
     ScheduleState.objects.all().delete()
-    dispatch.schedules_sync(now=NOON + MINUTE)
-    assert dispatch.due_runs_claim(now=NOON + MINUTE, node="beat-2")[0] == []
+    schedules_sync(now=NOON + MINUTE)
+    assert due_runs_claim(now=NOON + MINUTE, node="beat-2")[0] == []
     assert ScheduleRun.objects.count() == 2
 
 
 def test_re_enabling_a_paused_schedule_does_not_replay_the_paused_period():
     task = with_policy(crontab_task("every minute", "* * * * *"), missed_runs="each", catch_up_limit=100)
-    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
+    schedules_sync(now=NOON - timedelta(seconds=30))
     PeriodicTask.objects.filter(id=task.id).update(enabled=False)
-    dispatch.schedules_sync(now=NOON)
+    schedules_sync(now=NOON)
     PeriodicTask.objects.filter(id=task.id).update(enabled=True)
     an_hour_later = NOON + 60 * MINUTE + timedelta(seconds=10)
-    dispatch.schedules_sync(now=an_hour_later)
-    claimed, _ = dispatch.due_runs_claim(now=an_hour_later + MINUTE, node="beat")
+    schedules_sync(now=an_hour_later)
+    claimed, _ = due_runs_claim(now=an_hour_later + MINUTE, node="beat")
     assert [d.scheduled_for for d in claimed] == [NOON + 61 * MINUTE]
     assert not ScheduleRun.objects.filter(status="missed").exists()
 
 
 def test_beat_downtime_is_handled_by_the_policy_and_every_missed_slot_is_recorded():
     with_policy(crontab_task("every minute", "* * * * *"), missed_runs="once", starting_deadline_seconds=30)
-    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
-    claimed, _ = dispatch.due_runs_claim(now=NOON + 10 * MINUTE + timedelta(seconds=40), node="beat")
+    schedules_sync(now=NOON - timedelta(seconds=30))
+    claimed, _ = due_runs_claim(now=NOON + 10 * MINUTE + timedelta(seconds=40), node="beat")
     assert [(d.scheduled_for, ScheduleRun.objects.get(id=d.run_id).kind) for d in claimed] == [
         (NOON + 10 * MINUTE, "catch_up")]
     assert ScheduleRun.objects.filter(status="missed").count() == 10
@@ -126,19 +128,19 @@ def test_beat_downtime_is_handled_by_the_policy_and_every_missed_slot_is_recorde
 
 def test_a_run_claimed_but_never_sent_is_sent_by_the_next_beat_within_its_deadline():
     with_policy(crontab_task("every minute", "* * * * *"), starting_deadline_seconds=120)
-    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
-    stranded, _ = dispatch.due_runs_claim(now=NOON + timedelta(seconds=1), node="killed-beat")
-    assert dispatch.stranded_runs_recover(now=NOON + timedelta(seconds=5), node="beat-2") == []
-    recovered = dispatch.stranded_runs_recover(now=NOON + timedelta(seconds=30), node="beat-2")
+    schedules_sync(now=NOON - timedelta(seconds=30))
+    stranded, _ = due_runs_claim(now=NOON + timedelta(seconds=1), node="killed-beat")
+    assert stranded_runs_recover(now=NOON + timedelta(seconds=5), node="beat-2") == []
+    recovered = stranded_runs_recover(now=NOON + timedelta(seconds=30), node="beat-2")
     assert [d.run_id for d in recovered] == [stranded[0].run_id]
     assert ScheduleRun.objects.get(id=stranded[0].run_id).claimed_by == "beat-2"
 
 
 def test_a_run_stranded_past_its_deadline_is_recorded_as_not_enqueued_with_the_reason():
     crontab_task("every minute", "* * * * *")
-    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
-    stranded, _ = dispatch.due_runs_claim(now=NOON + timedelta(seconds=1), node="killed-beat")
-    assert dispatch.stranded_runs_recover(now=NOON + 5 * MINUTE, node="beat-2") == []
+    schedules_sync(now=NOON - timedelta(seconds=30))
+    stranded, _ = due_runs_claim(now=NOON + timedelta(seconds=1), node="killed-beat")
+    assert stranded_runs_recover(now=NOON + 5 * MINUTE, node="beat-2") == []
     run = ScheduleRun.objects.get(id=stranded[0].run_id)
     assert run.status == "not_enqueued"
     assert "Claimed by beat killed-beat" in run.reason and "starting deadline of 60 s has passed" in run.reason
@@ -146,10 +148,10 @@ def test_a_run_stranded_past_its_deadline_is_recorded_as_not_enqueued_with_the_r
 
 def test_a_run_of_a_deleted_schedule_is_not_sent_later():
     task = crontab_task("every minute", "* * * * *")
-    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
-    stranded, _ = dispatch.due_runs_claim(now=NOON + timedelta(seconds=1), node="killed-beat")
+    schedules_sync(now=NOON - timedelta(seconds=30))
+    stranded, _ = due_runs_claim(now=NOON + timedelta(seconds=1), node="killed-beat")
     task.delete()
-    assert dispatch.stranded_runs_recover(now=NOON + timedelta(seconds=30), node="beat-2") == []
+    assert stranded_runs_recover(now=NOON + timedelta(seconds=30), node="beat-2") == []
     run = ScheduleRun.objects.get(id=stranded[0].run_id)
     assert run.status == "not_enqueued" and run.schedule_name == "every minute"
     assert "the schedule was deleted since" in run.reason
@@ -158,18 +160,18 @@ def test_a_run_of_a_deleted_schedule_is_not_sent_later():
 def test_a_schedule_that_cannot_be_computed_says_why_and_others_still_run():
     broken = crontab_task("broken", "0 0 31 2 *")
     fine = interval_task("fine", MINUTE)
-    dispatch.schedules_sync(now=NOON)
+    schedules_sync(now=NOON)
     assert "Cannot be scheduled" in ScheduleState.objects.get(task=broken).problem
-    assert [d.schedule_name for d in dispatch.due_runs_claim(now=NOON, node="beat")[0]] == [fine.name]
+    assert [d.schedule_name for d in due_runs_claim(now=NOON, node="beat")[0]] == [fine.name]
 
 
 def test_a_run_whose_worker_vanished_is_recorded_as_failed_once_no_redelivery_can_take_it():
     task = interval_task("long job", MINUTE)
-    dispatch.schedules_sync(now=NOON)
-    [claimed], _ = dispatch.due_runs_claim(now=NOON, node="beat")
+    schedules_sync(now=NOON)
+    [claimed], _ = due_runs_claim(now=NOON, node="beat")
     ScheduleRun.objects.filter(id=claimed.run_id).update(status="running", lease_until=NOON + MINUTE)
-    assert dispatch.lost_runs_close(now=NOON + 30 * MINUTE) == 0
-    assert dispatch.lost_runs_close(now=NOON + 3 * 60 * MINUTE) == 1
+    assert lost_runs_close(now=NOON + 30 * MINUTE) == 0
+    assert lost_runs_close(now=NOON + 3 * 60 * MINUTE) == 1
     run = ScheduleRun.objects.get(schedule=task)
     assert run.status == "failed" and "stopped renewing its lease" in run.error
 
@@ -177,8 +179,8 @@ def test_a_run_whose_worker_vanished_is_recorded_as_failed_once_no_redelivery_ca
 def test_a_schedule_whose_message_cannot_be_built_records_each_slot_as_not_enqueued():
     crontab_task("bad kwargs", "* * * * *", kwargs="[1]")
     good = crontab_task("good", "* * * * *")
-    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
-    claimed, _ = dispatch.due_runs_claim(now=NOON + timedelta(seconds=1), node="beat")
+    schedules_sync(now=NOON - timedelta(seconds=30))
+    claimed, _ = due_runs_claim(now=NOON + timedelta(seconds=1), node="beat")
     assert [d.schedule_name for d in claimed] == [good.name]
     run = ScheduleRun.objects.get(schedule_name="bad kwargs")
     assert run.status == "not_enqueued" and "kwargs must be a JSON object, not list" in run.reason
@@ -186,13 +188,13 @@ def test_a_schedule_whose_message_cannot_be_built_records_each_slot_as_not_enque
 
 def test_a_crontab_that_never_matches_is_reported_not_searched_forever():
     task = crontab_task("february 30th on a monday", "0 0 30 2 mon")
-    dispatch.schedules_sync(now=NOON)
+    schedules_sync(now=NOON)
     assert "matches no date in the next five years" in ScheduleState.objects.get(task=task).problem
 
 
 def test_an_expired_schedule_stops_at_its_expiry():
     task = interval_task("until 12:02:30", MINUTE, expires=NOON + 2 * MINUTE + timedelta(seconds=30))
-    dispatch.schedules_sync(now=NOON)
+    schedules_sync(now=NOON)
     run_beat_until(NOON + 10 * MINUTE, start=NOON)
     assert ScheduleRun.objects.filter(schedule=task).count() == 3
     state = ScheduleState.objects.get(task=task)
@@ -201,9 +203,9 @@ def test_an_expired_schedule_stops_at_its_expiry():
 
 def test_a_stranded_one_off_is_still_sent_although_it_turned_itself_off():
     clocked_task("one-off", NOON)
-    dispatch.schedules_sync(now=NOON - MINUTE)
-    stranded, _ = dispatch.due_runs_claim(now=NOON + timedelta(seconds=1), node="killed-beat")
-    recovered = dispatch.stranded_runs_recover(now=NOON + timedelta(seconds=30), node="beat-2")
+    schedules_sync(now=NOON - MINUTE)
+    stranded, _ = due_runs_claim(now=NOON + timedelta(seconds=1), node="killed-beat")
+    recovered = stranded_runs_recover(now=NOON + timedelta(seconds=30), node="beat-2")
     assert [d.run_id for d in recovered] == [stranded[0].run_id]
     # Taken over under a new Celery task id, so a copy the killed beat did send is told apart.
     assert recovered[0].task_id != stranded[0].task_id
@@ -211,16 +213,16 @@ def test_a_stranded_one_off_is_still_sent_although_it_turned_itself_off():
 
 def test_a_week_of_downtime_is_planned_without_walking_every_slot():
     task = interval_task("every second", timedelta(seconds=1))
-    dispatch.schedules_sync(now=NOON)
-    claimed, _ = dispatch.due_runs_claim(now=NOON + timedelta(days=7), node="beat")
+    schedules_sync(now=NOON)
+    claimed, _ = due_runs_claim(now=NOON + timedelta(days=7), node="beat")
     assert len(claimed) == 1
     assert ScheduleRun.objects.filter(schedule=task).count() == 100
 
 
 def test_slots_are_claimed_ahead_and_all_future_slots_are_sent_whatever_the_policy():
     task = with_policy(interval_task("every second", timedelta(seconds=1)), missed_runs="once")
-    dispatch.schedules_sync(now=NOON)
-    claimed, _ = dispatch.due_runs_claim(now=NOON, until=NOON + timedelta(seconds=4), node="beat")
+    schedules_sync(now=NOON)
+    claimed, _ = due_runs_claim(now=NOON, until=NOON + timedelta(seconds=4), node="beat")
     assert [d.scheduled_for for d in claimed] == [NOON + timedelta(seconds=s) for s in range(5)]
     assert next_due(task) == NOON + timedelta(seconds=5)
     assert not ScheduleRun.objects.filter(status="missed").exists()
@@ -230,40 +232,40 @@ def test_a_run_claimed_ahead_is_withdrawn_when_its_schedule_is_paused_before_the
     paused = crontab_task("paused", "* * * * *")
     kept = crontab_task("kept", "* * * * *")
     one_off = clocked_task("one-off", NOON)
-    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
-    claimed, _ = dispatch.due_runs_claim(now=NOON - timedelta(seconds=5), until=NOON, node="beat")
+    schedules_sync(now=NOON - timedelta(seconds=30))
+    claimed, _ = due_runs_claim(now=NOON - timedelta(seconds=5), until=NOON, node="beat")
     PeriodicTask.objects.filter(id=paused.id).update(enabled=False)
-    valid = dispatch.claimed_ahead_still_valid(claimed, node="beat")
+    valid = claimed_ahead_still_valid(claimed, node="beat")
     assert sorted(d.schedule_name for d in valid) == [kept.name, one_off.name]
     assert not ScheduleRun.objects.filter(schedule=paused).exists()
 
 
 def test_a_stopping_beat_gives_back_what_it_claimed_ahead():
     task = crontab_task("every minute", "* * * * *")
-    dispatch.schedules_sync(now=NOON - timedelta(seconds=30))
-    claimed, _ = dispatch.due_runs_claim(now=NOON - timedelta(seconds=5), until=NOON, node="beat")
+    schedules_sync(now=NOON - timedelta(seconds=30))
+    claimed, _ = due_runs_claim(now=NOON - timedelta(seconds=5), until=NOON, node="beat")
     assert next_due(task) == NOON + MINUTE
-    dispatch.claimed_ahead_release(claimed, node="beat")
+    claimed_ahead_release(claimed, node="beat")
     assert next_due(task) == NOON and not ScheduleRun.objects.exists()
-    again, _ = dispatch.due_runs_claim(now=NOON, node="beat-2")
+    again, _ = due_runs_claim(now=NOON, node="beat-2")
     assert [d.scheduled_for for d in again] == [NOON]
 
 
 def test_a_schedule_saved_just_before_a_slot_gets_that_slot_though_beat_saw_it_after():
     task = crontab_task("every minute", "* * * * *")
     PeriodicTask.objects.filter(id=task.id).update(date_changed=NOON - timedelta(seconds=10))
-    dispatch.schedules_sync(now=NOON + timedelta(seconds=3))
+    schedules_sync(now=NOON + timedelta(seconds=3))
     assert next_due(task) == NOON
     # A long-saved schedule new to beat (an upgrade from the stock scheduler) looks back two
     # minutes at most.
     old = crontab_task("old", "* * * * *")
     PeriodicTask.objects.filter(id=old.id).update(date_changed=NOON - timedelta(days=30))
-    dispatch.schedules_sync(now=NOON + timedelta(seconds=3))
+    schedules_sync(now=NOON + timedelta(seconds=3))
     assert next_due(old) == NOON - timedelta(minutes=1)
 
 
 def test_a_new_interval_schedule_starts_when_beat_sees_it_without_replaying_its_first_seconds():
     task = interval_task("every second", timedelta(seconds=1))
     PeriodicTask.objects.filter(id=task.id).update(date_changed=NOON - timedelta(seconds=3))
-    dispatch.schedules_sync(now=NOON)
+    schedules_sync(now=NOON)
     assert next_due(task) == NOON

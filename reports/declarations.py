@@ -1,4 +1,8 @@
-from cleanup.targets import RetentionTarget
+"""What reports declare (shared.declarations): the retention of archived runs and the
+"Daily operations" report. A report owns its schedule, so none is declared here."""
+
+from reports.services import reports_seed
+from shared.declarations import RetentionTarget, Seed
 
 RETENTION_TARGETS = [
     RetentionTarget(
@@ -11,3 +15,5 @@ RETENTION_TARGETS = [
         default_keep_last=30,
     ),
 ]
+
+SEEDS = [Seed(what="Report", ensure=reports_seed)]
