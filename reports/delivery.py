@@ -4,8 +4,10 @@ Each delivery row is claimed with a conditional UPDATE (pending or failed -> sen
 before its own message is sent, so a second execution of the same task, a retry or
 `send_report` for the same day finds the row taken or sent and leaves it alone, and a worker
 that stops half-way leaves the recipients it had not reached pending for the next run.
-Temporary failures (4xx replies, connection errors) are retried in rounds with exponential
-backoff and jitter; between rounds the row is pending again, so one recipient's trouble never
+Each call makes one attempt per recipient. Temporary failures (4xx replies, connection errors)
+leave the row pending, and the task tries again through Celery's retry with a backoff that
+spans greylisting's usual five minutes (backoff_seconds), so no worker waits inside a task; the
+delivery rows make the retry send only what is still unsent, and one recipient's trouble never
 holds up or repeats another's.
 
 A row left "sending" (its worker was killed mid-send) is claimable again once its claim
@@ -17,7 +19,6 @@ moment between the server's "250" and one UPDATE, against a recipient never gett
 import logging
 import random
 import smtplib
-import time
 from datetime import timedelta
 from email.mime.image import MIMEImage
 
@@ -36,9 +37,11 @@ logger = logging.getLogger(__name__)
 # steps of at most SMTP_TIMEOUT_SECONDS each, far less than this; short enough that a copy whose
 # worker was killed mid-send still goes out the same morning.
 DELIVERY_CLAIM = Claim(holder_field="claimed_by", until_field="claimed_until", lasts=timedelta(minutes=10))
+# Tries per run, the first included. Greylisting servers refuse a new sender for five minutes
+# or more; the four waits between five tries add up to at least 7.5 minutes (30+60+120+240 s).
 ATTEMPTS = 5
-BACKOFF_BASE_SECONDS = 2.0
-BACKOFF_CAP_SECONDS = 60.0
+BACKOFF_BASE_SECONDS = 30.0
+BACKOFF_CAP_SECONDS = 15 * 60.0
 SMTP_TIMEOUT_SECONDS = 30
 
 
@@ -49,8 +52,14 @@ class SendFailure(Exception):
 
 
 def backoff_seconds(attempt: int) -> float:
-    """Full jitter: a random wait up to base * 2**attempt, so retries from many runs spread out."""
-    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** attempt))
+    """The wait before try `attempt` + 1: base * 2**attempt (capped), jittered over its upper
+    half, so retries from many runs spread out and none comes back sooner than half the wait.
+
+    Celery's own retry_backoff jitters over the whole range, down to zero, and in whole seconds;
+    that could spend every try inside a greylisting window.
+    """
+    delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** attempt)
+    return random.uniform(delay / 2, delay)
 
 
 def deliveries_ensure(*, run: ReportRun, recipients: list[str]) -> None:
@@ -80,28 +89,20 @@ def delivery_claim(delivery: ReportDelivery, *, statuses: tuple[str, ...] | None
     return taken
 
 
-def deliveries_send(*, run: ReportRun, deliveries: list[ReportDelivery]) -> None:
-    """Send each delivery that can be claimed, retrying temporary failures in rounds with backoff."""
-    waiting = list(deliveries)
-    for attempt in range(ATTEMPTS):
-        if attempt:
-            time.sleep(backoff_seconds(attempt))
-        still_failing = []
-        for delivery in waiting:
-            if not delivery_claim(delivery):
-                continue  # sent meanwhile, or another execution is sending it
-            failure = deliver_to_recipient(run, delivery)
-            if failure is None:
-                delivery_finish(delivery, ReportDelivery.Status.SENT, sent_at=timezone.now())
-            elif failure.temporary and attempt < ATTEMPTS - 1:
-                # Pending while this waits: a concurrent execution may send it meanwhile.
-                delivery_finish(delivery, ReportDelivery.Status.PENDING)
-                still_failing.append(delivery)
-            else:
-                delivery_finish(delivery, ReportDelivery.Status.FAILED)
-        waiting = still_failing
-        if not waiting:
-            return
+def deliveries_send(*, run: ReportRun, deliveries: list[ReportDelivery], final_attempt: bool = True) -> None:
+    """One attempt for each delivery that can be claimed. A temporary failure leaves the row
+    pending for a retry, unless this is the `final_attempt`: then it is failed, with the reply."""
+    for delivery in deliveries:
+        if not delivery_claim(delivery):
+            continue  # sent meanwhile, or another execution is sending it
+        failure = deliver_to_recipient(run, delivery)
+        if failure is None:
+            delivery_finish(delivery, ReportDelivery.Status.SENT, sent_at=timezone.now())
+        elif failure.temporary and not final_attempt:
+            # Pending while the retry waits: a concurrent execution may send it meanwhile.
+            delivery_finish(delivery, ReportDelivery.Status.PENDING)
+        else:
+            delivery_finish(delivery, ReportDelivery.Status.FAILED)
 
 
 def deliver_to_recipient(run: ReportRun, delivery: ReportDelivery) -> SendFailure | None:

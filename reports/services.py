@@ -151,8 +151,11 @@ def _build(report: Report, day: date) -> tuple[dict, RenderedEmail | None]:
             "text": rendered.text}, rendered
 
 
-def report_deliver(*, report: Report, slot: datetime, day: date | None = None) -> ReportRun:
-    """Build (or reuse) the run for the day `slot` covers and send it once to each recipient."""
+def report_deliver(*, report: Report, slot: datetime, day: date | None = None, retry: bool = False,
+                   final_attempt: bool = True) -> ReportRun:
+    """Build (or reuse) the run for the day `slot` covers and try once to send it to each
+    recipient not sent yet (on a `retry`, to those whose last try failed for now, pending);
+    with `final_attempt` False, temporary failures stay pending for the next try."""
     day = day or report.covered_day(slot)
     run = report_run_get_or_build(report=report, day=day, slot=slot)
     if run.status == ReportRun.Status.FAILED:
@@ -160,7 +163,9 @@ def report_deliver(*, report: Report, slot: datetime, day: date | None = None) -
     recipients = report.recipient_list()
     deliveries_ensure(run=run, recipients=recipients)
     unsent = run.deliveries.filter(recipient__in=recipients).exclude(status=ReportDelivery.Status.SENT)
-    deliveries_send(run=run, deliveries=list(unsent))
+    if retry:
+        unsent = unsent.filter(status=ReportDelivery.Status.PENDING)
+    deliveries_send(run=run, deliveries=list(unsent), final_attempt=final_attempt)
     return run
 
 

@@ -9,6 +9,7 @@ import logging
 
 from celery import shared_task
 
+from reports.delivery import ATTEMPTS, backoff_seconds
 from reports.models import Report, ReportDelivery, ReportRun
 from reports.services import report_deliver
 from scheduler.worker import scheduled_for
@@ -24,7 +25,7 @@ class ReportPartial(RuntimeError):
     """Every recipient got the email, but a section failed: raised so the ledger shows the run failed."""
 
 
-@shared_task(bind=True)
+@shared_task(bind=True, max_retries=ATTEMPTS - 1)
 def report_send(self, report_id: int) -> dict:
     """Beat's entry point: the day covered comes from the slot, never from this worker's clock."""
     report = Report.objects.filter(pk=report_id).first()
@@ -34,11 +35,19 @@ def report_send(self, report_id: int) -> dict:
         reason = f"report {report_id} was deleted" if report is None else f"report {report.name!r} is disabled"
         logger.warning("report_send skipped: %s", reason)
         return {"skipped": reason}
-    run = report_deliver(report=report, slot=scheduled_for(self.request))
+    final_attempt = self.request.retries >= self.max_retries
+    run = report_deliver(report=report, slot=scheduled_for(self.request), retry=self.request.retries > 0,
+                         final_attempt=final_attempt)
+    recipients = report.recipient_list()
+    if not final_attempt and run.deliveries.filter(recipient__in=recipients,
+                                                  status=ReportDelivery.Status.PENDING).exists():
+        # Celery holds the wait, not this worker. The retry is a new delivery of the same run
+        # (the ledger puts it back to sent), and it sends only what is still unsent.
+        raise self.retry(countdown=backoff_seconds(self.request.retries + 1))
     # Fail the run in the ledger for anything short of every recipient sent and every section
     # built, so the failure is seen where every run is reviewed.
     partial = f"partial: {run.error}" if run.status == ReportRun.Status.PARTIAL else ""
-    unsent = run.deliveries.filter(recipient__in=report.recipient_list()).exclude(status=ReportDelivery.Status.SENT)
+    unsent = run.deliveries.filter(recipient__in=recipients).exclude(status=ReportDelivery.Status.SENT)
     if unsent:
         raise DeliveriesFailed("; ".join(
             [f"{delivery.recipient}: {delivery.last_error or delivery.get_status_display().lower()}"

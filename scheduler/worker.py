@@ -47,24 +47,24 @@ def scheduled_for(request) -> datetime:
     return parse_datetime(value) if value else timezone.now()
 
 
+# A copy of a run delivered while another delivery holds the run's live lease waits for it to
+# lapse this many times at most (the header counts them). A killed worker's lease lapses within
+# one wait; a live one keeps renewing, and the copy is then dropped.
+LEASE_WAITS = 2
+LEASE_WAITS_HEADER = "ledger_lease_waits"
+
+
 @dataclass(frozen=True)
 class StartDecision:
     run: bool
     reason: str = ""
+    # Set when another delivery holds a live lease on the run: when that lease lapses.
+    lease_until: datetime | None = None
 
 
 def run_start(*, run_id: int, task_id: str, worker: str) -> StartDecision:
     """Mark the run started, unless the overlap policy or an earlier delivery says not to."""
-    give_up = time.monotonic() + (RUN_LEASE.lasts + RUN_LEASE.renew_every).total_seconds()
-    while time.monotonic() < give_up:
-        decision = with_retries(lambda: _try_start(run_id=run_id, task_id=task_id, worker=worker, now=timezone.now()))
-        if decision is not None:
-            return decision
-        # Another delivery holds a live lease. If its worker was killed (and this is the
-        # redelivery), the lease lapses within RUN_LEASE.lasts; if it lives, it keeps renewing, and this
-        # copy gives up after one lease and a renewal.
-        time.sleep(2)
-    return StartDecision(False, "another delivery of this run is running it")
+    return with_retries(lambda: _try_start(run_id=run_id, task_id=task_id, worker=worker, now=timezone.now()))
 
 
 def with_retries(write, attempts: int = 4):
@@ -90,7 +90,8 @@ def _try_start(*, run_id: int, task_id: str, worker: str, now: datetime) -> Star
             # copy the stopped beat may have sent before it died.
             return StartDecision(False, "the run was sent again under another task id")
         if run.status == ScheduleRun.Status.RUNNING and run.lease_until and not RUN_LEASE.is_stale(run, now=now):
-            return None
+            return StartDecision(False, f"another delivery of this run is running it on {run.worker}",
+                                 lease_until=run.lease_until)
         if run.status in ScheduleRun.FINISHED:
             return StartDecision(False, f"the run is already {run.get_status_display().lower()}")
         if run.schedule_id is not None and policy_of(run.schedule).overlap == SchedulePolicy.Overlap.SKIP:
@@ -166,6 +167,8 @@ class RecordedTask(Task):
         # The worker process, not just the host: two processes of one worker are two holders.
         worker = holder_name(self.request.hostname)
         decision = run_start(run_id=run_id, task_id=self.request.id, worker=worker)
+        if decision.lease_until is not None:
+            self._wait_for_lease(decision)
         if not decision.run:
             logger.info("run %s of %s not started: %s", run_id, self.name, decision.reason)
             # Ignore leaves this delivery's task result alone instead of recording a success.
@@ -183,3 +186,21 @@ class RecordedTask(Task):
                 raise
         run_finish(run_id=run_id, worker=worker, succeeded=True, output=result)
         return result
+
+    def _wait_for_lease(self, decision: StartDecision) -> None:
+        """Send this copy again for when the other delivery's lease lapses, and drop this one.
+
+        The broker holds the wait, not a worker slot: with late acks and a prefetch of one a
+        sleeping process would stop its worker taking other tasks. If the other worker was killed
+        (this is the redelivery), the run is taken over then; if it lives, it keeps renewing, and
+        after LEASE_WAITS tries this copy is dropped.
+        """
+        headers = dict(self.request.headers or {})
+        waits = int(headers.get(LEASE_WAITS_HEADER) or 0)
+        if waits >= LEASE_WAITS:
+            return
+        wait = max(1.0, (decision.lease_until - timezone.now()).total_seconds() + 1)
+        headers[LEASE_WAITS_HEADER] = waits + 1
+        self.signature_from_request(self.request, headers=headers).apply_async(countdown=wait)
+        logger.info("run %s of %s: %s; trying again in %.0f s", headers[RUN_HEADER], self.name, decision.reason, wait)
+        raise Ignore()

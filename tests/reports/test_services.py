@@ -1,0 +1,36 @@
+"""A report's schedule follows the report whoever writes it: the admin, a command, the shell."""
+
+from datetime import time
+
+import pytest
+from django_celery_beat.models import PeriodicTask
+
+from reports.models import Report
+from reports.services import report_delete, report_save
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_report_saved_from_the_shell_gets_its_schedule_and_keeps_it_in_step():
+    report = report_save(report=Report(name="Weekly", recipients="ops@example.com", send_at=time(6, 15),
+                                       days_of_week="mon", timezone="Europe/Berlin"))
+    schedule = PeriodicTask.objects.get(pk=report.schedule_id)
+    assert (schedule.name, schedule.enabled) == ("Report: Weekly", True)
+    assert (schedule.crontab.hour, schedule.crontab.minute, schedule.crontab.day_of_week,
+            str(schedule.crontab.timezone)) == ("6", "15", "mon", "Europe/Berlin")
+
+    report.recipients = ""
+    report_save(report=report)
+
+    schedule.refresh_from_db()
+    assert not schedule.enabled, "a report nobody receives never runs"
+
+
+def test_deleting_a_report_through_its_service_deletes_its_schedule_and_nothing_else():
+    kept = report_save(report=Report(name="Kept", recipients="a@example.com"))
+    gone = report_save(report=Report(name="Gone", recipients="b@example.com"))
+
+    report_delete(report=gone)
+
+    assert list(PeriodicTask.objects.values_list("name", flat=True)) == ["Report: Kept"]
+    assert Report.objects.get().pk == kept.pk
