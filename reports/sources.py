@@ -146,6 +146,18 @@ def _engine_for(url: URL) -> Engine:
     return _engines[key]
 
 
+def data_source_connections_close() -> None:
+    """Close every pooled data-source connection of this process, and forget the engines.
+
+    The pools otherwise hold their connections for the life of the process; the test suite
+    calls this after each test so that the test database, which the default source reads, can
+    be dropped at the end.
+    """
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
+
+
 def query_run(*, source: str, query: str, timeout_seconds: float, row_limit: int) -> QueryResult:
     from sqlalchemy.exc import DBAPIError
 

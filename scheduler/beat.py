@@ -82,7 +82,7 @@ class DatabaseScheduler(beat.Scheduler):
             self._sync_when_changed()
             self._recover_stranded()
             finished = self._dispatch_due()
-            self._record_liveness()
+            self.record_liveness()
             if not finished:
                 return 0
             return self._seconds_to_sleep()
@@ -199,7 +199,12 @@ class DatabaseScheduler(beat.Scheduler):
         logger.info("beat: sent %d runs for %s to %s", len(chunk), chunk[0].scheduled_for.isoformat(),
                     chunk[-1].scheduled_for.isoformat())
 
-    def _record_liveness(self) -> None:
+    def record_liveness(self) -> None:
+        """Record that this beat is alive (BeatHeartbeat), at most every LIVENESS_EVERY_SECONDS.
+
+        Each tick calls it; public so that a test can show the throttle without running
+        Celery's loop around the ticks.
+        """
         if time.monotonic() - self._liveness_recorded < LIVENESS_EVERY_SECONDS:
             return
         self._liveness_recorded = time.monotonic()

@@ -34,6 +34,21 @@ def run_manage(*args: str, env: dict, timeout: float = 120) -> subprocess.Comple
     )
 
 
+# Every test in these folders carries the marker of the same name, so that `-m e2e`, `-m browser`
+# and `-m "not e2e and not browser"` select by folder. (A `pytestmark` in a conftest.py marks
+# nothing: pytest reads it from test modules only.)
+MARKED_FOLDERS = ("e2e", "browser")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        if item.path.is_relative_to(tests_dir):
+            folder = item.path.relative_to(tests_dir).parts[0]
+            if folder in MARKED_FOLDERS:
+                item.add_marker(folder)
+
+
 @pytest.fixture(autouse=True)
 def static_files_without_collectstatic(settings):
     """Admin pages render in tests from a fresh checkout, where collectstatic never ran.

@@ -10,8 +10,6 @@ import shutil
 
 import pytest
 
-pytestmark = pytest.mark.browser
-
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     # Without these Chromium keeps trying to reach Google's services on a closed network.

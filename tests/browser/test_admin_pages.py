@@ -5,12 +5,13 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.models import PeriodicTask
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from cleanup.models import CleanupRun
 from scheduler.services import heartbeat_record, schedules_seed
+from tests.builders import interval_every
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,7 +24,7 @@ def test_the_seeded_schedules_are_listed(logged_in):
 
 
 def test_a_schedule_naming_an_unknown_task_is_refused_with_the_reason_shown(logged_in):
-    IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES)
+    interval_every(timedelta(minutes=10))
     logged_in.get(f"{logged_in.base_url}/admin/django_celery_beat/periodictask/add/")
     logged_in.find_element(By.NAME, "name").send_keys("Typo schedule")
     logged_in.find_element(By.NAME, "task").send_keys("cleanup.tasks.purge_expired_sesions")

@@ -1,27 +1,20 @@
 """A schedule's page and the run ledger, as a staff member sees them in a real browser."""
 
-import uuid
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from selenium.webdriver.common.by import By
 
-from scheduler.models import ScheduleRun
+from tests.builders import crontab_task, ledger_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_schedule_page_shows_its_next_run_times_and_policy_and_the_ledger_lists_its_runs(logged_in):
-    crontab = CrontabSchedule.objects.create(minute="30", hour="6", timezone="Europe/Berlin")
-    task = PeriodicTask.objects.create(name="Morning report", task="scheduler.tasks.heartbeat", crontab=crontab)
-    ran_at = timezone.now() - timedelta(hours=1)
-    ScheduleRun.objects.create(
-        schedule=task, schedule_name=task.name, task_name=task.task, scheduled_for=ran_at, status="failed",
-        task_id=str(uuid.uuid4()), claimed_at=ran_at, started_at=ran_at, finished_at=ran_at + timedelta(seconds=4),
-        worker="celery@web-1", reason="", error="ValueError: no recipients",
-    )
+    task = crontab_task("Morning report", "30 6 * * *", zone="Europe/Berlin")
+    ledger_run(task, timezone.now() - timedelta(hours=1), status="failed", took=4, worker="celery@web-1",
+               error="ValueError: no recipients")
 
     logged_in.get(f"{logged_in.base_url}/admin/django_celery_beat/periodictask/{task.pk}/change/")
     times = [item.text for item in logged_in.find_elements(By.CSS_SELECTOR, "ol.next-runs li")]

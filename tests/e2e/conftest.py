@@ -4,8 +4,6 @@ from django.db import connection
 from tests.conftest import subprocess_env
 from tests.e2e.processes import RealProcess
 
-pytestmark = pytest.mark.e2e
-
 
 def database_url_of_this_test() -> str:
     """The URL of the database this test uses, for the processes it starts."""

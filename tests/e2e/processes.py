@@ -27,16 +27,18 @@ class RealProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_for_output(self, text: str, timeout: float) -> str:
+    def wait_for_output(self, text: str, timeout: float, *, times: int = 1) -> str:
+        """The output once it holds `text` (`times` times: a message repeated on every retry)."""
         def printed() -> str | None:
             output = self.output()
-            if text in output:
+            if output.count(text) >= times:
                 return output
             if self.process.poll() is not None:
                 raise AssertionError(f"{self.name} exited ({self.process.returncode}) before printing {text!r}")
             return None
 
-        return wait_until(printed, timeout=timeout, what=f"{self.name} to print {text!r}")
+        repeated = f" {times} times" if times > 1 else ""
+        return wait_until(printed, timeout=timeout, what=f"{self.name} to print {text!r}{repeated}")
 
     def is_running(self) -> bool:
         return self.process.poll() is None

@@ -1,16 +1,17 @@
 """Real beats against a private Redis: every slot goes out once, whatever happens to beat."""
 
 import signal
-import time
 from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
-from scheduler.models import BeatHeartbeat, SchedulePolicy, ScheduleRun
+from scheduler.models import BeatHeartbeat, ScheduleRun
+from tests.builders import interval_every, interval_task, with_policy
 from tests.e2e.processes import celery_argv, worker_argv
-from tests.e2e.waiting import wait_until
+from tests.e2e.waiting import beat_sees_paused, runs_settled, wait_until
 from wiring.embedded_redis import EmbeddedRedis
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -19,20 +20,14 @@ WORKER = worker_argv("--include", "tests.e2e.tasks", "--concurrency", "2")
 
 
 def slot_recording_schedule(name: str, notes, *, every_seconds: int) -> PeriodicTask:
-    every, _ = IntervalSchedule.objects.get_or_create(every=every_seconds, period=IntervalSchedule.SECONDS)
-    return PeriodicTask.objects.create(
-        name=name, task="tests.e2e.tasks.record_slot", interval=every, args=f'["{notes}"]'
-    )
+    return interval_task(name, timedelta(seconds=every_seconds), task="tests.e2e.tasks.record_slot",
+                         args=f'["{notes}"]')
 
 
 def executions(notes) -> Counter:
     """How often each run's task executed, by Celery task id."""
     lines = notes.read_text().splitlines() if notes.exists() else []
     return Counter(line.split()[0] for line in lines)
-
-
-def settled(runs) -> bool:
-    return not runs.filter(status__in=["claimed", "sent", "running"]).exists()
 
 
 def test_two_beats_together_send_every_slot_exactly_once(start_process, app_env, tmp_path):
@@ -43,10 +38,13 @@ def test_two_beats_together_send_every_slot_exactly_once(start_process, app_env,
              for name in ("beat-1", "beat-2")]
 
     wait_until(lambda: BeatHeartbeat.objects.count() == 2, timeout=60, what="both beats looping")
-    time.sleep(15)
-    PeriodicTask.objects.filter(id__in=[s.id for s in schedules]).update(enabled=False)
     runs = ScheduleRun.objects.filter(schedule__in=schedules)
-    wait_until(lambda: settled(runs), timeout=60, what="every run finished")
+    succeeded = runs.filter(status="succeeded")
+    # Both beats claim and send side by side until the schedules ran ten times each, on average.
+    wait_until(lambda: succeeded.count() >= 5 * 10, timeout=90,
+               what=lambda: f"50 runs to succeed ({succeeded.count()} did)")
+    PeriodicTask.objects.filter(id__in=[s.id for s in schedules]).update(enabled=False)
+    wait_until(lambda: runs_settled(runs), timeout=60, what="every run finished")
 
     outcomes = Counter(runs.values_list("status", flat=True))
     assert outcomes["succeeded"] == runs.count() >= 5 * 10, (outcomes, set(runs.exclude(
@@ -73,8 +71,7 @@ def test_a_beat_killed_between_claim_and_publish_loses_nothing_and_sends_nothing
     env = {**app_env, "REDIS_URL": redis.url}
     notes = tmp_path / "slots.txt"
     schedule = slot_recording_schedule("every 2 s", notes, every_seconds=2)
-    SchedulePolicy.objects.create(task=schedule, starting_deadline_seconds=600, missed_runs="each",
-                                  catch_up_limit=100)
+    with_policy(schedule, starting_deadline_seconds=600, missed_runs="each", catch_up_limit=100)
     runs = ScheduleRun.objects.filter(schedule=schedule)
     try:
         start_process("worker", WORKER, **env)
@@ -93,7 +90,7 @@ def test_a_beat_killed_between_claim_and_publish_loses_nothing_and_sends_nothing
         wait_until(lambda: runs.get(id=stranded.id).status == "succeeded", timeout=90,
                    what=lambda: f"the stranded run to succeed (it is {runs.get(id=stranded.id).status})")
         PeriodicTask.objects.filter(id=schedule.id).update(enabled=False)
-        wait_until(lambda: settled(runs), timeout=60, what="every run finished")
+        wait_until(lambda: runs_settled(runs), timeout=60, what="every run finished")
     finally:
         redis.stop()
 
@@ -121,16 +118,20 @@ def test_an_edit_by_queryset_update_takes_effect_within_five_seconds(start_proce
     # No signal fires for QuerySet.update; the database trigger still tells beat.
     PeriodicTask.objects.filter(id=schedule.id).update(enabled=False)
     sent = runs.exclude(status="claimed")
-    time.sleep(5)
+    wait_until(lambda: beat_sees_paused(schedule), timeout=5, what="beat to see the pause")
     paused_at = sent.count()
-    time.sleep(4)
+    # The runs beat had claimed ahead come due over the next seconds, each withdrawn when it does.
+    wait_until(lambda: not runs.filter(status="claimed").exists(), timeout=60,
+               what="the runs claimed ahead to be withdrawn")
     assert sent.count() == paused_at
     # What beat had claimed ahead for the paused schedule was withdrawn, not sent.
     assert not runs.filter(status="claimed").exists()
 
-    slower, _ = IntervalSchedule.objects.get_or_create(every=3, period=IntervalSchedule.SECONDS)
+    slower = interval_every(timedelta(seconds=3))
+    re_enabled_at = timezone.now()
     PeriodicTask.objects.filter(id=schedule.id).update(enabled=True, interval=slower)
     wait_until(lambda: sent.count() > paused_at, timeout=5, what="runs again within 5 s of re-enabling")
-    time.sleep(7)
+    wait_until(lambda: runs.filter(scheduled_for__gt=re_enabled_at).count() >= 2, timeout=60,
+               what="two slots at the new interval")
     newest = list(runs.order_by("-scheduled_for").values_list("scheduled_for", flat=True)[:3])
     assert newest[0] - newest[1] == timedelta(seconds=3)

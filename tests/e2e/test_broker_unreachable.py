@@ -1,10 +1,10 @@
 """With Redis unreachable, worker and beat say which URL (password masked) and keep retrying."""
 
-import time
+from datetime import timedelta
 
 import pytest
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from tests.builders import interval_task
 from tests.e2e.processes import celery_argv, worker_argv
 from wiring.embedded_redis import free_port
 
@@ -15,15 +15,14 @@ def test_worker_and_beat_name_the_unreachable_broker_and_keep_retrying(start_pro
     port = free_port()
     env = {**app_env, "REDIS_URL": f"redis://:s3cret-pw@127.0.0.1:{port}/0"}
     masked = f"redis://:**@127.0.0.1:{port}/0"
-    every_second, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
     # Something due, so that beat has to reach the broker.
-    PeriodicTask.objects.create(name="due now", task="scheduler.tasks.heartbeat", interval=every_second)
+    interval_task("due now", timedelta(seconds=1))
 
     worker = start_process("worker", worker_argv(), **env)
     beat = start_process("beat", celery_argv("beat"), **env)
 
-    worker.wait_for_output(f"Cannot connect to {masked}", timeout=60)
-    beat.wait_for_output(f"beat: cannot reach the broker at {masked}", timeout=60)
-    time.sleep(5)
+    # Each says so again on its next try: it kept retrying instead of giving up.
+    worker.wait_for_output(f"Cannot connect to {masked}", timeout=60, times=2)
+    beat.wait_for_output(f"beat: cannot reach the broker at {masked}", timeout=60, times=2)
     assert worker.is_running() and beat.is_running()
     assert "s3cret-pw" not in worker.output() + beat.output()

@@ -5,8 +5,6 @@ import signal
 import socket
 import sys
 
-import pytest
-
 from tests.e2e.admin_http import AdminSession
 from tests.e2e.waiting import wait_until
 from wiring.embedded_redis import free_port
@@ -32,7 +30,6 @@ def wait_for_page(admin: AdminSession, path: str, text: str, timeout: float) -> 
     return wait_until(page_showing_text, timeout=timeout, what=f"{path} to show {text!r}", every=2)
 
 
-@pytest.mark.e2e
 def test_the_run_command_serves_the_admin_runs_heartbeats_and_a_second_run_keeps_everything(
     start_process, tmp_path
 ):

@@ -11,12 +11,12 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from django_celery_beat.models import ClockedSchedule
 from django_celery_results.models import TaskResult
 
 from reports.models import Report, ReportRun, ReportSection
 from reports.services import report_schedule_sync
 from scheduler.models import BeatHeartbeat, ScheduleRun
+from tests.builders import clocked_at
 from tests.e2e.processes import celery_argv, worker_argv
 from tests.e2e.waiting import wait_until
 from tests.reports.conftest import SmtpServer, free_port
@@ -55,7 +55,7 @@ def due_once_in(report: Report, seconds: int) -> None:
     """Point the report's schedule at one clocked time, as an admin could on the schedule's page."""
     schedule = report.schedule
     schedule.crontab = None
-    schedule.clocked = ClockedSchedule.objects.create(clocked_time=timezone.now() + timedelta(seconds=seconds))
+    schedule.clocked = clocked_at(timezone.now() + timedelta(seconds=seconds))
     schedule.one_off = True
     schedule.save()
 

@@ -1,14 +1,14 @@
 """A schedule made through the ORM runs on a real worker via a real beat, and stops when disabled."""
 
-import time
+from datetime import timedelta
 
 import pytest
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
-from scheduler.models import BeatHeartbeat
+from scheduler.models import BeatHeartbeat, ScheduleRun
+from tests.builders import interval_task
 from tests.e2e.processes import celery_argv, worker_argv
-from tests.e2e.waiting import wait_until
+from tests.e2e.waiting import beat_sees_paused, runs_settled, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -16,10 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_a_schedule_created_through_the_orm_runs_and_stops_when_disabled(start_process, app_env):
     start_process("worker", worker_argv(), **app_env)
     start_process("beat", celery_argv("beat"), **app_env)
-    every_two_seconds, _ = IntervalSchedule.objects.get_or_create(every=2, period=IntervalSchedule.SECONDS)
-    schedule = PeriodicTask.objects.create(
-        name="e2e heartbeat", task="scheduler.tasks.heartbeat", interval=every_two_seconds
-    )
+    schedule = interval_task("e2e heartbeat", timedelta(seconds=2))
 
     result = wait_until(
         lambda: TaskResult.objects.filter(periodic_task_name="e2e heartbeat", status="SUCCESS").first(),
@@ -32,8 +29,14 @@ def test_a_schedule_created_through_the_orm_runs_and_stops_when_disabled(start_p
 
     schedule.enabled = False
     schedule.save()
-    # Beat notices the change within its 5 s loop; a run already sent may still finish.
-    time.sleep(8)
+    runs = ScheduleRun.objects.filter(schedule=schedule)
+    results = TaskResult.objects.filter(periodic_task_name="e2e heartbeat")
+    wait_until(lambda: beat_sees_paused(schedule), timeout=30, what="beat to see the schedule paused")
+    # A run already sent may still finish, and its result is recorded.
+    wait_until(lambda: not runs.filter(status__in=["sent", "running"]).exists()
+               and results.count() == runs.filter(status__in=["succeeded", "failed"]).count(),
+               timeout=60, what="the runs sent before the pause to finish with their results")
     runs_after_disabling = TaskResult.objects.filter(periodic_task_name="e2e heartbeat").count()
-    time.sleep(8)
+    # The runs beat had claimed ahead come due over the next seconds, and are withdrawn, not sent.
+    wait_until(lambda: runs_settled(runs), timeout=60, what="the runs claimed ahead to be withdrawn")
     assert TaskResult.objects.filter(periodic_task_name="e2e heartbeat").count() == runs_after_disabling

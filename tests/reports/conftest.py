@@ -89,8 +89,7 @@ def quick_backoff(monkeypatch):
 def data_source_connections_closed():
     """Pooled data-source connections end with the test, so the test database can be dropped."""
     yield
-    for engine in sources._engines.values():
-        engine.dispose()
+    sources.data_source_connections_close()
 
 
 COUNTS_BY_DAY = "SELECT 'mon' AS day, 3 AS visits UNION ALL SELECT 'tue', 5 UNION ALL SELECT 'wed', 4"

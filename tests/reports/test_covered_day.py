@@ -1,6 +1,5 @@
 """The day a report covers comes from its slot in the report's timezone, not the worker's clock."""
 
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,18 +10,13 @@ from reports.models import ReportRun
 from reports.sections import CoveredDay, operations_summary_tables
 from reports.tasks import report_send
 from scheduler.messages import SCHEDULED_FOR_HEADER
-from scheduler.models import ScheduleRun
 from scheduler.timing import first_slot_after
+from tests.builders import ledger_run
 from tests.reports.conftest import report_with
 
 pytestmark = pytest.mark.django_db
 
 BERLIN, NEW_YORK, AUCKLAND = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York"), ZoneInfo("Pacific/Auckland")
-
-
-def ledger_run(name: str, due: datetime, status: str = "succeeded", **fields) -> ScheduleRun:
-    return ScheduleRun.objects.create(schedule_name=name, task_name="t", scheduled_for=due, status=status,
-                                      task_id=str(uuid.uuid4()), claimed_at=due, **fields)
 
 
 def runs_counted(report, day: date) -> dict:
@@ -34,8 +28,9 @@ def test_a_report_due_at_seven_that_runs_at_half_past_midnight_the_next_day_cove
         smtp_server, monkeypatch):
     report = report_with(timezone="Europe/Berlin", summary=True, recipients="ana@example.com")
     due = datetime(2026, 3, 2, 7, 0, tzinfo=BERLIN)
-    ledger_run("Nightly import", datetime(2026, 3, 2, 2, 0, tzinfo=BERLIN))
-    ledger_run("Nightly import", datetime(2026, 3, 3, 0, 15, tzinfo=BERLIN))  # the next day's: not counted
+    ledger_run(schedule_name="Nightly import", scheduled_for=datetime(2026, 3, 2, 2, 0, tzinfo=BERLIN))
+    # The next day's: not counted.
+    ledger_run(schedule_name="Nightly import", scheduled_for=datetime(2026, 3, 3, 0, 15, tzinfo=BERLIN))
     # The worker's clock says 00:30 the next day: beat or the workers were down all day.
     monkeypatch.setattr(timezone, "now", lambda: datetime(2026, 3, 3, 0, 30, tzinfo=BERLIN).astimezone(UTC))
 
@@ -66,10 +61,11 @@ def test_on_the_spring_forward_day_the_report_is_due_at_seven_local_and_covers_2
     start, end = report.day_bounds(date(2026, 3, 8))
     assert end - start == timedelta(hours=23)
 
-    ledger_run("Hourly", datetime(2026, 3, 8, 0, 30, tzinfo=NEW_YORK))
-    ledger_run("Hourly", datetime(2026, 3, 8, 3, 30, tzinfo=NEW_YORK))  # 02:30 does not exist that day
-    ledger_run("Hourly", datetime(2026, 3, 8, 23, 30, tzinfo=NEW_YORK))
-    ledger_run("Hourly", datetime(2026, 3, 9, 0, 30, tzinfo=NEW_YORK))
+    ledger_run(schedule_name="Hourly", scheduled_for=datetime(2026, 3, 8, 0, 30, tzinfo=NEW_YORK))
+    # 02:30 does not exist that day.
+    ledger_run(schedule_name="Hourly", scheduled_for=datetime(2026, 3, 8, 3, 30, tzinfo=NEW_YORK))
+    ledger_run(schedule_name="Hourly", scheduled_for=datetime(2026, 3, 8, 23, 30, tzinfo=NEW_YORK))
+    ledger_run(schedule_name="Hourly", scheduled_for=datetime(2026, 3, 9, 0, 30, tzinfo=NEW_YORK))
     assert runs_counted(report, date(2026, 3, 8)) == {"Hourly": 3}
 
 
@@ -79,8 +75,9 @@ def test_on_the_fall_back_day_the_covered_day_is_25_hours_and_both_one_thirties_
     assert end - start == timedelta(hours=25)
     first_half_past_one = datetime(2026, 11, 1, 5, 30, tzinfo=UTC)   # 01:30 EDT
     second_half_past_one = datetime(2026, 11, 1, 6, 30, tzinfo=UTC)  # 01:30 EST
-    ledger_run("Hourly", first_half_past_one)
-    ledger_run("Hourly", second_half_past_one)
-    ledger_run("Hourly", datetime(2026, 11, 2, 4, 30, tzinfo=UTC))   # 23:30 EST, same day
+    ledger_run(schedule_name="Hourly", scheduled_for=first_half_past_one)
+    ledger_run(schedule_name="Hourly", scheduled_for=second_half_past_one)
+    # 23:30 EST, same day.
+    ledger_run(schedule_name="Hourly", scheduled_for=datetime(2026, 11, 2, 4, 30, tzinfo=UTC))
     assert runs_counted(report, date(2026, 11, 1)) == {"Hourly": 3}
     assert report.covered_day(first_slot_after(report.schedule, start)) == date(2026, 11, 1)

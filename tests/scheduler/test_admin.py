@@ -1,11 +1,15 @@
+from datetime import timedelta
+
 import pytest
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.models import PeriodicTask
+
+from tests.builders import interval_every
 
 pytestmark = pytest.mark.django_db
 
 
 def schedule_form(**fields) -> dict:
-    interval, _ = IntervalSchedule.objects.get_or_create(every=5, period="minutes")
+    interval = interval_every(timedelta(minutes=5))
     return {
         "name": "Nightly thing", "regtask": "", "task": "", "enabled": "on", "interval": interval.pk,
         "args": "[]", "kwargs": "{}", "priority": "", "queue": "", "exchange": "", "routing_key": "",

@@ -3,25 +3,20 @@
 import json
 import re
 import socket
+from datetime import timedelta
 
-import kombu.pools
 import pytest
 import redis
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.models import PeriodicTask
 
-from scheduler.celery import app as celery_app
 from scheduler.models import ScheduleRun
+from tests.builders import HEARTBEAT, interval_task
+from wiring.celery import app as celery_app
+from wiring.celery import broker_connections_forget
 
 pytestmark = pytest.mark.django_db
 
 LIST_URL = "/admin/django_celery_beat/periodictask/"
-
-
-def forget_broker_connections() -> None:
-    # The app builds its connection and producer pools from the broker URL on first use and
-    # keeps them; a test that moves the broker drops them so the next publish uses the new URL.
-    kombu.pools.reset()
-    celery_app._pool = celery_app.amqp._producer_pool = None
 
 
 @pytest.fixture
@@ -31,7 +26,7 @@ def broker_at():
 
     def point(url: str) -> None:
         celery_app.conf.broker_url = url
-        forget_broker_connections()
+        broker_connections_forget()
 
     yield point
     point(original)
@@ -48,9 +43,8 @@ def queue(redis_url, broker_at):
     client.close()
 
 
-def schedule(name: str, task: str = "scheduler.tasks.heartbeat") -> PeriodicTask:
-    interval, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.DAYS)
-    return PeriodicTask.objects.create(name=name, task=task, interval=interval, kwargs='{"source": "admin"}')
+def schedule(name: str, task: str = HEARTBEAT) -> PeriodicTask:
+    return interval_task(name, timedelta(days=1), task=task, kwargs='{"source": "admin"}')
 
 
 def run_now(client, *tasks: PeriodicTask):

@@ -1,34 +1,22 @@
 """The run ledger in the admin: what a person reviews, and a list that never counts every run."""
 
 import re
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
 from scheduler.models import ScheduleRun
 from shared.admin_pages import CappedCountPaginator
+from tests.builders import interval_task, ledger_run, ledger_runs
 
 pytestmark = pytest.mark.django_db
 
 LEDGER_URL = "/admin/scheduler/schedulerun/"
 NOON = datetime(2031, 3, 4, 12, 0, tzinfo=UTC)
-
-
-def schedule(name: str) -> PeriodicTask:
-    interval, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.HOURS)
-    return PeriodicTask.objects.create(name=name, task="scheduler.tasks.heartbeat", interval=interval)
-
-
-def ledger_run(task: PeriodicTask, scheduled_for: datetime = NOON, **fields) -> ScheduleRun:
-    return ScheduleRun.objects.create(**{
-        "schedule": task, "schedule_name": task.name, "task_name": task.task, "scheduled_for": scheduled_for,
-        "task_id": str(uuid.uuid4()), "claimed_at": scheduled_for, **fields,
-    })
+HOURLY = timedelta(hours=1)
 
 
 def rows(page: str) -> list[str]:
@@ -37,8 +25,8 @@ def rows(page: str) -> list[str]:
 
 
 def test_the_ledger_lists_each_runs_slot_outcome_start_duration_and_worker(staff_client):
-    report = schedule("Morning report")
-    ledger_run(report, status="succeeded", kind="catch_up", started_at=NOON + timedelta(seconds=2),
+    report = interval_task("Morning report", HOURLY)
+    ledger_run(report, NOON, status="succeeded", kind="catch_up", started_at=NOON + timedelta(seconds=2),
                finished_at=NOON + timedelta(seconds=3.5), worker="celery@web-1")
     ledger_run(report, NOON + timedelta(hours=1), status="missed",
                reason="Not sent within the starting deadline of 60 s (beat reached it 3600 s late: beat was stopped).")
@@ -50,8 +38,8 @@ def test_the_ledger_lists_each_runs_slot_outcome_start_duration_and_worker(staff
 
 
 def test_the_ledger_links_a_run_to_its_task_result_when_there_is_one(staff_client):
-    report = schedule("Morning report")
-    with_result = ledger_run(report, status="succeeded")
+    report = interval_task("Morning report", HOURLY)
+    with_result = ledger_run(report, NOON, status="succeeded")
     ledger_run(report, NOON - timedelta(hours=1), status="sent")
     result = TaskResult.objects.create(task_id=with_result.task_id, status="SUCCESS")
 
@@ -62,11 +50,11 @@ def test_the_ledger_links_a_run_to_its_task_result_when_there_is_one(staff_clien
 
 
 def test_the_ledger_filters_by_schedule_status_and_kind(staff_client):
-    report, heartbeat = schedule("Morning report"), schedule("Heartbeat")
-    schedule("Not run yet")
-    ledger_run(report, status="failed", worker="celery@one")
+    report, heartbeat = interval_task("Morning report", HOURLY), interval_task("Heartbeat", HOURLY)
+    interval_task("Not run yet", HOURLY)
+    ledger_run(report, NOON, status="failed", worker="celery@one")
     ledger_run(report, NOON - timedelta(hours=1), status="succeeded", worker="celery@two")
-    ledger_run(heartbeat, status="failed", worker="celery@three")
+    ledger_run(heartbeat, NOON, status="failed", worker="celery@three")
 
     page = staff_client.get(LEDGER_URL).content.decode()
     filters = page.split('id="changelist-filter"')[1]
@@ -81,12 +69,8 @@ def test_the_ledger_filters_by_schedule_status_and_kind(staff_client):
 def test_the_ledger_page_runs_few_queries_and_never_counts_every_run(staff_client, django_assert_max_num_queries,
                                                                      monkeypatch):
     monkeypatch.setattr(CappedCountPaginator, "CAP", 150)
-    report = schedule("Morning report")
-    ScheduleRun.objects.bulk_create(
-        ScheduleRun(schedule=report, schedule_name=report.name, task_name=report.task, status="succeeded",
-                    scheduled_for=NOON - timedelta(minutes=minute), task_id=str(uuid.uuid4()), claimed_at=NOON)
-        for minute in range(400)
-    )
+    report = interval_task("Morning report", HOURLY)
+    ledger_runs(report, (NOON - timedelta(minutes=minute) for minute in range(400)), claimed_at=NOON)
 
     with django_assert_max_num_queries(8), CaptureQueriesContext(connection) as queries:
         page = staff_client.get(LEDGER_URL, {"schedule": report.pk, "status": "succeeded"}).content.decode()
@@ -98,16 +82,16 @@ def test_the_ledger_page_runs_few_queries_and_never_counts_every_run(staff_clien
 
 
 def test_a_ledger_of_a_few_runs_says_how_many(staff_client):
-    ledger_run(schedule("Morning report"))
+    ledger_run(interval_task("Morning report", HOURLY), NOON)
 
     assert "1 schedule run\n" in staff_client.get(LEDGER_URL).content.decode()
 
 
 def test_the_run_page_shows_every_field_the_traceback_and_the_output(staff_client):
     run = ledger_run(
-        schedule("Morning report"), status="failed", started_at=NOON, finished_at=NOON + timedelta(seconds=125),
-        worker="celery@web-1", claimed_by="beat-host:42", error='Traceback (most recent call last):\n  File "x.py"\n'
-        "ValueError: <bad> input", output={"sent": 3, "to": ["a@example.com"]},
+        interval_task("Morning report", HOURLY), NOON, status="failed", took=125, worker="celery@web-1",
+        claimed_by="beat-host:42", error='Traceback (most recent call last):\n  File "x.py"\nValueError: <bad> input',
+        output={"sent": 3, "to": ["a@example.com"]},
     )
 
     page = staff_client.get(f"{LEDGER_URL}{run.pk}/change/").content.decode()
@@ -119,7 +103,7 @@ def test_the_run_page_shows_every_field_the_traceback_and_the_output(staff_clien
 
 
 def test_a_run_cannot_be_edited_or_added_by_hand(staff_client):
-    run = ledger_run(schedule("Morning report"), status="succeeded")
+    run = ledger_run(interval_task("Morning report", HOURLY), NOON, status="succeeded")
 
     assert staff_client.post(f"{LEDGER_URL}{run.pk}/change/", {"status": "failed"}).status_code == 403
     assert staff_client.get(f"{LEDGER_URL}add/").status_code == 403

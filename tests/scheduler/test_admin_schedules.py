@@ -2,7 +2,6 @@
 the next five run times, the cron in words and the missed-run policy inline."""
 
 import re
-import uuid
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -10,29 +9,22 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+from django_celery_beat.models import PeriodicTask
 
 from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
 from scheduler.sync import schedules_sync
+from tests.builders import crontab_task, interval_task, ledger_run, with_policy
 
 pytestmark = pytest.mark.django_db
 
 LIST_URL = "/admin/django_celery_beat/periodictask/"
 NEW_YORK = ZoneInfo("America/New_York")
+FOUR_AM = "0 4 * * *"
+TEN_MINUTES = timedelta(minutes=10)
 
 
 def change_url(task: PeriodicTask) -> str:
     return f"{LIST_URL}{task.pk}/change/"
-
-
-def crontab_task(name: str = "Morning report", *, hour: str = "4", zone: str = "America/New_York", **fields):
-    crontab = CrontabSchedule.objects.create(minute="0", hour=hour, timezone=zone, **fields)
-    return PeriodicTask.objects.create(name=name, task="scheduler.tasks.heartbeat", crontab=crontab)
-
-
-def interval_task(name: str, *, minutes: int = 10, **fields) -> PeriodicTask:
-    interval, _ = IntervalSchedule.objects.get_or_create(every=minutes, period=IntervalSchedule.MINUTES)
-    return PeriodicTask.objects.create(name=name, task="scheduler.tasks.heartbeat", interval=interval, **fields)
 
 
 def state(task: PeriodicTask, *, next_due_at=None, problem: str = "") -> ScheduleState:
@@ -40,17 +32,6 @@ def state(task: PeriodicTask, *, next_due_at=None, problem: str = "") -> Schedul
     schedules_sync(now=timezone.now())
     ScheduleState.objects.filter(task=task).update(next_due_at=next_due_at, problem=problem)
     return ScheduleState.objects.get(task=task)
-
-
-def run(task: PeriodicTask, scheduled_for: datetime, *, status=ScheduleRun.Status.SUCCEEDED, took: float | None = None,
-        **fields) -> ScheduleRun:
-    timing = {}
-    if took is not None:
-        timing = {"started_at": scheduled_for, "finished_at": scheduled_for + timedelta(seconds=took)}
-    return ScheduleRun.objects.create(
-        schedule=task, schedule_name=task.name, task_name=task.task, scheduled_for=scheduled_for, status=status,
-        task_id=str(uuid.uuid4()), claimed_at=scheduled_for, **timing, **fields,
-    )
 
 
 def row_of(page: str, name: str) -> str:
@@ -74,9 +55,9 @@ def next_local_times(zone: ZoneInfo, at: time, count: int) -> list[datetime]:
 
 def test_the_list_shows_the_next_due_time_in_the_schedules_own_timezone(staff_client, settings):
     settings.TIME_ZONE = "UTC"
-    crontab_task("Morning report")
+    crontab_task("Morning report", FOUR_AM, zone=NEW_YORK.key)
     state(PeriodicTask.objects.get(name="Morning report"), next_due_at=datetime(2031, 1, 7, 9, 0, tzinfo=UTC))
-    state(interval_task("Heartbeat"), next_due_at=datetime(2031, 1, 7, 9, 5, tzinfo=UTC))
+    state(interval_task("Heartbeat", TEN_MINUTES), next_due_at=datetime(2031, 1, 7, 9, 5, tzinfo=UTC))
 
     page = staff_client.get(LIST_URL).content.decode()
 
@@ -87,8 +68,8 @@ def test_the_list_shows_the_next_due_time_in_the_schedules_own_timezone(staff_cl
 
 
 def test_the_list_says_paused_and_why_a_schedule_has_no_next_run(staff_client):
-    state(interval_task("Switched off", enabled=False))
-    state(crontab_task("Broken", day_of_month="31", month_of_year="2"),
+    state(interval_task("Switched off", TEN_MINUTES, enabled=False))
+    state(crontab_task("Broken", "0 4 31 2 *", zone=NEW_YORK.key),
           problem="Cannot be scheduled: crontab 'At 04:00 AM, on day 31 of the month, only in February': Bad day")
 
     page = staff_client.get(LIST_URL).content.decode()
@@ -98,10 +79,10 @@ def test_the_list_says_paused_and_why_a_schedule_has_no_next_run(staff_client):
 
 
 def test_the_list_shows_the_last_runs_outcome_and_duration(staff_client):
-    report = crontab_task("Morning report")
-    run(report, datetime(2031, 1, 5, 9, tzinfo=UTC), took=3)
-    run(report, datetime(2031, 1, 6, 9, tzinfo=UTC), status=ScheduleRun.Status.FAILED, took=2.5)
-    interval_task("Never ran")
+    report = crontab_task("Morning report", FOUR_AM, zone=NEW_YORK.key)
+    ledger_run(report, datetime(2031, 1, 5, 9, tzinfo=UTC), took=3)
+    ledger_run(report, datetime(2031, 1, 6, 9, tzinfo=UTC), status=ScheduleRun.Status.FAILED, took=2.5)
+    interval_task("Never ran", TEN_MINUTES)
 
     page = staff_client.get(LIST_URL).content.decode()
 
@@ -117,20 +98,20 @@ def test_the_list_runs_as_many_queries_for_twenty_schedules_as_for_two(staff_cli
         return len(queries)
 
     for number in range(2):
-        task = crontab_task(f"Report {number}")
+        task = crontab_task(f"Report {number}", FOUR_AM, zone=NEW_YORK.key)
         state(task, next_due_at=timezone.now())
-        run(task, timezone.now(), took=1)
+        ledger_run(task, timezone.now(), took=1)
     with_two = list_queries()
     for number in range(2, 20):
-        task = interval_task(f"Interval {number}", minutes=number)
+        task = interval_task(f"Interval {number}", timedelta(minutes=number))
         state(task, next_due_at=timezone.now())
-        run(task, timezone.now(), took=1)
+        ledger_run(task, timezone.now(), took=1)
 
     assert list_queries() == with_two
 
 
 def test_the_change_page_shows_the_cron_in_words_and_the_next_five_run_times_in_its_timezone(staff_client):
-    task = crontab_task("Morning report", hour="4", zone="America/New_York")
+    task = crontab_task("Morning report", FOUR_AM, zone=NEW_YORK.key)
 
     page = staff_client.get(change_url(task)).content.decode()
 
@@ -141,7 +122,7 @@ def test_the_change_page_shows_the_cron_in_words_and_the_next_five_run_times_in_
 
 
 def test_an_interval_schedule_shows_the_due_time_beat_keeps_then_every_interval_after(staff_client):
-    task = interval_task("Every ten minutes", minutes=10)
+    task = interval_task("Every ten minutes", TEN_MINUTES)
     due = (timezone.now() + timedelta(minutes=3)).replace(microsecond=0, second=0)
     state(task, next_due_at=due)
 
@@ -152,7 +133,7 @@ def test_an_interval_schedule_shows_the_due_time_beat_keeps_then_every_interval_
 
 
 def test_the_change_page_explains_a_schedule_that_can_never_run(staff_client):
-    task = crontab_task("February 31st", day_of_month="31", month_of_year="2")
+    task = crontab_task("February 31st", "0 4 31 2 *", zone=NEW_YORK.key)
 
     page = staff_client.get(change_url(task)).content.decode()
 
@@ -160,7 +141,7 @@ def test_the_change_page_explains_a_schedule_that_can_never_run(staff_client):
 
 
 def test_the_change_page_says_a_paused_schedule_runs_at_these_times_once_enabled(staff_client):
-    task = crontab_task("Morning report")
+    task = crontab_task("Morning report", FOUR_AM, zone=NEW_YORK.key)
     PeriodicTask.objects.filter(pk=task.pk).update(enabled=False)
 
     page = staff_client.get(change_url(task)).content.decode()
@@ -170,10 +151,10 @@ def test_the_change_page_says_a_paused_schedule_runs_at_these_times_once_enabled
 
 
 def test_the_change_page_shows_the_last_run_and_links_to_this_schedules_runs(staff_client):
-    task = crontab_task("Morning report")
-    run(task, datetime(2031, 1, 6, 9, tzinfo=UTC), took=4)
-    other = interval_task("Heartbeat")
-    run(other, datetime(2031, 1, 6, 9, tzinfo=UTC), took=1, worker="celery@elsewhere")
+    task = crontab_task("Morning report", FOUR_AM, zone=NEW_YORK.key)
+    ledger_run(task, datetime(2031, 1, 6, 9, tzinfo=UTC), took=4)
+    other = interval_task("Heartbeat", TEN_MINUTES)
+    ledger_run(other, datetime(2031, 1, 6, 9, tzinfo=UTC), took=1, worker="celery@elsewhere")
 
     page = staff_client.get(change_url(task)).content.decode()
     assert "Last run, for 2031-01-06 04:00 EST:" in page and "Succeeded" in page
@@ -198,7 +179,7 @@ def schedule_change_form(task: PeriodicTask, **policy) -> dict:
 
 
 def test_the_change_page_shows_the_policy_with_its_defaults_and_help(staff_client):
-    task = crontab_task("Morning report")
+    task = crontab_task("Morning report", FOUR_AM, zone=NEW_YORK.key)
 
     page = staff_client.get(change_url(task)).content.decode()
 
@@ -209,7 +190,7 @@ def test_the_change_page_shows_the_policy_with_its_defaults_and_help(staff_clien
 
 
 def test_the_policy_inline_saves_the_schedules_policy(staff_client):
-    task = crontab_task("Morning report")
+    task = crontab_task("Morning report", FOUR_AM, zone=NEW_YORK.key)
 
     response = staff_client.post(change_url(task), schedule_change_form(
         task, missed_runs="each", catch_up_limit="7", starting_deadline_seconds="300", overlap="skip"))
@@ -221,7 +202,7 @@ def test_the_policy_inline_saves_the_schedules_policy(staff_client):
 
 
 def test_saving_a_schedule_without_touching_the_policy_keeps_the_defaults_without_a_row(staff_client):
-    task = crontab_task("Morning report")
+    task = crontab_task("Morning report", FOUR_AM, zone=NEW_YORK.key)
 
     assert staff_client.post(change_url(task), schedule_change_form(task)).status_code == 302
     assert not SchedulePolicy.objects.filter(task=task).exists()
@@ -234,8 +215,8 @@ def test_saving_a_schedule_without_touching_the_policy_keeps_the_defaults_withou
     ("starting_deadline_seconds", "0", "Starting deadline: at least 5 seconds."),
 ])
 def test_the_policy_inline_refuses_a_bad_value_naming_the_field(staff_client, field, value, message):
-    task = crontab_task("Morning report")
-    SchedulePolicy.objects.create(task=task, catch_up_limit=2)
+    task = crontab_task("Morning report", FOUR_AM, zone=NEW_YORK.key)
+    with_policy(task, catch_up_limit=2)
     form = schedule_change_form(task, **{field: value}, missed_runs="each")
     form["scheduler_policy-INITIAL_FORMS"] = "1"
 
@@ -249,7 +230,7 @@ def test_the_policy_inline_refuses_a_bad_value_naming_the_field(staff_client, fi
 
 
 def test_the_change_page_says_an_expired_schedule_has_no_further_runs(staff_client):
-    task = crontab_task("Morning report", zone="UTC")
+    task = crontab_task("Morning report", FOUR_AM)
     PeriodicTask.objects.filter(pk=task.pk).update(expires=datetime(2025, 1, 1, tzinfo=UTC))
 
     page = staff_client.get(change_url(task)).content.decode()
@@ -258,7 +239,7 @@ def test_the_change_page_says_an_expired_schedule_has_no_further_runs(staff_clie
 
 
 def test_the_form_refuses_arguments_beat_could_not_send(staff_client):
-    task = interval_task("Nightly export", minutes=10)
+    task = interval_task("Nightly export", TEN_MINUTES)
     page = staff_client.get(change_url(task))
     form = page.context["adminform"].form
     data = {name: value for name, value in form.initial.items() if value is not None and not hasattr(value, "pk")}

@@ -37,8 +37,8 @@ def test_the_admin_warns_when_beat_stopped(staff_client):
 @pytest.mark.django_db(transaction=True)  # django-celery-beat's scheduler closes connections
 def test_the_scheduler_records_its_loops_at_most_every_15_seconds():
     scheduler = DatabaseScheduler(app=app)
-    scheduler._record_liveness()
+    scheduler.record_liveness()
     first = BeatHeartbeat.objects.get()
     assert first.node.startswith(f"{socket.gethostname()}:{os.getpid()}:")
-    scheduler._record_liveness()
+    scheduler.record_liveness()
     assert BeatHeartbeat.objects.get().last_beat_at == first.last_beat_at

@@ -10,7 +10,7 @@ from scheduler.claim import claimed_ahead_release, claimed_ahead_still_valid, du
 from scheduler.models import ScheduleRun, ScheduleState
 from scheduler.recover import lost_runs_close, stranded_runs_recover
 from scheduler.sync import schedule_changes_version, schedules_sync
-from tests.scheduler.schedules import clocked_task, crontab_task, interval_task, with_policy
+from tests.builders import clocked_task, crontab_task, interval_task, with_policy
 
 pytestmark = pytest.mark.django_db
 

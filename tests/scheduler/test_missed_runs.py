@@ -6,7 +6,7 @@ import pytest
 
 from scheduler.models import SchedulePolicy, ScheduleRun
 from scheduler.policy import MAX_RECORDED_MISSED, plan_slots, policy_of
-from tests.scheduler.schedules import interval_task, with_policy
+from tests.builders import interval_task, with_policy
 
 pytestmark = pytest.mark.django_db
 

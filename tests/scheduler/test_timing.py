@@ -4,10 +4,10 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from django_celery_beat.models import PeriodicTask, SolarSchedule
+from django_celery_beat.models import SolarSchedule
 
 from scheduler.timing import UnschedulableError, first_slot_after, first_slot_from
-from tests.scheduler.schedules import clocked_task, crontab_task, interval_task
+from tests.builders import clocked_task, crontab_task, interval_task, periodic_task
 
 pytestmark = pytest.mark.django_db
 
@@ -87,7 +87,7 @@ def test_a_crontab_cron_cannot_evaluate_is_refused_with_the_reason():
 
 def test_a_solar_schedule_fires_at_each_sunrise():
     solar = SolarSchedule.objects.create(event="sunrise", latitude=52.52, longitude=13.40)
-    task = PeriodicTask.objects.create(name="sunrise in Berlin", task="scheduler.tasks.heartbeat", solar=solar)
+    task = periodic_task("sunrise in Berlin", solar=solar)
     first = first_slot_after(task, datetime(2026, 6, 1, tzinfo=UTC))
     second = first_slot_after(task, first)
     # Berlin's June sunrise is a little before 03:00 UTC, about a day apart.

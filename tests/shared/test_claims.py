@@ -13,6 +13,7 @@ from scheduler.claim import BEAT_CLAIM
 from scheduler.models import ScheduleRun
 from scheduler.worker import RUN_LEASE
 from shared.claims import Claim, holder_name
+from tests.builders import ledger_run
 
 pytestmark = pytest.mark.django_db
 
@@ -46,9 +47,8 @@ def test_a_lapsed_claim_is_taken_over_and_its_old_holder_can_no_longer_renew_it(
 
 def test_only_the_holder_releases_a_claim_and_what_it_writes_goes_with_it():
     now = timezone.now()
-    run = ScheduleRun.objects.create(
-        schedule_name="nightly", task_name="t", scheduled_for=now, task_id="run-1", claimed_at=now,
-        status="running", worker="w1", lease_until=now + timedelta(seconds=30))
+    run = ledger_run(schedule_name="nightly", scheduled_for=now, status="running", worker="w1",
+                     lease_until=now + timedelta(seconds=30))
     rows = ScheduleRun.objects.filter(pk=run.pk)
     assert RUN_LEASE.release(rows, holder="w2", status="succeeded") == 0
     assert RUN_LEASE.release(rows, holder="w1", status="succeeded") == 1
