@@ -4,7 +4,6 @@ import csv
 import io
 import re
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +16,7 @@ from reports.services import report_delete, report_deliver
 from reports.tasks import DeliveriesFailed, report_send
 from scheduler.messages import RUN_HEADER, SCHEDULED_FOR_HEADER
 from scheduler.models import ScheduleRun
+from tests.builders import ledger_run
 from tests.reports.conftest import SmtpServer, chart_section, report_with
 
 pytestmark = pytest.mark.django_db
@@ -32,10 +32,7 @@ def deliver_from_beat(report, slot=SLOT, *, ledger: bool = True):
     """
     if not ledger:
         return report_send.apply(kwargs={"report_id": report.pk}, headers={SCHEDULED_FOR_HEADER: slot.isoformat()})
-    run = ScheduleRun.objects.create(
-        schedule=report.schedule, schedule_name=report.schedule.name, task_name=report.schedule.task,
-        scheduled_for=slot, task_id=str(uuid.uuid4()), claimed_by="beat", claimed_at=slot, status="sent",
-    )
+    run = ledger_run(report.schedule, slot, status="sent")
     headers = {RUN_HEADER: run.id, SCHEDULED_FOR_HEADER: slot.isoformat()}
     return report_send.apply(kwargs={"report_id": report.pk}, task_id=run.task_id, headers=headers)
 

@@ -1,7 +1,8 @@
 """The worker's half of the ledger: a run records its start, outcome and duration, once."""
 
+import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from celery import shared_task
@@ -10,8 +11,8 @@ from django.utils import timezone
 from scheduler.messages import RUN_HEADER, SCHEDULED_FOR_HEADER
 from scheduler.models import ScheduleRun, WorkerHeartbeat
 from scheduler.tasks import heartbeat
-from scheduler.worker import scheduled_for
-from tests.scheduler.schedules import interval_task, with_policy
+from scheduler.worker import LEASE_WAITS, LEASE_WAITS_HEADER, scheduled_for
+from tests.builders import interval_task, ledger_run, with_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -27,16 +28,12 @@ def reports_its_slot(self):
 
 
 def claimed_run(task, *, slot=None, **fields) -> ScheduleRun:
-    now = timezone.now()
-    return ScheduleRun.objects.create(
-        schedule=task, schedule_name=task.name, task_name=task.task, scheduled_for=slot or now,
-        task_id=str(uuid.uuid4()), claimed_by="beat", claimed_at=now, **fields,
-    )
+    return ledger_run(task, slot, **{"status": "claimed", "claimed_at": timezone.now(), **fields})
 
 
-def deliver(celery_task, run: ScheduleRun):
-    """What a worker does with the message beat published for `run`."""
-    headers = {RUN_HEADER: run.id, SCHEDULED_FOR_HEADER: run.scheduled_for.isoformat()}
+def deliver(celery_task, run: ScheduleRun, **headers):
+    """What a worker does with the message beat published for `run` (with `headers` added)."""
+    headers = {RUN_HEADER: run.id, SCHEDULED_FOR_HEADER: run.scheduled_for.isoformat(), **headers}
     return celery_task.apply(task_id=run.task_id, headers=headers)
 
 
@@ -119,3 +116,46 @@ def test_the_copy_a_stopped_beat_sent_is_dropped_once_another_beat_sent_the_run_
     assert heartbeat.apply(task_id=stale_copy_id, headers=headers).state == "IGNORED"
     run.refresh_from_db()
     assert run.status == "sent" and not WorkerHeartbeat.objects.exists()
+
+
+def test_a_copy_delivered_while_another_worker_runs_the_run_waits_in_the_broker_not_in_a_worker(queue):
+    now = timezone.now()
+    run = claimed_run(interval_task("heartbeat", timedelta(minutes=1)), status="running",
+                      worker="celery@other:4242:cafe", started_at=now, lease_until=now + timedelta(seconds=30))
+
+    assert deliver(heartbeat, run).state == "IGNORED"
+
+    run.refresh_from_db()
+    assert (run.status, run.worker) == ("running", "celery@other:4242:cafe")
+    (raw,) = queue.lrange("default", 0, -1)
+    again = json.loads(raw)["headers"]
+    assert (again["id"], again[RUN_HEADER], again[LEASE_WAITS_HEADER]) == (run.task_id, run.id, 1)
+    # Sent again for just after the other worker's lease would lapse, had that worker been killed.
+    eta = datetime.fromisoformat(again["eta"])
+    assert run.lease_until < eta <= run.lease_until + timedelta(seconds=5)
+    assert not WorkerHeartbeat.objects.exists()
+
+
+def test_a_copy_that_waited_its_turns_is_dropped_while_the_other_worker_still_renews(queue):
+    now = timezone.now()
+    run = claimed_run(interval_task("heartbeat", timedelta(minutes=1)), status="running",
+                      worker="celery@other:4242:cafe", started_at=now, lease_until=now + timedelta(seconds=30))
+
+    assert deliver(heartbeat, run, **{LEASE_WAITS_HEADER: LEASE_WAITS}).state == "IGNORED"
+
+    assert queue.llen("default") == 0
+    run.refresh_from_db()
+    assert run.status == "running" and not WorkerHeartbeat.objects.exists()
+
+
+def test_the_copy_takes_the_run_over_once_the_killed_workers_lease_has_lapsed(queue):
+    now = timezone.now()
+    run = claimed_run(interval_task("heartbeat", timedelta(minutes=1)), status="running",
+                      worker="celery@killed:4242:cafe", started_at=now - timedelta(minutes=2),
+                      lease_until=now - timedelta(seconds=1))
+
+    deliver(heartbeat, run, **{LEASE_WAITS_HEADER: 1})
+
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.worker != "celery@killed:4242:cafe"
+    assert WorkerHeartbeat.objects.get().beats == 1 and queue.llen("default") == 0
