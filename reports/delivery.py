@@ -19,7 +19,6 @@ moment between the server's "250" and one UPDATE, against a recipient never gett
 import logging
 import random
 import smtplib
-from datetime import timedelta
 from email.mime.image import MIMEImage
 
 from django.conf import settings
@@ -28,15 +27,11 @@ from django.core.mail.message import SafeMIMEMultipart, SafeMIMEText
 from django.db.models import F, Q
 from django.utils import timezone
 
-from reports.models import ReportDelivery, ReportFile, ReportRun
-from shared.claims import Claim, holder_name
+from reports.models import DELIVERY_CLAIM, ReportDelivery, ReportFile, ReportRun
+from shared.claims import holder_name
 
 logger = logging.getLogger(__name__)
 
-# A delivery's claim while its message goes out. Never renewed: one attempt is a few SMTP
-# steps of at most SMTP_TIMEOUT_SECONDS each, far less than this; short enough that a copy whose
-# worker was killed mid-send still goes out the same morning.
-DELIVERY_CLAIM = Claim(holder_field="claimed_by", until_field="claimed_until", lasts=timedelta(minutes=10))
 # Tries per run, the first included. Greylisting servers refuse a new sender for five minutes
 # or more; the four waits between five tries add up to at least 7.5 minutes (30+60+120+240 s).
 ATTEMPTS = 5
@@ -79,6 +74,10 @@ def delivery_claim(delivery: ReportDelivery, *, statuses: tuple[str, ...] | None
     if statuses is None:
         statuses = (ReportDelivery.Status.PENDING, ReportDelivery.Status.FAILED)
     free = [status for status in statuses if status != ReportDelivery.Status.SENDING]
+    # A worker of the release before claimed_until existed (still running during an upgrade)
+    # leaves it empty: its claim lasts from claimed_at, as that release counted it.
+    ReportDelivery.objects.filter(pk=delivery.pk, status=ReportDelivery.Status.SENDING, claimed_until__isnull=True,
+                                  claimed_at__isnull=False).update(claimed_until=F("claimed_at") + DELIVERY_CLAIM.lasts)
     holder = holder_name()
     taken = DELIVERY_CLAIM.take(
         ReportDelivery.objects.filter(pk=delivery.pk, status__in=[*free, ReportDelivery.Status.SENDING]),

@@ -9,6 +9,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, validat
 from django.db import models
 from django.utils.timezone import now
 
+from shared.claims import Claim
+
 RECIPIENT_SEPARATORS = re.compile(r"[\s,;]+")
 
 
@@ -221,8 +223,14 @@ class ReportFile(models.Model):
         return self.filename
 
 
+# A delivery's claim while its message goes out. Never renewed: one attempt is a few SMTP steps
+# of at most reports.delivery.SMTP_TIMEOUT_SECONDS each, far less than this; short enough that a
+# copy whose worker was killed mid-send still goes out the same morning.
+DELIVERY_CLAIM = Claim(holder_field="claimed_by", until_field="claimed_until", lasts=timedelta(minutes=10))
+
+
 class ReportDelivery(models.Model):
-    """One recipient's copy of one run. Claimed (reports.delivery.DELIVERY_CLAIM) before sending."""
+    """One recipient's copy of one run. Claimed (DELIVERY_CLAIM) just before it is sent."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -254,5 +262,4 @@ class ReportDelivery(models.Model):
         return f"{self.recipient}: {self.get_status_display()}"
 
     def is_stale_sending(self) -> bool:
-        return (self.status == self.Status.SENDING and self.claimed_until is not None
-                and self.claimed_until < now())
+        return self.status == self.Status.SENDING and DELIVERY_CLAIM.is_stale(self, now=now())

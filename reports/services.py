@@ -80,6 +80,16 @@ def report_delete(*, report: Report) -> None:
             PeriodicTask.objects.filter(pk=schedule_id).delete()
 
 
+def report_schedules_orphaned_delete(*, report_id: int) -> int:
+    """Delete the schedules still sending a report that is gone; return how many.
+
+    A report deleted past report_delete (a queryset's delete() in the shell or a script) leaves
+    its schedule behind; the first run it sends finds the report missing and clears it up.
+    """
+    orphans = PeriodicTask.objects.filter(task=SEND_TASK, kwargs=json.dumps({"report_id": report_id}))
+    return orphans.delete()[1].get(PeriodicTask._meta.label, 0)
+
+
 DAILY_OPERATIONS = "Daily operations"
 
 

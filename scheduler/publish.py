@@ -31,8 +31,9 @@ def runs_publish(dispatches: list[Dispatch], *, app, producer) -> None:
                 **{**dispatch.options, "headers": {**dispatch.options["headers"], **run_headers(dispatch)}},
             )
     # A fast worker may already have started a run: its status stays, its send time is noted.
+    # Beat's claim ends with the publish (recovery looks at claimed runs only; emptied all the same).
     ScheduleRun.objects.filter(id__in=[d.run_id for d in dispatches]).update(
-        sent_at=timezone.now(),
+        sent_at=timezone.now(), claimed_until=None,
         status=Case(When(status=ScheduleRun.Status.CLAIMED, then=Value(ScheduleRun.Status.SENT)), default=F("status")),
     )
 

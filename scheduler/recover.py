@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import F
 
 from scheduler.claim import BEAT_CLAIM, CLAIM_BATCH
 from scheduler.messages import Dispatch, dispatch_for, message_problem
@@ -32,6 +33,10 @@ def stranded_runs_recover(*, now: datetime, node: str) -> list[Dispatch]:
     copy and ours are told apart, one runs and the other is dropped without touching the
     result the admin shows.
     """
+    # A beat of the release before claimed_until existed (still running during an upgrade) leaves
+    # it empty: its claim lasts from claimed_at, as that release counted it.
+    ScheduleRun.objects.filter(status=ScheduleRun.Status.CLAIMED, claimed_until__isnull=True).update(
+        claimed_until=F("claimed_at") + BEAT_CLAIM.lasts)
     stranded = (ScheduleRun.objects.filter(BEAT_CLAIM.lapsed(now), status=ScheduleRun.Status.CLAIMED)
                 .select_related("schedule__scheduler_policy").order_by("claimed_until")[:CLAIM_BATCH])
     dispatches = []

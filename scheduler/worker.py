@@ -164,7 +164,7 @@ class RecordedTask(Task):
         run_id = (self.request.headers or {}).get(RUN_HEADER)
         if run_id is None or self.request.called_directly:
             return super().__call__(*args, **kwargs)
-        # The worker process, not just the host: two processes of one worker are two holders.
+        # The worker's node name with this process and a token: each delivery its own holder.
         worker = holder_name(self.request.hostname)
         decision = run_start(run_id=run_id, task_id=self.request.id, worker=worker)
         if decision.lease_until is not None:
@@ -173,6 +173,9 @@ class RecordedTask(Task):
             logger.info("run %s of %s not started: %s", run_id, self.name, decision.reason)
             # Ignore leaves this delivery's task result alone instead of recording a success.
             raise Ignore()
+        if self.request.headers:
+            # A retry of the run started here gets a wait budget of its own.
+            self.request.headers.pop(LEASE_WAITS_HEADER, None)
         with LeaseKeeper(run_id, worker):
             try:
                 result = super().__call__(*args, **kwargs)
@@ -190,10 +193,12 @@ class RecordedTask(Task):
     def _wait_for_lease(self, decision: StartDecision) -> None:
         """Send this copy again for when the other delivery's lease lapses, and drop this one.
 
-        The broker holds the wait, not a worker slot: with late acks and a prefetch of one a
-        sleeping process would stop its worker taking other tasks. If the other worker was killed
-        (this is the redelivery), the run is taken over then; if it lives, it keeps renewing, and
-        after LEASE_WAITS tries this copy is dropped.
+        The copy waits as a message with an ETA, not in an executing process: with late acks and
+        a prefetch of one a sleeping process would stop its worker taking other tasks. If the
+        other worker was killed (this is the redelivery), the run is taken over then; if it
+        lives, it keeps renewing, and after LEASE_WAITS tries this copy is dropped. The copy
+        carries no expiry: the run already started once, so the schedule's "too late to start"
+        no longer applies, and an expired copy would leave the run to be closed as lost.
         """
         headers = dict(self.request.headers or {})
         waits = int(headers.get(LEASE_WAITS_HEADER) or 0)
@@ -201,6 +206,6 @@ class RecordedTask(Task):
             return
         wait = max(1.0, (decision.lease_until - timezone.now()).total_seconds() + 1)
         headers[LEASE_WAITS_HEADER] = waits + 1
-        self.signature_from_request(self.request, headers=headers).apply_async(countdown=wait)
+        self.signature_from_request(self.request, headers=headers, expires=None).apply_async(countdown=wait)
         logger.info("run %s of %s: %s; trying again in %.0f s", headers[RUN_HEADER], self.name, decision.reason, wait)
         raise Ignore()

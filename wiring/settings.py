@@ -179,7 +179,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
 
-# --- Celery (read by scheduler/celery.py with namespace="CELERY") ---------------------------
+# --- Celery (read by wiring/celery.py with namespace="CELERY") ---------------------------
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
 
 # The broker: the environment's Redis, else the embedded one `make run` started.

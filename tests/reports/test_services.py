@@ -7,6 +7,7 @@ from django_celery_beat.models import PeriodicTask
 
 from reports.models import Report
 from reports.services import report_delete, report_save
+from reports.tasks import report_send
 
 pytestmark = pytest.mark.django_db
 
@@ -34,3 +35,15 @@ def test_deleting_a_report_through_its_service_deletes_its_schedule_and_nothing_
 
     assert list(PeriodicTask.objects.values_list("name", flat=True)) == ["Report: Kept"]
     assert Report.objects.get().pk == kept.pk
+
+
+def test_a_report_deleted_past_its_service_loses_its_schedule_at_its_first_run(smtp_server):
+    report = report_save(report=Report(name="Gone", recipients="b@example.com"))
+    Report.objects.filter(pk=report.pk).delete()  # a queryset's delete, as in the shell
+    assert PeriodicTask.objects.filter(name="Report: Gone").exists()
+
+    result = report_send.apply(kwargs={"report_id": report.pk})
+
+    assert result.result == {"skipped": f"report {report.pk} was deleted"}
+    assert not PeriodicTask.objects.filter(name="Report: Gone").exists()
+    assert smtp_server.received == []

@@ -54,4 +54,6 @@ class Command(BaseCommand):
             self.stdout.write(f"  {delivery.recipient:<40} {outcome}{detail}")
         failed = [delivery.recipient for delivery in deliveries if delivery.status == ReportDelivery.Status.FAILED]
         if failed:
-            raise CommandError(f"not delivered to: {', '.join(failed)}")
+            # One try each: a server that refused for now (4xx, greylisting) may take it later, and
+            # running the command again sends only to those not reached.
+            raise CommandError(f"not delivered to: {', '.join(failed)}; run the command again to retry them")

@@ -1,4 +1,4 @@
-"""The worker's half of the ledger: a run records its start, outcome and duration, once."""
+"""The worker's side of the ledger (scheduler.worker): a run records its start, outcome and duration, once."""
 
 import json
 import uuid
