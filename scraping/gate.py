@@ -127,8 +127,9 @@ class GatedBackend(SyncBackend):
     """httpcore's network backend with the address rule at connect: resolve once, check every
     answer, connect to a checked address and make sure the socket's peer is that address."""
 
-    def __init__(self, *, resolver: Resolver = system_resolver, allowed: tuple[IPNetwork, ...] = ()) -> None:
-        self.resolver, self.allowed = resolver, allowed
+    def __init__(self, *, resolver: Resolver = system_resolver, allowed: tuple[IPNetwork, ...] = (),
+                 stream_class: type[SyncStream] = SyncStream) -> None:
+        self.resolver, self.allowed, self.stream_class = resolver, allowed, stream_class
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                     socket_options=None) -> SyncStream:
@@ -151,7 +152,7 @@ class GatedBackend(SyncBackend):
             except OSError as error:
                 failure = error
                 continue
-            return SyncStream(self._checked(sock, address, socket_options))
+            return self.stream_class(self._checked(sock, address, socket_options))
         if isinstance(failure, TimeoutError):
             raise httpcore2.ConnectTimeout(f"connecting to {host} timed out") from failure
         raise httpcore2.ConnectError(f"cannot connect to {host}: {failure}") from failure
@@ -174,7 +175,7 @@ class GatedTransport(httpx2.HTTPTransport):
     """httpx2's transport on a connection pool whose every connection passes the gate."""
 
     def __init__(self, *, resolver: Resolver = system_resolver, allowed: tuple[IPNetwork, ...] = (),
-                 limits: httpx2.Limits = POOL_LIMITS) -> None:
+                 stream_class: type[SyncStream] = SyncStream, limits: httpx2.Limits = POOL_LIMITS) -> None:
         # trust_env=False: HTTP_PROXY and friends would send every request past the gate.
         super().__init__(trust_env=False, limits=limits)
         ssl_context = httpx2.create_ssl_context(verify=True, trust_env=False)
@@ -183,13 +184,14 @@ class GatedTransport(httpx2.HTTPTransport):
         self._pool = httpcore2.ConnectionPool(
             ssl_context=ssl_context, max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GatedBackend(resolver=resolver, allowed=allowed),
+            network_backend=GatedBackend(resolver=resolver, allowed=allowed, stream_class=stream_class),
         )
 
 
 def gated_client(*, resolver: Resolver = system_resolver, allowed: tuple[IPNetwork, ...] = (),
-                 timeout: httpx2.Timeout = TIMEOUT) -> httpx2.Client:
+                 stream_class: type[SyncStream] = SyncStream, timeout: httpx2.Timeout = TIMEOUT) -> httpx2.Client:
     """A client whose every connection passes the gate. Redirects are not followed by it: the
     fetcher follows them itself, each hop through url_target first."""
-    return httpx2.Client(transport=GatedTransport(resolver=resolver, allowed=allowed), trust_env=False,
+    transport = GatedTransport(resolver=resolver, allowed=allowed, stream_class=stream_class)
+    return httpx2.Client(transport=transport, trust_env=False,
                          follow_redirects=False, timeout=timeout)

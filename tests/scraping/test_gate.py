@@ -1,15 +1,9 @@
 """The gate: a URL's shape before anything is sent, every resolved address at the socket."""
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from ipaddress import ip_address
-
 import pytest
 
-from scraping.addresses import allowed_networks
 from scraping.gate import Refused, gated_client, url_target
-
-LOOPBACK = allowed_networks(["127.0.0.0/8"])
+from tests.scraping.pages import LOOPBACK, PageServer, resolving
 
 REFUSED_URLS = {
     "file:///etc/passwd": "only http and https",
@@ -69,27 +63,16 @@ def test_names_ports_an_admin_allowed_and_international_names_pass_the_shape_rul
     assert url_target("http://127.0.0.1:8080/", ports=[8080], allowed=LOOPBACK).port == 8080
 
 
-class Page(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = f"served on {self.server.server_address[0]} for {self.headers['Host']}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        self.server.requests.append(self.path)
-
-
 @pytest.fixture
 def server_on():
-    """server_on(address): a real HTTP server on a loopback address and a free port."""
+    """server_on(address): a real HTTP server on a loopback address and a free port, whose one
+    page says where it was served and for which host."""
     started = []
 
-    def start(address: str) -> ThreadingHTTPServer:
-        server = ThreadingHTTPServer((address, 0), Page)
-        server.requests = []
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+    def start(address: str) -> PageServer:
+        server = PageServer(address)
+        server.pages["/"] = lambda page: page.reply(
+            200, f"served on {page.server.server_address[0]} for {page.headers['Host']}".encode())
         started.append(server)
         return server
 
@@ -99,21 +82,11 @@ def server_on():
         server.server_close()
 
 
-def resolving(answers: dict[str, list[str]], lookups: list | None = None):
-    """A resolver the test controls: each name's answers, in order, one list per lookup."""
-    def resolve(host, port, timeout):
-        if lookups is not None:
-            lookups.append(host)
-        queue = answers[host]
-        return [ip_address(a) for a in (queue.pop(0) if len(queue) > 1 else queue[0])]
-    return resolve
-
-
 def test_a_name_that_resolves_to_an_allowed_address_is_fetched_from_that_address(server_on):
     server = server_on("127.0.0.2")
     port = server.server_address[1]
     with gated_client(resolver=resolving({"shop.test": [["127.0.0.2"]]}), allowed=LOOPBACK) as client:
-        response = client.get(f"http://shop.test:{port}/prices")
+        response = client.get(f"http://shop.test:{port}/")
     assert response.text == f"served on 127.0.0.2 for shop.test:{port}"
 
 
@@ -129,7 +102,7 @@ def test_one_refused_answer_refuses_the_name_even_beside_allowed_ones(server_on)
     server = server_on("127.0.0.1")
     resolver = resolving({"mixed.test": [["127.0.0.1", "10.0.0.5"]]})
     with gated_client(resolver=resolver, allowed=LOOPBACK) as client, pytest.raises(Refused) as refused:
-        client.get(f"http://mixed.test:{server.server_address[1]}/")
+        client.get(f"http://mixed.test:{server.port}/")
     assert "10.0.0.5 is in 10.0.0.0/8: private network" in refused.value.rule
     assert server.requests == []
 

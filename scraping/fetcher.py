@@ -1,0 +1,177 @@
+"""The one fetcher every outbound request of the product goes through (sources, robots.txt, test
+fetches, and later webhooks): the gate at every hop, bounded in time and size, and every outcome
+named for the run's output.
+
+- Redirects are followed here, at most MAX_REDIRECTS, each hop through the gate's URL rule and,
+  when it connects, its socket rule.
+- The body is counted after decompression, piece by piece (httpx2 inflates in pieces of at most
+  1 MiB), so a small compressed bomb stops at the cap instead of filling memory.
+- A total deadline bounds the whole fetch, a server trickling its headers or body included: every
+  socket read waits at most for what is left of it (DeadlineStream).
+- Conditional GET: the validators of the last fetch are sent, and a 304 is "not modified".
+"""
+
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+
+import httpcore2
+import httpx2
+from httpcore2._backends.sync import SyncStream
+
+from scraping.addresses import IPNetwork
+from scraping.gate import Refused, Resolver, gated_client, system_resolver, url_target
+
+MAX_REDIRECTS = 5
+MAX_BYTES = 5 * 1024 * 1024
+TOTAL_SECONDS = 30.0
+REDIRECTS = {301, 302, 303, 307, 308}
+
+
+class Outcome(StrEnum):
+    FETCHED = "fetched"
+    NOT_MODIFIED = "not_modified"
+    REFUSED = "refused"  # by the gate; never retried
+    HTTP_ERROR = "http_error"
+    TOO_LARGE = "too_large"
+    TIMED_OUT = "timed_out"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass
+class Fetch:
+    """What one fetch found: its outcome, and what the run's output and the next fetch need."""
+
+    url: str
+    outcome: Outcome
+    detail: str = ""
+    status: int | None = None
+    final_url: str = ""
+    body: bytes = b""
+    content_type: str = ""
+    etag: str = ""
+    last_modified: str = ""
+    retry_after_seconds: float | None = None
+    hops: list[str] = field(default_factory=list)
+
+    def as_output(self) -> dict:
+        """The fetch as it goes into the run ledger's output (without the body)."""
+        output = {"url": self.url, "outcome": str(self.outcome), "status": self.status, "detail": self.detail}
+        if self.hops:
+            output["redirects"] = self.hops
+        if self.outcome == Outcome.FETCHED:
+            output["bytes"] = len(self.body)
+        return output
+
+
+_deadline = threading.local()
+
+
+@contextmanager
+def total_deadline(seconds: float):
+    """Every socket read and write of this thread, until the block ends, finishes by then."""
+    _deadline.at = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _deadline.at = None
+
+
+class DeadlineStream(SyncStream):
+    """A socket stream whose each read or write waits at most until the fetch's total deadline."""
+
+    def _left(self, timeout: float | None) -> float | None:
+        at = getattr(_deadline, "at", None)
+        if at is None:
+            return timeout
+        left = at - time.monotonic()
+        if left <= 0:
+            raise httpcore2.ReadTimeout("the fetch's total deadline passed")
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return super().read(max_bytes, self._left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        super().write(buffer, self._left(timeout))
+
+
+def fetch(url: str, *, client: httpx2.Client, user_agent: str, ports=(), allowed: tuple[IPNetwork, ...] = (),
+          etag: str = "", last_modified: str = "", max_bytes: int = MAX_BYTES,
+          total_seconds: float = TOTAL_SECONDS) -> Fetch:
+    """GET `url` through the gate; never raises for what a server or the network does."""
+    result = Fetch(url=url, outcome=Outcome.UNREACHABLE)
+    headers = {"User-Agent": user_agent}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    current = url
+    try:
+        with total_deadline(total_seconds):
+            for _ in range(MAX_REDIRECTS + 1):
+                target = url_target(current, ports=ports, allowed=allowed)
+                with client.stream("GET", target.url, headers=headers) as response:
+                    location = response.headers.get("Location")
+                    if response.status_code in REDIRECTS and location:
+                        current = str(target.url.join(location))
+                        result.hops.append(current)
+                        continue
+                    return _read(result, response, max_bytes)
+            result.outcome, result.detail = Outcome.HTTP_ERROR, f"more than {MAX_REDIRECTS} redirects"
+    except Refused as refused:
+        result.outcome, result.detail = Outcome.REFUSED, f"{refused.url}: {refused.rule}"
+    except httpx2.TimeoutException as error:
+        result.outcome, result.detail = Outcome.TIMED_OUT, str(error) or type(error).__name__
+    except (httpx2.TransportError, httpx2.DecodingError) as error:
+        result.outcome, result.detail = Outcome.UNREACHABLE, f"{type(error).__name__}: {error}"
+    return result
+
+
+def _read(result: Fetch, response: httpx2.Response, max_bytes: int) -> Fetch:
+    result.status, result.final_url = response.status_code, str(response.url)
+    result.content_type = response.headers.get("Content-Type", "")
+    result.etag = response.headers.get("ETag", "")
+    result.last_modified = response.headers.get("Last-Modified", "")
+    if response.status_code == 304:
+        result.outcome, result.detail = Outcome.NOT_MODIFIED, "304 Not Modified"
+        return result
+    if response.status_code >= 400:
+        result.outcome, result.detail = Outcome.HTTP_ERROR, f"HTTP {response.status_code} {response.reason_phrase}"
+        result.retry_after_seconds = retry_after_seconds(response.headers.get("Retry-After", ""))
+        return result
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes and not response.headers.get("Content-Encoding"):
+        result.outcome, result.detail = Outcome.TOO_LARGE, f"{int(declared)} bytes declared, over {max_bytes}"
+        return result
+    body = bytearray()
+    for piece in response.iter_bytes():
+        body += piece
+        if len(body) > max_bytes:
+            result.outcome, result.detail = Outcome.TOO_LARGE, f"over {max_bytes} bytes once decompressed"
+            return result
+    result.outcome, result.body = Outcome.FETCHED, bytes(body)
+    result.detail = f"HTTP {response.status_code}"
+    return result
+
+
+def retry_after_seconds(value: str) -> float | None:
+    """Retry-After as seconds from now: a number of seconds, or an HTTP date (RFC 9110)."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def outbound_client(*, resolver: Resolver = system_resolver, allowed: tuple[IPNetwork, ...] = ()) -> httpx2.Client:
+    """The gated client with the fetcher's total deadline on every socket."""
+    return gated_client(resolver=resolver, allowed=allowed, stream_class=DeadlineStream)
