@@ -7,22 +7,15 @@ import brotli
 import pytest
 
 from scraping.fetcher import Outcome, fetch, outbound_client, retry_after_seconds
-from tests.scraping.pages import LOOPBACK, PageServer, resolving
+from tests.scraping.conftest import SITE_ADDRESS
+from tests.scraping.pages import LOOPBACK, resolving
 
 AGENT = "scheduled-maintenance-tests (ops@example.com)"
 
 
 @pytest.fixture
-def site():
-    server = PageServer("127.0.0.7")
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
 def client():
-    with outbound_client(resolver=resolving({"shop.test": [["127.0.0.7"]]}), allowed=LOOPBACK) as client:
+    with outbound_client(resolver=resolving({"shop.test": [[SITE_ADDRESS]]}), allowed=LOOPBACK) as client:
         yield client
 
 

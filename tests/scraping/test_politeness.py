@@ -4,18 +4,13 @@ import threading
 import time
 
 import pytest
-import redis
 
 from scraping.politeness import HostLimits
 
 
 @pytest.fixture
-def limits(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield HostLimits(client)
-    client.flushdb()
-    client.close()
+def limits(shared_redis):
+    return HostLimits(shared_redis)
 
 
 def test_a_host_gets_one_request_per_interval_and_the_next_caller_is_told_how_long_to_wait(limits):

@@ -1,11 +1,11 @@
 """robots.txt read through the fetcher from a real server on loopback, cached in a real Redis."""
 
 import pytest
-import redis
 
 from scraping.fetcher import fetch, outbound_client
 from scraping.robots import MAX_BYTES, robots_verdict
-from tests.scraping.pages import LOOPBACK, PageServer, resolving
+from tests.scraping.conftest import SITE_ADDRESS
+from tests.scraping.pages import LOOPBACK, resolving
 
 TOKEN = "scheduled-maintenance"
 ROBOTS = (b"User-agent: *\nDisallow: /private\n\n"
@@ -13,31 +13,14 @@ ROBOTS = (b"User-agent: *\nDisallow: /private\n\n"
 
 
 @pytest.fixture
-def site():
-    server = PageServer("127.0.0.8")
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def cache(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
-@pytest.fixture
-def verdict(site, cache):
-    with outbound_client(resolver=resolving({"shop.test": [["127.0.0.8"]]}), allowed=LOOPBACK) as client:
+def verdict(site, shared_redis):
+    with outbound_client(resolver=resolving({"shop.test": [[SITE_ADDRESS]]}), allowed=LOOPBACK) as client:
         def robots_fetch(url):
             return fetch(url, client=client, user_agent=TOKEN, ports=[site.port], allowed=LOOPBACK,
                          max_bytes=MAX_BYTES)
 
         yield lambda path: robots_verdict(site.url("shop.test", path), product_token=TOKEN,
-                                          fetch_robots=robots_fetch, cache=cache)
+                                          fetch_robots=robots_fetch, cache=shared_redis)
 
 
 def test_our_group_of_rules_applies_with_its_crawl_delay(site, verdict):
