@@ -35,6 +35,7 @@ class Outcome(StrEnum):
     FETCHED = "fetched"
     NOT_MODIFIED = "not_modified"
     REFUSED = "refused"  # by the gate; never retried
+    DISALLOWED = "disallowed_by_robots"
     HTTP_ERROR = "http_error"
     TOO_LARGE = "too_large"
     TIMED_OUT = "timed_out"

@@ -37,8 +37,9 @@ def robots_url(url: str) -> str:
 
 
 def robots_verdict(url: str, *, product_token: str, fetch_robots: Callable[[str], Fetch],
-                   cache: redis.Redis) -> RobotsVerdict:
-    """May `url` be fetched by `product_token`, by its site's robots.txt (read at most once a day)?"""
+                   cache: redis.Redis | None) -> RobotsVerdict:
+    """May `url` be fetched by `product_token`, by its site's robots.txt (read at most once a day
+    when there is a `cache`; a one-off fetch by hand reads it each time)?"""
     where = robots_url(url)
     record = _cached_or_fetched(where, fetch_robots, cache)
     if record["kind"] == "unavailable":
@@ -55,13 +56,13 @@ def robots_verdict(url: str, *, product_token: str, fetch_robots: Callable[[str]
 
 def _cached_or_fetched(where: str, fetch_robots: Callable[[str], Fetch], cache: redis.Redis) -> dict:
     key = f"{KEY_PREFIX}{where}"
-    cached = cache.get(key)
+    cached = cache.get(key) if cache is not None else None
     if cached:
         return json.loads(cached)
-    result = fetch_robots(where)
-    record = _record(result)
-    cache.set(key, json.dumps(record),
-              ex=UNREACHABLE_CACHE_SECONDS if record["kind"] == "unreachable" else CACHE_SECONDS)
+    record = _record(fetch_robots(where))
+    if cache is not None:
+        cache.set(key, json.dumps(record),
+                  ex=UNREACHABLE_CACHE_SECONDS if record["kind"] == "unreachable" else CACHE_SECONDS)
     return record
 
 

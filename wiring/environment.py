@@ -12,6 +12,8 @@ from pathlib import Path
 from environs import Env, EnvValidationError
 from marshmallow import ValidationError
 
+from scraping.addresses import ForbiddenNetworks, allowed_networks
+
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket")
 
 
@@ -36,6 +38,15 @@ class Configuration:
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             self.problem(variable, f"{value!r} is not HOST:PORT, e.g. 127.0.0.1:8000")
         return value
+
+    def outbound_networks(self, variable: str) -> tuple:
+        """Networks the fetcher's gate may reach although it refuses them (never a metadata one)."""
+        entries = self.env.list(variable, [])
+        try:
+            return allowed_networks(entries or [])
+        except ForbiddenNetworks as error:
+            self.problem(variable, str(error))
+            return ()
 
     def secret_key(self, variable: str, data_dir: Path) -> str:
         """The environment's key, else a per-install key kept in the data folder.

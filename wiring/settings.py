@@ -41,6 +41,11 @@ _task_time_limit = env.int("TASK_TIME_LIMIT", 30 * 60, validate=positive)
 _task_soft_time_limit = env.int("TASK_SOFT_TIME_LIMIT", 25 * 60, validate=positive)
 _visibility_timeout = env.int("BROKER_VISIBILITY_TIMEOUT", 60 * 60, validate=positive)
 _worker_concurrency = env.int("WORKER_CONCURRENCY", None, validate=positive)
+# Scraping: the contact in the fetcher's User-Agent, so a site's owner can reach whoever runs
+# it; networks the gate may reach although it refuses them (for a source on your own network:
+# e.g. 10.0.3.0/24; never a cloud metadata address).
+SCRAPER_CONTACT = env.str("SCRAPER_CONTACT", "") or DEFAULT_FROM_EMAIL
+OUTBOUND_ALLOWED_NETWORKS = config.outbound_networks("OUTBOUND_ALLOWED_NETWORKS")
 # Where gunicorn listens (gunicorn.conf.py) and where `make run` says the admin is.
 WEB_BIND = config.host_and_port("WEB_BIND", "127.0.0.1:8000")
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", 2, validate=positive)
@@ -80,6 +85,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "shared",
     "cleanup",
+    "scraping",
     "reports",
     # The composition root's commands: prepare and launch.
     "wiring",

@@ -1,0 +1,55 @@
+"""Fetching a URL the way every part of the product does: the gate, robots.txt, the fetcher, then
+the extraction. `url_try` stores nothing: the `scrape` command and the admin's Test fetch use it."""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from scraping import robots
+from scraping.extract import ExtractError, Extractor
+from scraping.fetcher import Fetch, Outcome, fetch, outbound_client
+from scraping.gate import Refused, url_target
+
+PRODUCT_TOKEN = "scheduled-maintenance"
+
+
+def user_agent() -> str:
+    """A fixed User-Agent that says who fetches and how to reach them; the product never poses
+    as a browser."""
+    return f"{PRODUCT_TOKEN}/0.1 (+mailto:{settings.SCRAPER_CONTACT})"
+
+
+@dataclass
+class Tried:
+    fetch: Fetch
+    robots: str = ""  # what robots.txt said, when it was read
+    extract: str = ""
+    extract_error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.fetch.outcome in (Outcome.FETCHED, Outcome.NOT_MODIFIED) and not self.extract_error
+
+
+def url_try(*, url: str, extractor: Extractor, ports: tuple[int, ...] = ()) -> Tried:
+    """Fetch `url` once through the gate, obeying its robots.txt, and extract what `extractor` watches."""
+    allowed = settings.OUTBOUND_ALLOWED_NETWORKS
+    try:
+        url_target(url, ports=ports, allowed=allowed)
+    except Refused as refused:
+        return Tried(Fetch(url=url, outcome=Outcome.REFUSED, detail=f"{refused.url}: {refused.rule}"))
+    with outbound_client(allowed=allowed) as client:
+        def get(target: str, **limits) -> Fetch:
+            return fetch(target, client=client, user_agent=user_agent(), ports=ports, allowed=allowed, **limits)
+
+        verdict = robots.robots_verdict(url, product_token=PRODUCT_TOKEN, cache=None,
+                                        fetch_robots=lambda target: get(target, max_bytes=robots.MAX_BYTES))
+        if not verdict.allowed:
+            return Tried(Fetch(url=url, outcome=Outcome.DISALLOWED, detail=verdict.detail), robots=verdict.detail)
+        result = Tried(get(url), robots=verdict.detail)
+    if result.fetch.outcome == Outcome.FETCHED:
+        try:
+            result.extract = extractor.extract(result.fetch.body)
+        except ExtractError as error:
+            result.extract_error = str(error)
+    return result
