@@ -124,7 +124,7 @@ def fetch(url: str, *, client: httpx2.Client, user_agent: str, ports=(), allowed
                     return _read(result, response, max_bytes)
             result.outcome, result.detail = Outcome.HTTP_ERROR, f"more than {MAX_REDIRECTS} redirects"
     except Refused as refused:
-        result.outcome, result.detail = Outcome.REFUSED, f"{refused.url}: {refused.rule}"
+        result.outcome, result.detail = Outcome.REFUSED, refused_detail(url, refused)
     except httpx2.TimeoutException as error:
         result.outcome, result.detail = Outcome.TIMED_OUT, str(error) or type(error).__name__
     except (httpx2.TransportError, httpx2.DecodingError) as error:
@@ -157,6 +157,11 @@ def _read(result: Fetch, response: httpx2.Response, max_bytes: int) -> Fetch:
     result.outcome, result.body = Outcome.FETCHED, bytes(body)
     result.detail = f"HTTP {response.status_code}"
     return result
+
+
+def refused_detail(url: str, refused: Refused) -> str:
+    """The rule, and where it was met when that is not `url` itself (a redirect, a resolved name)."""
+    return refused.rule if refused.url == url else f"{refused.url}: {refused.rule}"
 
 
 def retry_after_seconds(value: str) -> float | None:

@@ -7,7 +7,7 @@ from django.conf import settings
 
 from scraping import robots
 from scraping.extract import ExtractError, Extractor
-from scraping.fetcher import Fetch, Outcome, fetch, outbound_client
+from scraping.fetcher import Fetch, Outcome, fetch, outbound_client, refused_detail
 from scraping.gate import Refused, url_target
 
 PRODUCT_TOKEN = "scheduled-maintenance"
@@ -37,7 +37,7 @@ def url_try(*, url: str, extractor: Extractor, ports: tuple[int, ...] = ()) -> T
     try:
         url_target(url, ports=ports, allowed=allowed)
     except Refused as refused:
-        return Tried(Fetch(url=url, outcome=Outcome.REFUSED, detail=f"{refused.url}: {refused.rule}"))
+        return Tried(Fetch(url=url, outcome=Outcome.REFUSED, detail=refused_detail(url, refused)))
     with outbound_client(allowed=allowed) as client:
         def get(target: str, **limits) -> Fetch:
             return fetch(target, client=client, user_agent=user_agent(), ports=ports, allowed=allowed, **limits)
