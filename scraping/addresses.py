@@ -8,8 +8,8 @@ aims at: multicast, the cloud metadata addresses, the deprecated site-local rang
 Alibaba's metadata service lives), call 192.0.0.192 (Oracle's) and 6to4 global, and change
 between Python releases.
 
-Addresses that carry an IPv4 address inside an IPv6 one (IPv4-mapped, IPv4-compatible, NAT64,
-6to4, Teredo) are unwrapped and the IPv4 addresses they carry are classified too: the packets
+Addresses that carry an IPv4 address inside an IPv6 one (IPv4-mapped, IPv4-compatible,
+IPv4-translated, NAT64, 6to4, Teredo) are unwrapped and the IPv4 addresses they carry are classified too: the packets
 end up there.
 
 The only escape hatch is an explicit list of allowed networks (a setting; the tests allow
@@ -40,6 +40,7 @@ METADATA = _blocks([
     ("100.100.100.200/32", "Alibaba Cloud metadata service"),
     ("192.0.0.192/32", "Oracle Cloud metadata service"),
     ("fd00:ec2::254/128", "AWS metadata service over IPv6"),
+    ("168.63.129.16/32", "Azure WireServer, the host agent every Azure VM reaches"),
     ("fe80::/10", "IPv6 link-local (RFC 4291)"),
 ])
 
@@ -83,6 +84,7 @@ SPECIAL_PURPOSE = _blocks([
 # classified first (a refusal names both); then the IPv6 address itself, so that Teredo
 # (inside 2001::/23) and the deprecated IPv4-compatible form stay refused either way.
 NAT64 = ip_network("64:ff9b::/96")
+IPV4_TRANSLATED = ip_network("::ffff:0:0:0/96")  # SIIT (RFC 6145)
 IPV4_COMPATIBLE = ip_network("::/96")
 
 
@@ -115,7 +117,7 @@ def carried_ipv4(address: IPv6Address) -> list[IPv4Address]:
         return list(address.teredo)
     if address.sixtofour is not None:
         return [address.sixtofour]
-    if address in NAT64 or (address in IPV4_COMPATIBLE and int(address) > 1):
+    if address in NAT64 or address in IPV4_TRANSLATED or (address in IPV4_COMPATIBLE and int(address) > 1):
         return [IPv4Address(int(address) & 0xFFFFFFFF)]
     return []
 

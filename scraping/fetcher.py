@@ -6,29 +6,28 @@ named for the run's output.
   when it connects, its socket rule.
 - The body is counted after decompression, piece by piece (httpx2 inflates in pieces of at most
   1 MiB), so a small compressed bomb stops at the cap instead of filling memory.
-- A total deadline bounds the whole fetch, a server trickling its headers or body included: every
-  socket read waits at most for what is left of it (DeadlineStream).
+- A total deadline bounds the whole fetch: the lookup, every connection attempt, the TLS
+  handshake and every socket read and write wait at most for what is left of it (the gate's
+  DeadlineStream), so a server trickling its headers or body is cut off.
 - Conditional GET: the validators of the last fetch are sent, and a 304 is "not modified".
 """
 
-import threading
+import re
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
-import httpcore2
 import httpx2
-from httpcore2._backends.sync import SyncStream
 
 from scraping.addresses import IPNetwork
-from scraping.gate import Refused, Resolver, gated_client, system_resolver, url_target
+from scraping.gate import Refused, Resolver, gated_client, system_resolver, total_deadline, url_target
 
 MAX_REDIRECTS = 5
 MAX_BYTES = 5 * 1024 * 1024
 TOTAL_SECONDS = 30.0
 REDIRECTS = {301, 302, 303, 307, 308}
+MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
 
 
 class Outcome(StrEnum):
@@ -68,38 +67,6 @@ class Fetch:
         return output
 
 
-_deadline = threading.local()
-
-
-@contextmanager
-def total_deadline(seconds: float):
-    """Every socket read and write of this thread, until the block ends, finishes by then."""
-    _deadline.at = time.monotonic() + seconds
-    try:
-        yield
-    finally:
-        _deadline.at = None
-
-
-class DeadlineStream(SyncStream):
-    """A socket stream whose each read or write waits at most until the fetch's total deadline."""
-
-    def _left(self, timeout: float | None) -> float | None:
-        at = getattr(_deadline, "at", None)
-        if at is None:
-            return timeout
-        left = at - time.monotonic()
-        if left <= 0:
-            raise httpcore2.ReadTimeout("the fetch's total deadline passed")
-        return left if timeout is None else min(timeout, left)
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return super().read(max_bytes, self._left(timeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        super().write(buffer, self._left(timeout))
-
-
 def fetch(url: str, *, client: httpx2.Client, user_agent: str, ports=(), allowed: tuple[IPNetwork, ...] = (),
           etag: str = "", last_modified: str = "", max_bytes: int = MAX_BYTES,
           total_seconds: float = TOTAL_SECONDS) -> Fetch:
@@ -116,13 +83,14 @@ def fetch(url: str, *, client: httpx2.Client, user_agent: str, ports=(), allowed
             for _ in range(MAX_REDIRECTS + 1):
                 target = url_target(current, ports=ports, allowed=allowed)
                 with client.stream("GET", target.url, headers=headers) as response:
-                    location = response.headers.get("Location")
-                    if response.status_code in REDIRECTS and location:
-                        current = str(target.url.join(location))
+                    if response.status_code in REDIRECTS:
+                        current = _next_hop(target.url, response.headers.get("Location", ""))
                         result.hops.append(current)
                         continue
                     return _read(result, response, max_bytes)
             result.outcome, result.detail = Outcome.HTTP_ERROR, f"more than {MAX_REDIRECTS} redirects"
+    except BadRedirect as bad:
+        result.outcome, result.detail = Outcome.HTTP_ERROR, str(bad)
     except Refused as refused:
         result.outcome, result.detail = Outcome.REFUSED, refused_detail(url, refused)
     except httpx2.TimeoutException as error:
@@ -130,6 +98,19 @@ def fetch(url: str, *, client: httpx2.Client, user_agent: str, ports=(), allowed
     except (httpx2.TransportError, httpx2.DecodingError) as error:
         result.outcome, result.detail = Outcome.UNREACHABLE, f"{type(error).__name__}: {error}"
     return result
+
+
+class BadRedirect(Exception):
+    pass
+
+
+def _next_hop(url: httpx2.URL, location: str) -> str:
+    if not location.strip():
+        raise BadRedirect("a redirect without a Location")
+    try:
+        return str(url.join(location))
+    except (httpx2.InvalidURL, ValueError) as error:
+        raise BadRedirect(f"a redirect to a Location that is not a URL ({error})") from None
 
 
 def _read(result: Fetch, response: httpx2.Response, max_bytes: int) -> Fetch:
@@ -140,7 +121,7 @@ def _read(result: Fetch, response: httpx2.Response, max_bytes: int) -> Fetch:
     if response.status_code == 304:
         result.outcome, result.detail = Outcome.NOT_MODIFIED, "304 Not Modified"
         return result
-    if response.status_code >= 400:
+    if response.status_code >= 300:
         result.outcome, result.detail = Outcome.HTTP_ERROR, f"HTTP {response.status_code} {response.reason_phrase}"
         result.retry_after_seconds = retry_after_seconds(response.headers.get("Retry-After", ""))
         return result
@@ -165,19 +146,20 @@ def refused_detail(url: str, refused: Refused) -> str:
 
 
 def retry_after_seconds(value: str) -> float | None:
-    """Retry-After as seconds from now: a number of seconds, or an HTTP date (RFC 9110)."""
+    """Retry-After as seconds from now: a number of seconds, or an HTTP date (RFC 9110); never
+    more than MAX_RETRY_AFTER_SECONDS, whatever a server asks."""
     value = value.strip()
     if not value:
         return None
-    if value.isdigit():
-        return float(value)
+    if re.fullmatch(r"[0-9]+", value):
+        return min(float(value), MAX_RETRY_AFTER_SECONDS)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER_SECONDS)
 
 
 def outbound_client(*, resolver: Resolver = system_resolver, allowed: tuple[IPNetwork, ...] = ()) -> httpx2.Client:
-    """The gated client with the fetcher's total deadline on every socket."""
-    return gated_client(resolver=resolver, allowed=allowed, stream_class=DeadlineStream)
+    """The gated client the fetcher sends with."""
+    return gated_client(resolver=resolver, allowed=allowed)

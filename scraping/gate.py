@@ -14,9 +14,12 @@ parser can read it differently (GHSA-rph4-96w6-q594's backslash differential).
 
 import re
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as LookupTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address
 
@@ -71,7 +74,7 @@ def url_target(text: str, *, ports: Iterable[int] = (), allowed: tuple[IPNetwork
         raise Refused(text, "a URL may not hold spaces, control characters or backslashes")
     try:
         url = httpx2.URL(text)
-    except httpx2.InvalidURL as error:
+    except (httpx2.InvalidURL, UnicodeError) as error:
         raise Refused(text, f"not a URL: {error}") from None
     if url.scheme not in SCHEMES:
         raise Refused(text, f"only http and https URLs are fetched, not {url.scheme or 'a relative URL'}")
@@ -110,30 +113,75 @@ def _host(text: str, url: httpx2.URL) -> str:
         raise Refused(text, f"{host!r} is not a valid host name: {error}") from None
 
 
+_deadline = threading.local()
+
+
+@contextmanager
+def total_deadline(seconds: float):
+    """Every lookup, connection, handshake, read and write of this thread, until the block ends,
+    finishes by then (the fetcher sets it around one whole fetch)."""
+    _deadline.at = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _deadline.at = None
+
+
+def time_left(timeout: float | None) -> float | None:
+    """`timeout`, shortened to what is left of this thread's total deadline; ReadTimeout once
+    it has passed."""
+    at = getattr(_deadline, "at", None)
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        raise httpcore2.ReadTimeout("the fetch's total deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
 def system_resolver(host: str, port: int, timeout: float | None) -> list[IPAddress]:
-    """The machine's own resolver (/etc/hosts, then DNS), within a deadline: getaddrinfo has none."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="resolve") as pool:
+    """The machine's own resolver (/etc/hosts, then DNS), within a deadline: getaddrinfo has none.
+
+    A lookup that runs past it is left to finish on its own thread, unwaited for.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="resolve")
+    try:
         lookup = pool.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-        try:
-            answers = lookup.result(timeout=min(timeout or DNS_SECONDS, DNS_SECONDS))
-        except LookupTimeout:
-            raise httpcore2.ConnectTimeout(f"looking up {host} took longer than {DNS_SECONDS:.0f} s") from None
-        except socket.gaierror as error:
-            raise httpcore2.ConnectError(f"cannot resolve {host}: {error}") from None
+        answers = lookup.result(timeout=min(timeout or DNS_SECONDS, DNS_SECONDS))
+    except LookupTimeout:
+        raise httpcore2.ConnectTimeout(f"looking up {host} took longer than {DNS_SECONDS:.0f} s") from None
+    except socket.gaierror as error:
+        raise httpcore2.ConnectError(f"cannot resolve {host}: {error}") from None
+    finally:
+        pool.shutdown(wait=False)
     return list(dict.fromkeys(ip_address(sockaddr[0].split("%")[0]) for *_, sockaddr in answers))
+
+
+class DeadlineStream(SyncStream):
+    """A socket stream whose every read, write and TLS handshake waits at most until the total
+    deadline, also once TLS has started (httpcore hands back a plain stream after the handshake)."""
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return super().read(max_bytes, time_left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        super().write(buffer, time_left(timeout))
+
+    def start_tls(self, ssl_context, server_hostname: str | None = None, timeout: float | None = None):
+        stream = super().start_tls(ssl_context, server_hostname, time_left(timeout))
+        return DeadlineStream(stream._sock)
 
 
 class GatedBackend(SyncBackend):
     """httpcore's network backend with the address rule at connect: resolve once, check every
     answer, connect to a checked address and make sure the socket's peer is that address."""
 
-    def __init__(self, *, resolver: Resolver = system_resolver, allowed: tuple[IPNetwork, ...] = (),
-                 stream_class: type[SyncStream] = SyncStream) -> None:
-        self.resolver, self.allowed, self.stream_class = resolver, allowed, stream_class
+    def __init__(self, *, resolver: Resolver = system_resolver, allowed: tuple[IPNetwork, ...] = ()) -> None:
+        self.resolver, self.allowed = resolver, allowed
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options=None) -> SyncStream:
-        addresses = self.resolver(host, port, timeout)
+                    socket_options=None) -> "DeadlineStream":
+        addresses = self.resolver(host, port, time_left(timeout))
         for address in addresses:
             why = refusal(address, allowed=self.allowed)
             if why:
@@ -144,7 +192,7 @@ class GatedBackend(SyncBackend):
         failure: OSError | None = None
         for address in addresses[:MAX_ADDRESSES]:
             try:
-                sock = socket.create_connection((str(address), port), timeout,
+                sock = socket.create_connection((str(address), port), time_left(timeout),
                                                 source_address=None if local_address is None else (local_address, 0))
             except TimeoutError as error:
                 failure = error
@@ -152,7 +200,7 @@ class GatedBackend(SyncBackend):
             except OSError as error:
                 failure = error
                 continue
-            return self.stream_class(self._checked(sock, address, socket_options))
+            return DeadlineStream(self._checked(sock, address, socket_options))
         if isinstance(failure, TimeoutError):
             raise httpcore2.ConnectTimeout(f"connecting to {host} timed out") from failure
         raise httpcore2.ConnectError(f"cannot connect to {host}: {failure}") from failure
@@ -175,7 +223,7 @@ class GatedTransport(httpx2.HTTPTransport):
     """httpx2's transport on a connection pool whose every connection passes the gate."""
 
     def __init__(self, *, resolver: Resolver = system_resolver, allowed: tuple[IPNetwork, ...] = (),
-                 stream_class: type[SyncStream] = SyncStream, limits: httpx2.Limits = POOL_LIMITS) -> None:
+                 limits: httpx2.Limits = POOL_LIMITS) -> None:
         # trust_env=False: HTTP_PROXY and friends would send every request past the gate.
         super().__init__(trust_env=False, limits=limits)
         ssl_context = httpx2.create_ssl_context(verify=True, trust_env=False)
@@ -184,14 +232,14 @@ class GatedTransport(httpx2.HTTPTransport):
         self._pool = httpcore2.ConnectionPool(
             ssl_context=ssl_context, max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GatedBackend(resolver=resolver, allowed=allowed, stream_class=stream_class),
+            network_backend=GatedBackend(resolver=resolver, allowed=allowed),
         )
 
 
 def gated_client(*, resolver: Resolver = system_resolver, allowed: tuple[IPNetwork, ...] = (),
-                 stream_class: type[SyncStream] = SyncStream, timeout: httpx2.Timeout = TIMEOUT) -> httpx2.Client:
+                 timeout: httpx2.Timeout = TIMEOUT) -> httpx2.Client:
     """A client whose every connection passes the gate. Redirects are not followed by it: the
     fetcher follows them itself, each hop through url_target first."""
-    transport = GatedTransport(resolver=resolver, allowed=allowed, stream_class=stream_class)
+    transport = GatedTransport(resolver=resolver, allowed=allowed)
     return httpx2.Client(transport=transport, trust_env=False,
                          follow_redirects=False, timeout=timeout)

@@ -11,6 +11,8 @@ REFUSED = {
     "100.100.100.200": "Alibaba Cloud metadata service",
     "192.0.0.192": "Oracle Cloud metadata service",
     "fd00:ec2::254": "AWS metadata service over IPv6",
+    "168.63.129.16": "Azure WireServer",
+    "::ffff:0:7f00:1": "carries 127.0.0.1",  # IPv4-translated (SIIT)
     "::ffff:169.254.169.254": "carries 169.254.169.254",
     "::ffff:a9fe:a9fe": "carries 169.254.169.254",
     "64:ff9b::a9fe:a9fe": "carries 169.254.169.254",

@@ -64,6 +64,17 @@ def test_a_redirect_to_where_the_gate_refuses_is_refused_at_that_hop(site, clien
     assert len(site.requests) == 1
 
 
+@pytest.mark.parametrize(("location", "detail"), [
+    ("", "a redirect without a Location"),
+    ("http://[::1", "a Location that is not a URL"),
+    ("http:////[/", "a Location that is not a URL"),
+])
+def test_a_redirect_the_fetcher_cannot_follow_is_an_http_error_not_a_crash(site, client, location, detail):
+    site.pages["/odd"] = lambda page: page.reply(302, Location=location)
+    result = get(client, site, "/odd")
+    assert result.outcome == Outcome.HTTP_ERROR and detail in result.detail
+
+
 def test_more_than_five_redirects_stop_the_fetch(site, client):
     site.pages["/loop"] = lambda page: page.reply(302, Location="/loop")
     result = get(client, site, "/loop")
@@ -103,8 +114,10 @@ def test_a_429_says_when_to_come_back(site, client):
     assert (result.outcome, result.status, result.retry_after_seconds) == (Outcome.HTTP_ERROR, 429, 120.0)
 
 
-def test_retry_after_may_be_an_http_date():
+def test_retry_after_may_be_an_http_date_and_is_never_more_than_a_day():
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert retry_after_seconds("9" * 400) == retry_after_seconds("Fri, 31 Dec 9999 23:59:59 GMT") == 24 * 3600
+    assert retry_after_seconds("\u00b2") is None and retry_after_seconds("\uff11") is None  # digits, not ASCII
     assert 3500 < retry_after_seconds(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 3600)))
     assert retry_after_seconds("soon") is None
 
