@@ -1,9 +1,10 @@
 from datetime import datetime, timedelta
 
-from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from cleanup.models import CleanupRun, RetentionPolicy
+from shared.admin_pages import newest_of_each
 
 TREND_WINDOWS = {"24 hours": timedelta(days=1), "7 days": timedelta(days=7), "30 days": timedelta(days=30)}
 
@@ -43,7 +44,6 @@ def cleanup_trends() -> list[dict]:
 
 def last_runs(*, targets: list[str]) -> dict[str, CleanupRun]:
     """Each target's newest real (not dry) run, in one query for a page of targets."""
-    newest = (CleanupRun.objects.filter(target=OuterRef("target"), dry_run=False)
-              .order_by("-started_at", "-id").values("pk")[:1])
-    ids = RetentionPolicy.objects.filter(target__in=targets).values(run=Subquery(newest))
-    return {run.target: run for run in CleanupRun.objects.filter(pk__in=ids)}
+    return newest_of_each(CleanupRun.objects.filter(dry_run=False), link="target", parent_key="target",
+                          newest_first=("-started_at", "-id"),
+                          parents=RetentionPolicy.objects.filter(target__in=targets))

@@ -1,6 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -8,7 +8,7 @@ from django.utils.html import format_html, format_html_join
 from reports import admin_views
 from reports.models import Report, ReportDelivery, ReportRun, ReportSection
 from reports.services import delivery_resend, report_delete, report_save
-from shared.admin_pages import PageCompletingAdmin
+from shared.admin_pages import PageCompletingAdmin, newest_of_each
 from shared.admin_review import ReviewOnlyAdmin
 from shared.badges import badge, toned
 
@@ -134,9 +134,8 @@ class ReportAdmin(PageCompletingAdmin, admin.ModelAdmin):
         return super().get_queryset(request).select_related("schedule")
 
     def page_complete(self, rows: list[Report]) -> None:
-        newest = ReportRun.objects.filter(report=OuterRef("pk")).order_by("-scheduled_for", "-id").values("pk")[:1]
-        ids = Report.objects.filter(pk__in=[report.pk for report in rows]).values(run=Subquery(newest))
-        runs = {run.report_id: run for run in ReportRun.objects.filter(pk__in=ids)}
+        runs = newest_of_each(ReportRun.objects.all(), link="report", newest_first=("-scheduled_for", "-id"),
+                              parents=Report.objects.filter(pk__in=[report.pk for report in rows]))
         for report in rows:
             report.last_report_run = runs.get(report.pk)
 

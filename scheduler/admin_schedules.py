@@ -9,7 +9,6 @@ from celery import current_app as celery_app
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import OuterRef, Subquery
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -24,7 +23,7 @@ from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
 from scheduler.publish import BROKER_ERRORS, runs_send_now
 from scheduler.sync import schedule_state_is_current
 from scheduler.timing import UnschedulableError, first_slot_from, slots_after
-from shared.admin_pages import PageCompletingAdmin
+from shared.admin_pages import PageCompletingAdmin, newest_of_each
 from shared.badges import toned
 from shared.claims import holder_name
 from shared.display import in_zone, moment
@@ -179,9 +178,8 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
 
     def page_complete(self, rows: list[PeriodicTask]) -> None:
         # Per schedule, its newest run by slot: one probe of the (schedule, slot) unique index.
-        newest = ScheduleRun.objects.filter(schedule=OuterRef("pk")).order_by("-scheduled_for").values("pk")[:1]
-        newest_ids = PeriodicTask.objects.filter(pk__in=[task.pk for task in rows]).values(run=Subquery(newest))
-        runs = {run.schedule_id: run for run in ScheduleRun.objects.filter(pk__in=newest_ids)}
+        runs = newest_of_each(ScheduleRun.objects.all(), link="schedule", newest_first=("-scheduled_for",),
+                              parents=PeriodicTask.objects.filter(pk__in=[task.pk for task in rows]))
         for task in rows:
             task.last_run = runs.get(task.pk)
 

@@ -2,6 +2,7 @@
 
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils.functional import cached_property
 
 
@@ -50,3 +51,14 @@ class PageCompletingAdmin:
 
     def page_complete(self, rows: list) -> None:
         raise NotImplementedError
+
+
+def newest_of_each(rows: QuerySet, *, parents: QuerySet, link: str, parent_key: str = "pk",
+                   newest_first: tuple[str, ...]) -> dict:
+    """For each of `parents`, its newest of `rows` (linked by the field `link` to the parent's
+    `parent_key`), in one query: {link value: row}. One probe of an index per parent, where a
+    join or a query per row of an admin page would read far more."""
+    newest = rows.filter(**{link: OuterRef(parent_key)}).order_by(*newest_first).values("pk")[:1]
+    found = rows.filter(pk__in=parents.values(newest=Subquery(newest)))
+    attname = rows.model._meta.get_field(link).attname
+    return {getattr(row, attname): row for row in found}
