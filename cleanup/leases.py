@@ -39,4 +39,4 @@ def lease_release(*, target: str, holder: str) -> None:
 
 def lease_holder(*, target: str) -> TargetLease | None:
     """The live lease on `target`, if any."""
-    return _lease(target).exclude(TARGET_CLAIM.lapsed(timezone.now())).first()
+    return _lease(target).filter(TARGET_CLAIM.live(timezone.now())).first()

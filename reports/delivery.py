@@ -74,10 +74,8 @@ def delivery_claim(delivery: ReportDelivery, *, statuses: tuple[str, ...] | None
     if statuses is None:
         statuses = (ReportDelivery.Status.PENDING, ReportDelivery.Status.FAILED)
     free = [status for status in statuses if status != ReportDelivery.Status.SENDING]
-    # A worker of the release before claimed_until existed (still running during an upgrade)
-    # leaves it empty: its claim lasts from claimed_at, as that release counted it.
-    ReportDelivery.objects.filter(pk=delivery.pk, status=ReportDelivery.Status.SENDING, claimed_until__isnull=True,
-                                  claimed_at__isnull=False).update(claimed_until=F("claimed_at") + DELIVERY_CLAIM.lasts)
+    DELIVERY_CLAIM.expire_from(ReportDelivery.objects.filter(pk=delivery.pk, status=ReportDelivery.Status.SENDING),
+                               claimed_at_field="claimed_at")
     holder = holder_name()
     taken = DELIVERY_CLAIM.take(
         ReportDelivery.objects.filter(pk=delivery.pk, status__in=[*free, ReportDelivery.Status.SENDING]),

@@ -10,7 +10,6 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F
 
 from scheduler.claim import BEAT_CLAIM, CLAIM_BATCH
 from scheduler.messages import Dispatch, dispatch_for, message_problem
@@ -33,10 +32,7 @@ def stranded_runs_recover(*, now: datetime, node: str) -> list[Dispatch]:
     copy and ours are told apart, one runs and the other is dropped without touching the
     result the admin shows.
     """
-    # A beat of the release before claimed_until existed (still running during an upgrade) leaves
-    # it empty: its claim lasts from claimed_at, as that release counted it.
-    ScheduleRun.objects.filter(status=ScheduleRun.Status.CLAIMED, claimed_until__isnull=True).update(
-        claimed_until=F("claimed_at") + BEAT_CLAIM.lasts)
+    BEAT_CLAIM.expire_from(ScheduleRun.objects.filter(status=ScheduleRun.Status.CLAIMED), claimed_at_field="claimed_at")
     stranded = (ScheduleRun.objects.filter(BEAT_CLAIM.lapsed(now), status=ScheduleRun.Status.CLAIMED)
                 .select_related("schedule__scheduler_policy").order_by("claimed_until")[:CLAIM_BATCH])
     dispatches = []

@@ -80,7 +80,7 @@ def with_retries(write, attempts: int = 4):
             time.sleep(0.5 * 2**attempt)
 
 
-def _try_start(*, run_id: int, task_id: str, worker: str, now: datetime) -> StartDecision | None:
+def _try_start(*, run_id: int, task_id: str, worker: str, now: datetime) -> StartDecision:
     with transaction.atomic():
         run = ScheduleRun.objects.select_related("schedule__scheduler_policy").filter(id=run_id).first()
         if run is None:
@@ -98,9 +98,8 @@ def _try_start(*, run_id: int, task_id: str, worker: str, now: datetime) -> Star
             # The schedule's state row is the lock that makes "is another run going?" and
             # "then I start" one step: two starts of one schedule never both pass.
             list(ScheduleState.objects.select_for_update().filter(task_id=run.schedule_id))
-            busy = (ScheduleRun.objects.filter(schedule_id=run.schedule_id, status=ScheduleRun.Status.RUNNING,
-                                               lease_until__isnull=False).exclude(RUN_LEASE.lapsed(now))
-                    .exclude(id=run_id).first())
+            busy = (ScheduleRun.objects.filter(RUN_LEASE.live(now), schedule_id=run.schedule_id,
+                                               status=ScheduleRun.Status.RUNNING).exclude(id=run_id).first())
             if busy:
                 reason = (f"Skipped by the overlap policy: the run for {busy.scheduled_for.isoformat()} "
                           f"was still running on {busy.worker}.")

@@ -53,6 +53,17 @@ class Claim:
         """Rows whose claim has run out (their holder stopped)."""
         return models.Q(**{f"{self.until_field}__lt": now})
 
+    def live(self, now: datetime) -> models.Q:
+        """Rows whose claim still holds."""
+        return models.Q(**{f"{self.until_field}__gte": now})
+
+    def expire_from(self, rows: models.QuerySet, *, claimed_at_field: str) -> int:
+        """Give rows claimed by the release before this column existed (an empty expiry, still
+        written by its processes during an upgrade) the expiry their claim had: `lasts` after
+        `claimed_at_field`."""
+        return rows.filter(**{f"{self.until_field}__isnull": True, f"{claimed_at_field}__isnull": False}).update(
+            **{self.until_field: models.F(claimed_at_field) + self.lasts})
+
     def held_by(self, holder: str) -> models.Q:
         return models.Q(**{self.holder_field: holder})
 

@@ -86,3 +86,15 @@ def test_the_timing_rules_between_the_claims_hold():
     # MAIL, RCPT, DATA, each up to the timeout) with room to spare.
     assert DELIVERY_CLAIM.renew_every is None
     assert DELIVERY_CLAIM.lasts > timedelta(seconds=5 * SMTP_TIMEOUT_SECONDS) * 2
+
+
+def test_a_claim_written_before_the_expiry_column_existed_lapses_lasts_after_it_was_taken():
+    now = timezone.now()
+    old = ledger_run(schedule_name="nightly", status="claimed", claimed_at=now - timedelta(seconds=30))
+    fresh = ledger_run(schedule_name="hourly", status="claimed", claimed_at=now - timedelta(seconds=5))
+
+    assert BEAT_CLAIM.expire_from(ScheduleRun.objects.all(), claimed_at_field="claimed_at") == 2
+
+    old.refresh_from_db(), fresh.refresh_from_db()
+    assert old.claimed_until == old.claimed_at + BEAT_CLAIM.lasts
+    assert BEAT_CLAIM.is_stale(old, now=now) and not BEAT_CLAIM.is_stale(fresh, now=now)
