@@ -17,7 +17,6 @@ moment between the server's "250" and one UPDATE, against a recipient never gett
 """
 
 import logging
-import random
 import smtplib
 from email.mime.image import MIMEImage
 
@@ -28,6 +27,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from reports.models import DELIVERY_CLAIM, ReportDelivery, ReportFile, ReportRun
+from shared.backoff import backoff_seconds as shared_backoff
 from shared.claims import holder_name
 
 logger = logging.getLogger(__name__)
@@ -47,14 +47,7 @@ class SendFailure(Exception):
 
 
 def backoff_seconds(attempt: int) -> float:
-    """The wait before try `attempt` + 1: base * 2**attempt (capped), jittered over its upper
-    half, so retries from many runs spread out and none comes back sooner than half the wait.
-
-    Celery's own retry_backoff jitters over the whole range, down to zero, and in whole seconds;
-    that could spend every try inside a greylisting window.
-    """
-    delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** attempt)
-    return random.uniform(delay / 2, delay)
+    return shared_backoff(attempt, base=BACKOFF_BASE_SECONDS, cap=BACKOFF_CAP_SECONDS)
 
 
 def deliveries_ensure(*, run: ReportRun, recipients: list[str]) -> None:

@@ -1,4 +1,3 @@
-import json
 import logging
 from datetime import date, datetime, time
 
@@ -17,6 +16,7 @@ from reports.delivery import (
 from reports.models import Report, ReportDelivery, ReportFile, ReportRun, ReportSection
 from reports.rendering import RenderedEmail, email_render
 from reports.sections import CoveredDay, section_build
+from shared.owned_schedules import orphaned_schedules_delete, owned_schedule_delete, owned_schedule_sync
 
 logger = logging.getLogger(__name__)
 
@@ -41,25 +41,14 @@ def report_schedule_sync(*, report: Report) -> PeriodicTask:
         minute=str(report.send_at.minute), hour=str(report.send_at.hour), day_of_month="*", month_of_year="*",
         day_of_week=report.days_of_week, timezone=report.timezone,
     )
-    fields = {
-        "name": report_schedule_name(report), "task": SEND_TASK, "crontab": crontab,
-        "interval": None, "solar": None, "clocked": None, "one_off": False,
-        "kwargs": json.dumps({"report_id": report.pk}), "enabled": report.is_due_to_run(),
-        "description": (
+    return owned_schedule_sync(
+        owner=report, task=SEND_TASK, owner_kwarg="report_id", name=report_schedule_name(report),
+        crontab=crontab, enabled=report.is_due_to_run(),
+        description=(
             f"Sends the report {report.name!r} (Reports › Reports). Its time, days and timezone are set "
             "on the report's page; changes made here to them are replaced when the report is saved."
         ),
-    }
-    if report.schedule_id:
-        schedule = report.schedule
-        for name, value in fields.items():
-            setattr(schedule, name, value)
-        schedule.save()
-        return schedule
-    schedule, _ = PeriodicTask.objects.update_or_create(name=fields.pop("name"), defaults=fields)
-    Report.objects.filter(pk=report.pk).update(schedule=schedule)
-    report.schedule = schedule
-    return schedule
+    )
 
 
 def report_save(*, report: Report) -> Report:
@@ -74,10 +63,7 @@ def report_save(*, report: Report) -> Report:
 def report_delete(*, report: Report) -> None:
     """Delete a report and its schedule; its past runs stay in the ledger (SET_NULL)."""
     with transaction.atomic():
-        schedule_id = report.schedule_id
-        report.delete()
-        if schedule_id:
-            PeriodicTask.objects.filter(pk=schedule_id).delete()
+        owned_schedule_delete(owner=report)
 
 
 def report_schedules_orphaned_delete(*, report_id: int) -> int:
@@ -86,8 +72,7 @@ def report_schedules_orphaned_delete(*, report_id: int) -> int:
     A report deleted past report_delete (a queryset's delete() in the shell or a script) leaves
     its schedule behind; the first run it sends finds the report missing and clears it up.
     """
-    orphans = PeriodicTask.objects.filter(task=SEND_TASK, kwargs=json.dumps({"report_id": report_id}))
-    return orphans.delete()[1].get(PeriodicTask._meta.label, 0)
+    return orphaned_schedules_delete(task=SEND_TASK, owner_kwarg="report_id", owner_id=report_id)
 
 
 DAILY_OPERATIONS = "Daily operations"

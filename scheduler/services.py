@@ -3,7 +3,9 @@ from django.db.models import F
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from scheduler.models import BeatHeartbeat, WorkerHeartbeat
+from scheduler.claim import run_now_claim
+from scheduler.messages import run_headers
+from scheduler.models import BeatHeartbeat, ScheduleRun, WorkerHeartbeat
 from shared.declarations import DefaultSchedule, declared_default_schedules
 
 
@@ -63,3 +65,12 @@ def schedules_seed() -> list[tuple[str, bool]]:
         )
         seeded.append((declared.name, created))
     return seeded
+
+
+def run_here_now(*, schedule: PeriodicTask, task, node: str, **kwargs) -> ScheduleRun:
+    """Run `schedule` now in this process, in the ledger as a manual run like the admin's "Run
+    now" (for a command a person waits on; `kwargs` are added to the schedule's own)."""
+    dispatch = run_now_claim(task=schedule, now=timezone.now(), node=node)
+    task.apply(args=dispatch.args, kwargs={**dispatch.kwargs, **kwargs}, task_id=dispatch.task_id,
+               headers=run_headers(dispatch), throw=False)
+    return ScheduleRun.objects.get(id=dispatch.run_id)

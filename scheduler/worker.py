@@ -37,6 +37,12 @@ RUN_LEASE = Claim(holder_field="worker", until_field="lease_until", lasts=timede
                   renew_every=timedelta(seconds=20))
 
 
+def run_id_of(request) -> int | None:
+    """The ledger run a task's `request` executes, if beat or "run now" sent it."""
+    value = (request.headers or {}).get(RUN_HEADER) if request else None
+    return int(value) if value is not None else None
+
+
 def scheduled_for(request) -> datetime:
     """The slot a task runs for (its `request`), or now when it was not sent by beat.
 
@@ -45,6 +51,21 @@ def scheduled_for(request) -> datetime:
     """
     value = (request.headers or {}).get(SCHEDULED_FOR_HEADER) if request else None
     return parse_datetime(value) if value else timezone.now()
+
+
+class JobFailed(Exception):
+    """Raised by a job whose run failed although it has an output to show (what a fetch found, how
+    many were sent): the ledger records the run failed, with this message as its error and
+    `output` as its output."""
+
+    def __init__(self, message: str, *, output=None) -> None:
+        super().__init__(message)
+        self.output = output
+
+
+def run_note(*, run_id: int, output) -> None:
+    """Show `output` on a run that is waiting to be tried again (it says why, and when)."""
+    ScheduleRun.objects.filter(id=run_id).exclude(status__in=ScheduleRun.FINISHED).update(output=output)
 
 
 # A copy of a run delivered while another delivery holds the run's live lease waits for it to
@@ -182,6 +203,9 @@ class RecordedTask(Task):
                 # The retry is a new delivery of the same run: let it start at once.
                 RUN_LEASE.release(ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.RUNNING),
                                   holder=worker, status=ScheduleRun.Status.SENT)
+                raise
+            except JobFailed as failed:
+                run_finish(run_id=run_id, worker=worker, succeeded=False, output=failed.output, error=str(failed))
                 raise
             except BaseException:
                 run_finish(run_id=run_id, worker=worker, succeeded=False, error=traceback.format_exc())

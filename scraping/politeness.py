@@ -20,15 +20,20 @@ import redis
 
 KEY_PREFIX = "scraping:host:"
 
-# KEYS[1]: the host's arrival time (ms). ARGV[1]: interval (ms). Returns {1, 0} to go now, or
-# {0, ms to wait}. With a burst of one, requests are at least an interval apart.
+# KEYS[1]: the host's arrival time (ms); KEYS[2]: the last place handed out in its queue of
+# waiting requests (ms). ARGV[1]: interval (ms). Returns {1, 0} to go now, or {0, ms to wait}.
+# With a burst of one, requests are at least an interval apart (KEYS[1] alone decides). A
+# request told to wait is given the next free place in the queue, not the same moment as every
+# other waiter, so the waiters come back one interval apart instead of all at once.
 TURN = """
 local now_s, now_us = unpack(redis.call('TIME'))
 local now = now_s * 1000 + math.floor(now_us / 1000)
 local interval = tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat > now then
-  return {0, tat - now}
+  local place = math.max(tonumber(redis.call('GET', KEYS[2]) or 0) + interval, tat)
+  redis.call('SET', KEYS[2], place, 'PX', place - now + 1000)
+  return {0, place - now}
 end
 redis.call('SET', KEYS[1], now + interval, 'PX', interval + 1000)
 return {1, 0}
@@ -78,8 +83,10 @@ class HostLimits:
         self._client = client
 
     def turn(self, host: str, *, interval_seconds: float) -> Turn:
-        """May a request to `host` go now, at most one per `interval_seconds` across all workers?"""
-        go, wait_ms = self._turn(keys=[f"{KEY_PREFIX}{host}:next"], args=[max(1, round(interval_seconds * 1000))])
+        """May a request to `host` go now, at most one per `interval_seconds` across all workers?
+        If not, `wait_seconds` is this request's place in the host's queue: ask again then."""
+        go, wait_ms = self._turn(keys=[f"{KEY_PREFIX}{host}:next", f"{KEY_PREFIX}{host}:queue"],
+                                 args=[max(1, round(interval_seconds * 1000))])
         return Turn(bool(go), wait_ms / 1000)
 
     def pause(self, host: str, *, seconds: float) -> None:

@@ -7,16 +7,9 @@ from django.conf import settings
 
 from scraping import robots
 from scraping.extract import ExtractError, Extractor
-from scraping.fetcher import Fetch, Outcome, fetch, outbound_client, refused_detail
+from scraping.fetcher import Fetch, Outcome, refused_detail
 from scraping.gate import Refused, url_target
-
-PRODUCT_TOKEN = "scheduled-maintenance"
-
-
-def user_agent() -> str:
-    """A fixed User-Agent that says who fetches and how to reach them; the product never poses
-    as a browser."""
-    return f"{PRODUCT_TOKEN}/0.1 (+mailto:{settings.SCRAPER_CONTACT})"
+from scraping.outbound import PRODUCT_TOKEN, get
 
 
 @dataclass
@@ -38,15 +31,11 @@ def url_try(*, url: str, extractor: Extractor, ports: tuple[int, ...] = ()) -> T
         url_target(url, ports=ports, allowed=allowed)
     except Refused as refused:
         return Tried(Fetch(url=url, outcome=Outcome.REFUSED, detail=refused_detail(url, refused)))
-    with outbound_client(allowed=allowed) as client:
-        def get(target: str, **limits) -> Fetch:
-            return fetch(target, client=client, user_agent=user_agent(), ports=ports, allowed=allowed, **limits)
-
-        verdict = robots.robots_verdict(url, product_token=PRODUCT_TOKEN, cache=None,
-                                        fetch_robots=lambda target: get(target, max_bytes=robots.MAX_BYTES))
-        if not verdict.allowed:
-            return Tried(Fetch(url=url, outcome=Outcome.DISALLOWED, detail=verdict.detail), robots=verdict.detail)
-        result = Tried(get(url), robots=verdict.detail)
+    verdict = robots.robots_verdict(url, product_token=PRODUCT_TOKEN, cache=None,
+                                    fetch_robots=lambda target: get(target, ports=ports, max_bytes=robots.MAX_BYTES))
+    if not verdict.allowed:
+        return Tried(Fetch(url=url, outcome=Outcome.DISALLOWED, detail=verdict.detail), robots=verdict.detail)
+    result = Tried(get(url, ports=ports), robots=verdict.detail)
     if result.fetch.outcome == Outcome.FETCHED:
         try:
             result.extract = extractor.extract(result.fetch.body)

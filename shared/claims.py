@@ -53,6 +53,10 @@ class Claim:
         """Rows whose claim has run out (their holder stopped)."""
         return models.Q(**{f"{self.until_field}__lt": now})
 
+    def unheld(self) -> models.Q:
+        """Rows nobody holds (released, or never claimed)."""
+        return models.Q(**{f"{self.until_field}__isnull": True})
+
     def live(self, now: datetime) -> models.Q:
         """Rows whose claim still holds."""
         return models.Q(**{f"{self.until_field}__gte": now})

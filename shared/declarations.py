@@ -68,6 +68,8 @@ class RetentionTarget:
     group_field: str | None = None
     default_max_age_days: int | None = None
     default_keep_last: int | None = None
+    # Rows never removed whatever their age (a source's baseline): a condition built when asked.
+    kept: Callable[[], models.Q] | None = None
 
     def __post_init__(self) -> None:
         if (self.expiry_field is None) == (self.age_field is None):
@@ -89,10 +91,12 @@ class RetentionTarget:
     def removable(self, *, max_age_days: int | None, now: datetime) -> models.Q | None:
         """The condition a row meets once it may go; None when nothing may go."""
         if self.expiry_field:
-            return models.Q(**{f"{self.expiry_field}__lt": now})
-        if max_age_days is None:
+            condition = models.Q(**{f"{self.expiry_field}__lt": now})
+        elif max_age_days is None:
             return None
-        return models.Q(**{f"{self.age_field}__lt": now - timedelta(days=max_age_days)})
+        else:
+            condition = models.Q(**{f"{self.age_field}__lt": now - timedelta(days=max_age_days)})
+        return condition & ~self.kept() if self.kept else condition
 
 
 def declared_retention_targets() -> list[RetentionTarget]:

@@ -7,6 +7,7 @@ stops with exit status 2 instead of a traceback that buries the cause.
 
 import secrets
 import sys
+from ipaddress import ip_address
 from pathlib import Path
 
 from environs import Env, EnvValidationError
@@ -47,6 +48,20 @@ class Configuration:
         except ForbiddenNetworks as error:
             self.problem(variable, str(error))
             return ()
+
+    def outbound_hosts(self, variable: str) -> dict[str, str]:
+        """Names the fetcher resolves to a fixed address, like /etc/hosts: `name=address,...`.
+        The address is still classified by the gate like any DNS answer."""
+        hosts = {}
+        for entry in self.env.list(variable, []) or []:
+            name, _, address = entry.partition("=")
+            try:
+                ip_address(address.strip())
+            except ValueError:
+                self.problem(variable, f"{entry!r} is not name=address (an IPv4 or IPv6 address)")
+                continue
+            hosts[name.strip().lower().rstrip(".")] = address.strip()
+        return hosts
 
     def secret_key(self, variable: str, data_dir: Path) -> str:
         """The environment's key, else a per-install key kept in the data folder.

@@ -46,6 +46,12 @@ _worker_concurrency = env.int("WORKER_CONCURRENCY", None, validate=positive)
 # e.g. 10.0.3.0/24; never a cloud metadata address).
 SCRAPER_CONTACT = env.str("SCRAPER_CONTACT", "") or DEFAULT_FROM_EMAIL
 OUTBOUND_ALLOWED_NETWORKS = config.outbound_networks("OUTBOUND_ALLOWED_NETWORKS")
+OUTBOUND_HOSTS = config.outbound_hosts("OUTBOUND_HOSTS")
+# Politeness: the least time between two requests to one host by all workers together (a
+# source's own minimum delay or the host's Crawl-delay may make it longer), and how many
+# requests to one host may be in flight at once.
+SCRAPER_HOST_INTERVAL_SECONDS = env.float("SCRAPER_HOST_INTERVAL_SECONDS", 1.0, validate=positive)
+SCRAPER_HOST_CONCURRENCY = env.int("SCRAPER_HOST_CONCURRENCY", 2, validate=positive)
 # Where gunicorn listens (gunicorn.conf.py) and where `make run` says the admin is.
 WEB_BIND = config.host_and_port("WEB_BIND", "127.0.0.1:8000")
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", 2, validate=positive)

@@ -1,0 +1,77 @@
+"""The fetcher as this process uses it, configured from settings: one gated client per process
+(its pooled connections reused from fetch to fetch), the resolver with OUTBOUND_HOSTS in front
+of the system's, and the Redis every worker shares for robots.txt and per-host limits.
+
+Everything that makes a request (a source's fetch, Test fetch, `scrape URL`, robots.txt, and
+later webhooks) goes through `get()`.
+"""
+
+import os
+import threading
+from ipaddress import ip_address
+
+import httpx2
+import redis
+from django.conf import settings
+
+from scraping.addresses import IPAddress
+from scraping.fetcher import MAX_BYTES, Fetch, fetch, outbound_client
+from scraping.gate import system_resolver
+from scraping.politeness import HostLimits
+
+PRODUCT_TOKEN = "scheduled-maintenance"
+
+_local = threading.local()
+
+
+def user_agent() -> str:
+    """A fixed User-Agent that says who fetches and how to reach them; the product never poses
+    as a browser."""
+    return f"{PRODUCT_TOKEN}/0.1 (+mailto:{settings.SCRAPER_CONTACT})"
+
+
+def configured_resolver(host: str, port: int, timeout: float | None) -> list[IPAddress]:
+    """OUTBOUND_HOSTS first (a fixed answer, as /etc/hosts gives one), then the system's resolver.
+    Either way the gate classifies the answer; a fixed name is not trusted more than DNS."""
+    fixed = settings.OUTBOUND_HOSTS.get(host.lower().rstrip("."))
+    if fixed is not None:
+        return [ip_address(fixed)]
+    return system_resolver(host, port, timeout)
+
+
+def _per_process(name: str, settings_used: tuple, make):
+    """One `make()` per process and thread while `settings_used` stay the same: a forked pool
+    child makes its own, never sharing the parent's sockets."""
+    key = (os.getpid(), settings_used)
+    held = getattr(_local, name, None)
+    if held is None or held[0] != key:
+        if held is not None and hasattr(held[1], "close"):
+            held[1].close()
+        held = (key, make())
+        setattr(_local, name, held)
+    return held[1]
+
+
+def client() -> httpx2.Client:
+    allowed = settings.OUTBOUND_ALLOWED_NETWORKS
+    # The resolver reads OUTBOUND_HOSTS itself; the allowed networks are the transport's own.
+    return _per_process("client", allowed, lambda: outbound_client(resolver=configured_resolver, allowed=allowed))
+
+
+def shared_redis() -> redis.Redis:
+    """The broker's Redis, which every worker on every machine reaches."""
+    url = settings.CELERY_BROKER_URL
+    return _per_process("redis", url, lambda: redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5))
+
+
+def host_limits() -> HostLimits:
+    return _per_process("host_limits", settings.CELERY_BROKER_URL, lambda: HostLimits(shared_redis()))
+
+
+def get(url: str, *, ports: tuple[int, ...] = (), etag: str = "", last_modified: str = "",
+        max_bytes: int = MAX_BYTES) -> Fetch:
+    """GET `url` through the gate with this process's client; never raises for what the server
+    or the network does."""
+    return fetch(url, client=client(), user_agent=user_agent(), ports=ports,
+                 allowed=settings.OUTBOUND_ALLOWED_NETWORKS, etag=etag, last_modified=last_modified,
+                 max_bytes=max_bytes)

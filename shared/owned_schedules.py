@@ -1,0 +1,45 @@
+"""Schedules owned by a row (a report, a scraping source): the row's own fields say when it runs,
+saving it creates or updates its PeriodicTask, deleting it deletes the schedule.
+
+The owner has a one-to-one `schedule` field to django-celery-beat's PeriodicTask, and its task
+takes one keyword argument naming the owner (`{"report_id": 7}`), which is how a run of a
+schedule whose owner was deleted past its service (a queryset's delete() in the shell) finds the
+schedules left behind.
+"""
+
+import json
+
+from django.db import models
+from django_celery_beat.models import PeriodicTask
+
+
+def owned_schedule_sync(*, owner: models.Model, task: str, owner_kwarg: str, name: str, **fields) -> PeriodicTask:
+    """Create or update `owner`'s PeriodicTask with `fields` (its timing, enabled, description)."""
+    fields = {"task": task, "kwargs": json.dumps({owner_kwarg: owner.pk}), "interval": None, "crontab": None,
+              "solar": None, "clocked": None, "one_off": False, **fields}
+    if owner.schedule_id:
+        schedule = owner.schedule
+        schedule.name = name
+        for field, value in fields.items():
+            setattr(schedule, field, value)
+        schedule.save()
+        return schedule
+    schedule, _ = PeriodicTask.objects.update_or_create(name=name, defaults=fields)
+    type(owner).objects.filter(pk=owner.pk).update(schedule=schedule)
+    owner.schedule = schedule
+    return schedule
+
+
+def owned_schedule_delete(*, owner: models.Model) -> None:
+    """Delete `owner` and its schedule (in the caller's transaction); past runs stay in the
+    ledger, which keeps the schedule's name."""
+    schedule_id = owner.schedule_id
+    owner.delete()
+    if schedule_id:
+        PeriodicTask.objects.filter(pk=schedule_id).delete()
+
+
+def orphaned_schedules_delete(*, task: str, owner_kwarg: str, owner_id: int) -> int:
+    """Delete the schedules still running `task` for an owner that is gone; return how many."""
+    orphans = PeriodicTask.objects.filter(task=task, kwargs=json.dumps({owner_kwarg: owner_id}))
+    return orphans.delete()[1].get(PeriodicTask._meta.label, 0)
