@@ -16,6 +16,7 @@ from reports.charts import ChartError, chart_png
 from reports.models import Report, ReportSection
 from reports.sources import QueryFailed, QueryRefused, QueryTimedOut, query_run
 from scheduler.models import ScheduleRun
+from scraping.selectors import scraping_totals
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +108,17 @@ def operations_summary_tables(covered: CoveredDay) -> list[Table]:
         (row["target"], row["runs"], row["deleted"] or 0, row["budget_stops"], row["failures"])
         for row in cleanup_totals(**window)
     ])
+    scraping = Table("Scraping", ["source", "fetches", "by outcome", "changes raised", "waiting for review"], [
+        (row["source"], row["fetches"],
+         ", ".join(f"{outcome.replace('_', ' ')} {count}" for outcome, count in sorted(row["outcomes"].items())),
+         row["raised"], row["pending"])
+        for row in scraping_totals(**window)
+    ])
     for table, when_empty in ((outcomes, "No schedule was due this day."), (failures, "No run failed or was missed."),
-                              (slowest, "No run finished."), (cleanup, "No cleanup ran.")):
+                              (slowest, "No run finished."), (cleanup, "No cleanup ran."),
+                              (scraping, "No source was fetched and no change waits for review.")):
         table.note = table.note or ("" if table.rows else when_empty)
-    return [outcomes, failures, slowest, cleanup]
+    return [outcomes, failures, slowest, cleanup, scraping]
 
 
 def _local(moment: datetime, covered: CoveredDay) -> str:

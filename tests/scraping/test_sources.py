@@ -235,3 +235,15 @@ def test_scrape_source_command_fails_and_the_ledger_says_why(source, fetching):
 def test_scrape_source_command_names_the_sources_when_the_name_is_unknown(source):
     with pytest.raises(CommandError, match="No source named 'Nope'; sources: 'Tea prices'"):
         call_command("scrape", "--source", "Nope")
+
+
+def test_the_operations_summary_counts_the_days_fetches_by_outcome_and_the_changes(changed, source, fetching):
+    from reports.models import Report
+    from reports.sections import CoveredDay, operations_summary_tables
+
+    serve(fetching, b"down", status=502)
+    fetch(source)
+    report = Report(name="Ops", timezone="UTC")
+    (*_, scraping) = operations_summary_tables(CoveredDay.of(report, timezone.now().date()))
+    assert scraping.title == "Scraping"
+    assert scraping.rows == [("Tea prices", 3, "fetched 2, http error 1", 1, 1)]
