@@ -14,6 +14,7 @@ named for the run's output.
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
@@ -69,19 +70,34 @@ class Fetch:
 
 def fetch(url: str, *, client: httpx2.Client, user_agent: str, ports=(), allowed: tuple[IPNetwork, ...] = (),
           etag: str = "", last_modified: str = "", max_bytes: int = MAX_BYTES,
-          total_seconds: float = TOTAL_SECONDS) -> Fetch:
-    """GET `url` through the gate; never raises for what a server or the network does."""
+          total_seconds: float = TOTAL_SECONDS, other_host_check: Callable[[str], str] | None = None) -> Fetch:
+    """GET `url` through the gate; never raises for what a server or the network does.
+
+    `ports` (what an admin allowed besides 80 and 443) hold for `url`'s own host only: a redirect
+    to another host on such a port is refused. `other_host_check(hop)` is asked about a redirect
+    to another host before it is followed (that host's robots.txt); what it returns, when not
+    empty, says why the hop is disallowed.
+    """
     result = Fetch(url=url, outcome=Outcome.UNREACHABLE)
     headers = {"User-Agent": user_agent}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    current = url
+    current, origin = url, None
     try:
         with total_deadline(total_seconds):
             for _ in range(MAX_REDIRECTS + 1):
                 target = url_target(current, ports=ports, allowed=allowed)
+                if origin is None:
+                    origin = target.host
+                elif target.host != origin:
+                    # The allowed port is the source's host's, not every host's.
+                    url_target(current, allowed=allowed)
+                    refusal = other_host_check(current) if other_host_check else ""
+                    if refusal:
+                        result.outcome, result.detail = Outcome.DISALLOWED, refusal
+                        return result
                 with client.stream("GET", target.url, headers=headers) as response:
                     if response.status_code in REDIRECTS:
                         current = _next_hop(target.url, response.headers.get("Location", ""))

@@ -8,12 +8,14 @@ later webhooks) goes through `get()`.
 
 import os
 import threading
+from collections.abc import Callable
 from ipaddress import ip_address
 
 import httpx2
 import redis
 from django.conf import settings
 
+from scraping import robots
 from scraping.addresses import IPAddress
 from scraping.fetcher import MAX_BYTES, Fetch, fetch, outbound_client
 from scraping.gate import system_resolver
@@ -69,9 +71,25 @@ def host_limits() -> HostLimits:
 
 
 def get(url: str, *, ports: tuple[int, ...] = (), etag: str = "", last_modified: str = "",
-        max_bytes: int = MAX_BYTES) -> Fetch:
+        max_bytes: int = MAX_BYTES, robots_cache: redis.Redis | None = None, of_robots: bool = False) -> Fetch:
     """GET `url` through the gate with this process's client; never raises for what the server
-    or the network does."""
+    or the network does. A redirect to another host is followed only if that host's robots.txt
+    allows it (cached in `robots_cache` when given), except for a robots.txt itself (`of_robots`),
+    which RFC 9309 lets redirect anywhere."""
+    check = None if of_robots else (lambda hop: robots_refusal(hop, cache=robots_cache))
     return fetch(url, client=client(), user_agent=user_agent(), ports=ports,
                  allowed=settings.OUTBOUND_ALLOWED_NETWORKS, etag=etag, last_modified=last_modified,
-                 max_bytes=max_bytes)
+                 max_bytes=max_bytes, other_host_check=check)
+
+
+def robots_verdict(url: str, *, cache: redis.Redis | None, ports: tuple[int, ...] = (),
+                   fetch_robots: Callable[[str], Fetch] | None = None) -> robots.RobotsVerdict:
+    """What `url`'s robots.txt says about us, read by `fetch_robots` (by default a plain get)."""
+    fetch_robots = fetch_robots or (lambda where: get(where, ports=ports, max_bytes=robots.MAX_BYTES, of_robots=True))
+    return robots.robots_verdict(url, product_token=PRODUCT_TOKEN, cache=cache, fetch_robots=fetch_robots)
+
+
+def robots_refusal(url: str, *, cache: redis.Redis | None) -> str:
+    """Why robots.txt disallows `url` for us, or "" when it allows it."""
+    verdict = robots_verdict(url, cache=cache)
+    return "" if verdict.allowed else verdict.detail

@@ -5,11 +5,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from scraping import robots
 from scraping.extract import ExtractError, Extractor
 from scraping.fetcher import Fetch, Outcome, refused_detail
 from scraping.gate import Refused, url_target
-from scraping.outbound import PRODUCT_TOKEN, get
+from scraping.outbound import get, robots_verdict
 
 
 @dataclass
@@ -31,8 +30,7 @@ def url_try(*, url: str, extractor: Extractor, ports: tuple[int, ...] = ()) -> T
         url_target(url, ports=ports, allowed=allowed)
     except Refused as refused:
         return Tried(Fetch(url=url, outcome=Outcome.REFUSED, detail=refused_detail(url, refused)))
-    verdict = robots.robots_verdict(url, product_token=PRODUCT_TOKEN, cache=None,
-                                    fetch_robots=lambda target: get(target, ports=ports, max_bytes=robots.MAX_BYTES))
+    verdict = robots_verdict(url, cache=None, ports=ports)
     if not verdict.allowed:
         return Tried(Fetch(url=url, outcome=Outcome.DISALLOWED, detail=verdict.detail), robots=verdict.detail)
     result = Tried(get(url, ports=ports), robots=verdict.detail)

@@ -20,7 +20,6 @@ from scraping.extract import ExtractError
 from scraping.fetcher import TOTAL_SECONDS, Fetch, Outcome, refused_detail
 from scraping.gate import Refused, url_target
 from scraping.models import SOURCE_CLAIM, FetchRecord, Source
-from scraping.outbound import PRODUCT_TOKEN
 from shared.claims import holder_name
 
 # Outcomes past the fetcher's own: a page fetched whose extract could not be made, or was empty.
@@ -103,14 +102,14 @@ def _fetch_claimed(source: Source, run_id: int | None, holder: str) -> SourceFet
             turn = limits.turn(host, interval_seconds=interval)
             if not turn.go:
                 raise Deferred(turn.wait_seconds, f"{host} was asked less than {interval:g} s ago")
-            return outbound.get(url, ports=source.ports, **options)
+            return outbound.get(url, ports=source.ports, robots_cache=outbound.shared_redis(), **options)
         finally:
             limits.leave(host, holder=holder)
 
-    verdict = robots.robots_verdict(
-        source.url, product_token=PRODUCT_TOKEN, cache=outbound.shared_redis(),
+    verdict = outbound.robots_verdict(
+        source.url, cache=outbound.shared_redis(),
         fetch_robots=lambda where: polite_get(where, interval=source.host_interval_seconds(),
-                                              max_bytes=robots.MAX_BYTES))
+                                              max_bytes=robots.MAX_BYTES, of_robots=True))
     if not verdict.allowed:
         return _record(source, run_id, started, Fetch(url=source.url, outcome=Outcome.DISALLOWED,
                                                       detail=verdict.detail))

@@ -5,6 +5,7 @@ import time
 
 import brotli
 import pytest
+from backports import zstd
 
 from scraping.fetcher import Outcome, fetch, outbound_client, retry_after_seconds
 from tests.scraping.conftest import SITE_ADDRESS
@@ -70,6 +71,28 @@ def test_a_redirect_the_fetcher_may_not_or_cannot_follow_ends_the_fetch_saying_w
     assert len(site.requests) == 1
 
 
+def test_the_port_allowed_for_a_source_does_not_hold_for_another_host_it_redirects_to(site, client):
+    site.pages["/go"] = lambda page: page.reply(302, Location=site.url("other.test", "/"))
+    result = get(client, site, "/go")
+    assert result.outcome == Outcome.REFUSED and f"port {site.port} is not allowed" in result.detail
+    assert len(site.requests) == 1
+
+
+def test_a_redirect_to_another_host_is_followed_only_if_its_check_robots_txt_allows_it(site, client):
+    asked = []
+
+    def other_host_check(hop: str) -> str:
+        asked.append(hop)
+        return "disallowed by http://other.test/robots.txt" if "private" in hop else ""
+    site.pages["/go"] = lambda page: page.reply(302, Location="http://other.test/private")
+    result = get(client, site, "/go", other_host_check=other_host_check)
+    assert (result.outcome, result.detail) == (Outcome.DISALLOWED, "disallowed by http://other.test/robots.txt")
+    site.pages["/same"] = lambda page: page.reply(302, Location="/here")
+    site.pages["/here"] = lambda page: page.reply(200, b"ok")
+    assert get(client, site, "/same", other_host_check=other_host_check).outcome == Outcome.FETCHED
+    assert asked == ["http://other.test/private"]
+
+
 def test_more_than_five_redirects_stop_the_fetch(site, client):
     site.pages["/loop"] = lambda page: page.reply(302, Location="/loop")
     result = get(client, site, "/loop")
@@ -80,6 +103,7 @@ def test_more_than_five_redirects_stop_the_fetch(site, client):
 @pytest.mark.parametrize(("encoding", "squeeze"), [
     ("gzip", lambda data: gzip.compress(data, compresslevel=6)),
     ("br", lambda data: brotli.compress(data, quality=4)),
+    ("zstd", lambda data: zstd.compress(data)),
     ("gzip, gzip", lambda data: gzip.compress(gzip.compress(data, compresslevel=6))),
 ])
 def test_a_compressed_bomb_stops_at_the_cap_counted_after_decompression(site, client, encoding, squeeze):
@@ -88,6 +112,13 @@ def test_a_compressed_bomb_stops_at_the_cap_counted_after_decompression(site, cl
     site.pages["/bomb"] = lambda page: page.reply(200, bomb, Content_Encoding=encoding)
     result = get(client, site, "/bomb", max_bytes=2 * 1024 * 1024)
     assert result.outcome == Outcome.TOO_LARGE and "once decompressed" in result.detail
+
+
+def test_every_encoding_the_fetcher_caps_is_offered_and_read(site, client):
+    site.pages["/zstd"] = lambda page: page.reply(200, zstd.compress(b"<p>small</p>"), Content_Encoding="zstd")
+    result = get(client, site, "/zstd")
+    assert (result.outcome, result.body) == (Outcome.FETCHED, b"<p>small</p>")
+    assert site.requests[-1][1]["Accept-Encoding"] == "gzip, deflate, br, zstd"
 
 
 def test_a_declared_length_over_the_cap_is_not_read(site, client):
