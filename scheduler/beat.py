@@ -106,6 +106,10 @@ class DatabaseScheduler(beat.Scheduler):
     def _recover_stranded(self) -> None:
         if time.monotonic() - self._recovered < RECOVER_EVERY_SECONDS:
             return
+        if not self._broker_reachable():
+            # Taking runs over only to fail to send them would re-send each one every few
+            # seconds of the outage; once Redis answers, they are taken over once.
+            return
         self._recovered = time.monotonic()
         self._publish(stranded_runs_recover(now=timezone.now(), node=self.node))
         lost = lost_runs_close(now=timezone.now())
@@ -148,15 +152,21 @@ class DatabaseScheduler(beat.Scheduler):
         return sleep
 
     def close(self):
-        # Runs claimed ahead that this beat will not send become due again for the next beat.
-        if self._ahead:
-            try:
-                claimed_ahead_release(self._ahead, node=self.node)
-            except Exception:
-                logger.exception("beat: could not give back %d run(s) claimed ahead; recovery will send them",
-                                 len(self._ahead))
-            self._ahead = []
+        self._give_back_ahead()
         super().close()
+
+    def _give_back_ahead(self) -> None:
+        """Runs claimed ahead that this beat will not send (it stops, or lost the broker) become
+        due again: the next beat to reach Redis claims them afresh, under the missed-run policy,
+        instead of this one sending copies held in memory through an outage."""
+        if not self._ahead:
+            return
+        try:
+            claimed_ahead_release(self._ahead, node=self.node)
+        except Exception:
+            logger.exception("beat: could not give back %d run(s) claimed ahead; recovery will send them",
+                             len(self._ahead))
+        self._ahead = []
 
     def _broker_reachable(self) -> bool:
         if not self._broker_down:
@@ -178,14 +188,15 @@ class DatabaseScheduler(beat.Scheduler):
         for start in range(0, len(dispatches), PUBLISH_CHUNK):
             chunk = dispatches[start:start + PUBLISH_CHUNK]
             try:
-                runs_publish(chunk, app=self.app, producer=self.producer)
+                sent = runs_publish(chunk, app=self.app, producer=self.producer, node=self.node)
             except BROKER_ERRORS as error:
                 # These runs stay claimed; once the claim lapses a beat sends them or records why not.
                 logger.error("beat: could not send %d run(s) to the broker at %s: %s", len(dispatches) - start,
                              self.connection.as_uri(), error)
                 self._broker_down = True
+                self._give_back_ahead()
                 return False
-            self._log_sent(chunk)
+            self._log_sent(sent)
         return True
 
     @staticmethod

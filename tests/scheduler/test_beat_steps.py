@@ -8,9 +8,11 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from scheduler.claim import claimed_ahead_release, claimed_ahead_still_valid, due_runs_claim
 from scheduler.models import ScheduleRun, ScheduleState
+from scheduler.publish import runs_publish
 from scheduler.recover import lost_runs_close, stranded_runs_recover
 from scheduler.sync import schedule_changes_version, schedules_sync
 from tests.builders import clocked_task, crontab_task, interval_task, with_policy
+from wiring.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db
 
@@ -269,3 +271,20 @@ def test_a_new_interval_schedule_starts_when_beat_sees_it_without_replaying_its_
     PeriodicTask.objects.filter(id=task.id).update(date_changed=NOON - timedelta(seconds=3))
     schedules_sync(now=NOON)
     assert next_due(task) == NOON
+
+
+def test_a_claim_taken_over_while_the_broker_was_down_is_sent_by_its_new_holder_only(queue):
+    with_policy(crontab_task("every minute", "* * * * *"), starting_deadline_seconds=600)
+    schedules_sync(now=NOON - timedelta(seconds=30))
+    held_in_memory, _ = due_runs_claim(now=NOON + timedelta(seconds=1), node="beat-1")
+    # beat-1 could not publish; its claim lapsed and beat-2's recovery took the run over.
+    taken_over = stranded_runs_recover(now=NOON + timedelta(seconds=30), node="beat-2")
+    with celery_app.producer_or_acquire() as producer:
+        # Redis is back: beat-1's copy, under the old task id, must not go out or mark the row sent.
+        assert runs_publish(held_in_memory, app=celery_app, producer=producer, node="beat-1") == []
+        assert queue.llen("default") == 0
+        run = ScheduleRun.objects.get()
+        assert (run.status, run.claimed_by, run.task_id) == ("claimed", "beat-2", taken_over[0].task_id)
+        assert runs_publish(taken_over, app=celery_app, producer=producer, node="beat-2") == taken_over
+    assert queue.llen("default") == 1
+    assert ScheduleRun.objects.get().status == ScheduleRun.Status.SENT
