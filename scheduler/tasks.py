@@ -9,9 +9,25 @@ and error there. A task called directly (tests, the shell) runs unrecorded.
 from celery import shared_task
 
 from scheduler.services import heartbeat_record
+from scheduler.worker import DATABASE_DOWN, DATABASE_WAIT_SECONDS, run_finish
+
+# The outcome of a run finished while the database was unreachable is kept this long at most;
+# by then lost_runs_close has recorded the run as lost anyway.
+OUTCOME_TRIES = 3600 // DATABASE_WAIT_SECONDS
 
 
 @shared_task(bind=True)
 def heartbeat(self) -> dict:
     beat = heartbeat_record(worker=self.request.hostname)
     return {"worker": beat.worker, "beats": beat.beats, "at": beat.last_beat_at.isoformat()}
+
+
+@shared_task(bind=True, max_retries=OUTCOME_TRIES)
+def run_outcome_write(self, *, run_id: int, worker: str, succeeded: bool, output=None, error: str = "") -> dict:
+    """Write the outcome of a run that finished while the database could not be reached (sent by
+    scheduler.worker), trying again through Celery until it answers."""
+    try:
+        run_finish(run_id=run_id, worker=worker, succeeded=succeeded, output=output, error=error)
+    except DATABASE_DOWN:
+        raise self.retry(countdown=DATABASE_WAIT_SECONDS) from None
+    return {"run": run_id, "succeeded": succeeded}

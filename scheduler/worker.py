@@ -15,10 +15,10 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from celery import Task
+from celery import Task, current_app
 from celery.exceptions import Ignore, Retry
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -88,13 +88,22 @@ def run_start(*, run_id: int, task_id: str, worker: str) -> StartDecision:
     return with_retries(lambda: _try_start(run_id=run_id, task_id=task_id, worker=worker, now=timezone.now()))
 
 
+# What the database raises when it cannot be reached or its connection dropped (psycopg's
+# closed connection is an InterfaceError).
+DATABASE_DOWN = (OperationalError, InterfaceError)
+# A delivery that cannot reach the ledger comes back this much later, as a message, until the
+# database answers; a finished run's outcome is handed to OUTCOME_TASK, which does the same.
+DATABASE_WAIT_SECONDS = 10
+OUTCOME_TASK = "scheduler.tasks.run_outcome_write"
+
+
 def with_retries(write, attempts: int = 4):
     """A ledger write, retried on a passing database error (a locked SQLite file, a dropped
     connection): losing it would leave the run's outcome unrecorded."""
     for attempt in range(attempts):
         try:
             return write()
-        except OperationalError:
+        except DATABASE_DOWN:
             if attempt == attempts - 1:
                 raise
             connection.close()
@@ -136,11 +145,17 @@ def _try_start(*, run_id: int, task_id: str, worker: str, now: datetime) -> Star
         return StartDecision(True) if started else StartDecision(False, "another delivery took the run")
 
 
-def run_finish(*, run_id: int, worker: str, succeeded: bool, output=None, error: str = "") -> None:
+def json_safe(output):
+    """`output` if the ledger's JSON column can hold it, else its repr()."""
     try:
         json.dumps(output, cls=DjangoJSONEncoder)
     except (TypeError, ValueError):
-        output = repr(output)
+        return repr(output)
+    return output
+
+
+def run_finish(*, run_id: int, worker: str, succeeded: bool, output=None, error: str = "") -> None:
+    output = json_safe(output)
     status = ScheduleRun.Status.SUCCEEDED if succeeded else ScheduleRun.Status.FAILED
     with_retries(lambda: RUN_LEASE.release(
         ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.RUNNING), holder=worker,
@@ -186,7 +201,14 @@ class RecordedTask(Task):
             return super().__call__(*args, **kwargs)
         # The worker's node name with this process and a token: each delivery its own holder.
         worker = holder_name(self.request.hostname)
-        decision = run_start(run_id=run_id, task_id=self.request.id, worker=worker)
+        try:
+            decision = run_start(run_id=run_id, task_id=self.request.id, worker=worker)
+        except DATABASE_DOWN as error:
+            # Not acknowledged as done: the run has not started, and this delivery comes back
+            # until the ledger can say whether it may.
+            logger.warning("run %s of %s: the database cannot be reached (%s); delivered again in %d s",
+                           run_id, self.name, error, DATABASE_WAIT_SECONDS)
+            self._deliver_again(countdown=DATABASE_WAIT_SECONDS)
         if decision.lease_until is not None:
             self._wait_for_lease(decision)
         if not decision.run:
@@ -205,12 +227,12 @@ class RecordedTask(Task):
                                   holder=worker, status=ScheduleRun.Status.SENT)
                 raise
             except JobFailed as failed:
-                run_finish(run_id=run_id, worker=worker, succeeded=False, output=failed.output, error=str(failed))
+                _outcome_keep(run_id=run_id, worker=worker, succeeded=False, output=failed.output, error=str(failed))
                 raise
             except BaseException:
-                run_finish(run_id=run_id, worker=worker, succeeded=False, error=traceback.format_exc())
+                _outcome_keep(run_id=run_id, worker=worker, succeeded=False, error=traceback.format_exc())
                 raise
-        run_finish(run_id=run_id, worker=worker, succeeded=True, output=result)
+        _outcome_keep(run_id=run_id, worker=worker, succeeded=True, output=result)
         return result
 
     def _wait_for_lease(self, decision: StartDecision) -> None:
@@ -223,12 +245,31 @@ class RecordedTask(Task):
         carries no expiry: the run already started once, so the schedule's "too late to start"
         no longer applies, and an expired copy would leave the run to be closed as lost.
         """
-        headers = dict(self.request.headers or {})
-        waits = int(headers.get(LEASE_WAITS_HEADER) or 0)
+        waits = int((self.request.headers or {}).get(LEASE_WAITS_HEADER) or 0)
         if waits >= LEASE_WAITS:
             return
         wait = max(1.0, (decision.lease_until - timezone.now()).total_seconds() + 1)
-        headers[LEASE_WAITS_HEADER] = waits + 1
-        self.signature_from_request(self.request, headers=headers, expires=None).apply_async(countdown=wait)
-        logger.info("run %s of %s: %s; trying again in %.0f s", headers[RUN_HEADER], self.name, decision.reason, wait)
+        logger.info("run %s of %s: %s; trying again in %.0f s", self.request.headers[RUN_HEADER], self.name,
+                    decision.reason, wait)
+        self._deliver_again(countdown=wait, **{LEASE_WAITS_HEADER: waits + 1})
+
+    def _deliver_again(self, *, countdown: float, **headers) -> None:
+        """Send this delivery again (same task id, same run) for `countdown` seconds from now and
+        drop this one. The copy carries no expiry: the run was due already, and an expired copy
+        would leave it to be closed as lost."""
+        headers = {**(self.request.headers or {}), **headers}
+        self.signature_from_request(self.request, headers=headers, expires=None).apply_async(countdown=countdown)
         raise Ignore()
+
+
+def _outcome_keep(*, run_id: int, worker: str, **outcome) -> None:
+    """Record a finished run's outcome; if the database cannot be reached, hand the outcome to
+    OUTCOME_TASK, which writes it once the database answers, instead of losing it."""
+    try:
+        run_finish(run_id=run_id, worker=worker, **outcome)
+    except DATABASE_DOWN as error:
+        logger.warning("run %s: its outcome cannot be written yet (%s); kept in a message until it can",
+                       run_id, error)
+        outcome["output"] = json_safe(outcome.get("output"))
+        current_app.send_task(OUTCOME_TASK, kwargs={"run_id": run_id, "worker": worker, **outcome},
+                              countdown=DATABASE_WAIT_SECONDS)

@@ -1,17 +1,19 @@
 """The worker's side of the ledger (scheduler.worker): a run records its start, outcome and duration, once."""
 
+import base64
 import json
 import uuid
 from datetime import datetime, timedelta
 
 import pytest
 from celery import shared_task
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from scheduler.messages import RUN_HEADER, SCHEDULED_FOR_HEADER
 from scheduler.models import ScheduleRun, WorkerHeartbeat
-from scheduler.tasks import heartbeat
-from scheduler.worker import LEASE_WAITS, LEASE_WAITS_HEADER, scheduled_for
+from scheduler.tasks import heartbeat, run_outcome_write
+from scheduler.worker import DATABASE_WAIT_SECONDS, LEASE_WAITS, LEASE_WAITS_HEADER, OUTCOME_TASK, scheduled_for
 from tests.builders import interval_task, ledger_run, with_policy
 
 pytestmark = pytest.mark.django_db
@@ -159,3 +161,57 @@ def test_the_copy_takes_the_run_over_once_the_killed_workers_lease_has_lapsed(qu
     run.refresh_from_db()
     assert run.status == "succeeded" and run.worker != "celery@killed:4242:cafe"
     assert WorkerHeartbeat.objects.get().beats == 1 and queue.llen("default") == 0
+
+
+class DatabaseDown:
+    """Django's own hook on the connection (execute_wrapper) refusing every query while `down`,
+    as a PostgreSQL that stopped answering does."""
+
+    def __init__(self, down: bool = True) -> None:
+        self.down = down
+
+    def __call__(self, execute, sql, params, many, context):
+        if self.down:
+            raise OperationalError("connection to server at 127.0.0.1, port 5432 failed: Connection refused")
+        return execute(sql, params, many, context)
+
+
+OUTAGE = DatabaseDown(down=False)
+
+
+@shared_task
+def loses_the_database_at_its_end():
+    OUTAGE.down = True
+    return {"rows": 3}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_that_cannot_reach_the_ledger_comes_back_later_instead_of_being_acknowledged(queue):
+    run = claimed_run(interval_task("heartbeat", timedelta(minutes=1)), status="sent")
+    with connection.execute_wrapper(DatabaseDown()):
+        assert deliver(heartbeat, run).state == "IGNORED"
+    (raw,) = queue.lrange("default", 0, -1)
+    again = json.loads(raw)["headers"]
+    assert (again["id"], again[RUN_HEADER]) == (run.task_id, run.id)
+    eta = datetime.fromisoformat(again["eta"])
+    assert timezone.now() < eta <= timezone.now() + timedelta(seconds=DATABASE_WAIT_SECONDS)
+    run.refresh_from_db()
+    assert run.status == "sent" and not WorkerHeartbeat.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_outcome_that_cannot_be_written_is_kept_in_a_message_and_written_once_the_database_answers(queue):
+    run = claimed_run(interval_task("loses", timedelta(minutes=1)), status="sent")
+    OUTAGE.down = False
+    with connection.execute_wrapper(OUTAGE):
+        deliver(loses_the_database_at_its_end, run)
+    OUTAGE.down = False
+    (raw,) = queue.lrange("default", 0, -1)
+    message = json.loads(raw)
+    assert message["headers"]["task"] == OUTCOME_TASK
+    assert ScheduleRun.objects.get(pk=run.pk).status == "running"
+
+    run_outcome_write.apply(kwargs=json.loads(base64.b64decode(message["body"]))[1])
+
+    run.refresh_from_db()
+    assert (run.status, run.output, run.lease_until) == ("succeeded", {"rows": 3}, None)
