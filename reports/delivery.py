@@ -87,7 +87,7 @@ def deliveries_send(*, run: ReportRun, deliveries: list[ReportDelivery], final_a
             continue  # sent meanwhile, or another execution is sending it
         failure = deliver_to_recipient(run, delivery)
         if failure is None:
-            delivery_finish(delivery, ReportDelivery.Status.SENT, sent_at=timezone.now())
+            delivery_sent(delivery)
         elif failure.temporary and not final_attempt:
             # Pending while the retry waits: a concurrent execution may send it meanwhile.
             delivery_finish(delivery, ReportDelivery.Status.PENDING)
@@ -129,6 +129,11 @@ def delivery_finish(delivery: ReportDelivery, status: str, **fields) -> None:
     """Release our claim on the delivery, leaving it in `status`."""
     DELIVERY_CLAIM.release(ReportDelivery.objects.filter(pk=delivery.pk, status=ReportDelivery.Status.SENDING),
                            holder=delivery.claimed_by, status=status, **fields)
+
+
+def delivery_sent(delivery: ReportDelivery) -> None:
+    """The copy went out: the error of an earlier try no longer describes it."""
+    delivery_finish(delivery, ReportDelivery.Status.SENT, sent_at=timezone.now(), last_error="")
 
 
 def _send(message: EmailMessage) -> None:

@@ -12,6 +12,7 @@ from reports.delivery import (
     deliveries_send,
     delivery_claim,
     delivery_finish,
+    delivery_sent,
 )
 from reports.models import Report, ReportDelivery, ReportFile, ReportRun, ReportSection
 from reports.rendering import RenderedEmail, email_render
@@ -176,7 +177,7 @@ def delivery_resend(*, delivery: ReportDelivery) -> str:
         return "it is being sent right now"
     failure = deliver_to_recipient(delivery.run, delivery)
     if failure is None:
-        delivery_finish(delivery, ReportDelivery.Status.SENT, sent_at=timezone.now())
+        delivery_sent(delivery)
         return ""
     kept = ReportDelivery.Status.SENT if before == ReportDelivery.Status.SENT else ReportDelivery.Status.FAILED
     delivery_finish(delivery, kept)
