@@ -12,3 +12,6 @@ accesslog = "-"
 # Gunicorn 27's control socket defaults to one path per user, so a second instance (tests, a
 # second checkout) would fight over it; nothing here uses it.
 control_socket_disable = True
+# The admin's Test fetch runs the fetcher in the request: robots.txt and the page may each take
+# its 30 s total deadline. Gunicorn's default of 30 s would kill the worker mid-fetch.
+timeout = 90

@@ -8,6 +8,7 @@ from django.utils.html import format_html, format_html_join
 from reports import admin_views
 from reports.models import Report, ReportDelivery, ReportRun, ReportSection
 from reports.services import delivery_resend, report_delete, report_save
+from shared.admin_owners import ScheduleOwnerAdmin
 from shared.admin_pages import PageCompletingAdmin, newest_of_each
 from shared.admin_review import ReviewOnlyAdmin
 from shared.badges import badge, toned
@@ -107,7 +108,8 @@ class SqlSectionInline(SectionInline):
 
 
 @admin.register(Report)
-class ReportAdmin(PageCompletingAdmin, admin.ModelAdmin):
+class ReportAdmin(PageCompletingAdmin, ScheduleOwnerAdmin):
+    owner_noun, paused_because = "report", "the report is disabled or has no recipients"
     list_display = ["name", "enabled", "when", "recipient_count", "schedule_link", "last_run"]
     list_filter = ["enabled"]
     search_fields = ["name", "description", "recipients"]
@@ -119,17 +121,13 @@ class ReportAdmin(PageCompletingAdmin, admin.ModelAdmin):
     ]
     change_form_template = "admin/reports/report/change_form.html"
 
+    def owner_save(self, owner: Report) -> None:
+        report_save(report=owner)
+
+    def owner_delete(self, owner: Report) -> None:
+        report_delete(report=owner)
+
     # The services keep a report's schedule in step, whoever writes the report.
-    def save_model(self, request, obj: Report, form, change) -> None:
-        report_save(report=obj)
-
-    def delete_model(self, request, obj: Report) -> None:
-        report_delete(report=obj)
-
-    def delete_queryset(self, request, queryset) -> None:
-        for report in queryset:
-            report_delete(report=report)
-
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("schedule")
 
@@ -154,14 +152,6 @@ class ReportAdmin(PageCompletingAdmin, admin.ModelAdmin):
     @admin.display(description="recipients")
     def recipient_count(self, report: Report) -> int:
         return len(report.recipient_list())
-
-    @admin.display(description="schedule")
-    def schedule_link(self, report: Report) -> str:
-        if report.schedule_id is None:
-            return "created when the report is saved"
-        state = "runs" if report.schedule.enabled else "paused: the report is disabled or has no recipients"
-        url = reverse("admin:django_celery_beat_periodictask_change", args=[report.schedule_id])
-        return format_html('<a href="{}">{}</a> ({})', url, report.schedule.name, state)
 
     @admin.display(description="runs")
     def runs_link(self, report: Report) -> str:

@@ -81,8 +81,8 @@ def change_review(*, change: Change, decision: str, reviewer: str, now: datetime
             status=decision, reviewed_at=now, reviewed_by=reviewer)
         if not decided:
             change.refresh_from_db()
-            raise NotPending(f"this change was already {change.get_status_display().lower()}"
-                             f"{f' by {change.reviewed_by}' if change.reviewed_by else ''}")
+            by = f" by {change.reviewed_by}" if change.reviewed_by else ""
+            raise NotPending(f"this change was already {change.status}{by}")
         if decision == Change.Status.APPROVED:
             Source.objects.filter(pk=change.source_id).update(baseline_id=change.after_id)
     change.refresh_from_db()
