@@ -1,17 +1,15 @@
-import re
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, available_timezones
 
 from cronsim import CronSim, CronSimError
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now
 
+from shared.addresses import email_list, validate_email_list
 from shared.claims import Claim
-
-RECIPIENT_SEPARATORS = re.compile(r"[\s,;]+")
 
 
 def site_timezone() -> str:
@@ -32,16 +30,9 @@ def validate_days_of_week(value: str) -> None:
         ) from error
 
 
-def recipients_in(text: str) -> list[str]:
-    return [address for address in RECIPIENT_SEPARATORS.split(text or "") if address]
-
-
 def validate_recipients(value: str) -> None:
-    for address in recipients_in(value):
-        try:
-            validate_email(address)
-        except ValidationError:
-            raise ValidationError(f"{address!r} is not a valid email address.") from None
+    # Named by migration 0001; the one list parser is shared.addresses'.
+    validate_email_list(value)
 
 
 class Report(models.Model):
@@ -85,7 +76,7 @@ class Report(models.Model):
 
     def recipient_list(self) -> list[str]:
         # In order, without repeats: one delivery row per address.
-        return list(dict.fromkeys(address.lower() for address in recipients_in(self.recipients)))
+        return email_list(self.recipients)
 
     def is_due_to_run(self) -> bool:
         return self.enabled and bool(self.recipient_list())

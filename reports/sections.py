@@ -17,6 +17,7 @@ from reports.models import Report, ReportSection
 from reports.sources import QueryFailed, QueryRefused, QueryTimedOut, query_run
 from scheduler.models import ScheduleRun
 from scraping.selectors import scraping_totals
+from shared.display import last_line
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def operations_summary_tables(covered: CoveredDay) -> list[Table]:
     ])
     failures = Table("Failures", ["schedule", "due", "outcome", "error"], [
         (run.schedule_name, _local(run.scheduled_for, covered), run.get_status_display(),
-         _last_line(run.error or run.reason))
+         last_line(run.error or run.reason))
         for run in selectors.failed_runs(**window)
     ])
     slowest = Table("Slowest runs", ["schedule", "due", "seconds"], [
@@ -123,9 +124,3 @@ def operations_summary_tables(covered: CoveredDay) -> list[Table]:
 
 def _local(moment: datetime, covered: CoveredDay) -> str:
     return moment.astimezone(covered.zone).strftime("%H:%M")
-
-
-def _last_line(text: str) -> str:
-    # A traceback's last line says what went wrong; the whole one is in the run ledger.
-    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""

@@ -4,3 +4,7 @@ from django.apps import AppConfig
 class SchedulerConfig(AppConfig):
     name = "scheduler"
     verbose_name = "Scheduler"
+
+    def ready(self) -> None:
+        # Connects the worker's liveness to Celery's event heartbeat (a signal receiver).
+        from scheduler import worker_liveness  # noqa: F401

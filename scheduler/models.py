@@ -84,6 +84,25 @@ class SchedulePolicy(models.Model):
         help_text="A run not sent within this many seconds of its slot counts as missed.",
     )
     overlap = models.CharField(max_length=8, choices=Overlap.choices, default=Overlap.ALLOW)
+    # Health (scheduler.health): empty means a default derived from the schedule's period.
+    start_grace_seconds = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Late once a run has not started this long after its slot; down after twice this. "
+                  "Default: half its period, between 30 s and 15 min.",
+    )
+    max_run_seconds = models.PositiveIntegerField(
+        "maximum run time (seconds)", null=True, blank=True,
+        help_text="Down when a run is still running after this long. Default: its period, at least a minute, "
+                  "at most the task time limit.",
+    )
+    failures_to_fail = models.PositiveIntegerField(
+        "failures before failing", null=True, blank=True,
+        help_text="Failing after this many failed runs in a row. Default: 1 for jobs twice a day or rarer, else 3.",
+    )
+    successes_to_recover = models.PositiveIntegerField(
+        "successes to recover", null=True, blank=True,
+        help_text="Back up after this many successful runs in a row. Default: 1.",
+    )
 
     class Meta:
         verbose_name_plural = "schedule policies"
@@ -94,6 +113,31 @@ class SchedulePolicy(models.Model):
     @property
     def starting_deadline(self) -> timedelta:
         return timedelta(seconds=self.starting_deadline_seconds)
+
+
+class ScheduleHealth(models.Model):
+    """A schedule's health as the evaluator last saw it (scheduler.health). Changed only by a
+    conditional UPDATE from the state read, so of two evaluators at once one records the change."""
+
+    task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", on_delete=models.CASCADE, primary_key=True, related_name="health"
+    )
+    state = models.CharField(max_length=10, default="new")
+    cause = models.CharField(max_length=12, blank=True)
+    why = models.TextField(blank=True)
+    slot = models.DateTimeField(null=True, blank=True, help_text="The slot the state is about.")
+    run = models.ForeignKey("ScheduleRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    since = models.DateTimeField(help_text="When the schedule entered this state.")
+    evaluated_at = models.DateTimeField()
+    # When its people were last told about this state (the flip, or a reminder since).
+    alerted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "schedule health"
+        indexes = [models.Index(fields=["state"], name="scheduler_health_state")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id}: {self.state}"
 
 
 class ScheduleState(models.Model):

@@ -70,16 +70,18 @@ class Fetch:
 
 def fetch(url: str, *, client: httpx2.Client, user_agent: str, ports=(), allowed: tuple[IPNetwork, ...] = (),
           etag: str = "", last_modified: str = "", max_bytes: int = MAX_BYTES,
-          total_seconds: float = TOTAL_SECONDS, other_host_check: Callable[[str], str] | None = None) -> Fetch:
+          total_seconds: float = TOTAL_SECONDS, other_host_check: Callable[[str], str] | None = None,
+          method: str = "GET", content: bytes | None = None, extra_headers: dict | None = None) -> Fetch:
     """GET `url` through the gate; never raises for what a server or the network does.
 
     `ports` (what an admin allowed besides 80 and 443) hold for `url`'s own host only: a redirect
     to another host on such a port is refused. `other_host_check(hop)` is asked about a redirect
     to another host before it is followed (that host's robots.txt); what it returns, when not
-    empty, says why the hop is disallowed.
+    empty, says why the hop is disallowed. Another `method` (a webhook's POST of `content`) is
+    sent once and never redirected: a 3xx is its answer, an HTTP error.
     """
     result = Fetch(url=url, outcome=Outcome.UNREACHABLE)
-    headers = {"User-Agent": user_agent}
+    headers = {**(extra_headers or {}), "User-Agent": user_agent}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
@@ -98,8 +100,8 @@ def fetch(url: str, *, client: httpx2.Client, user_agent: str, ports=(), allowed
                     if refusal:
                         result.outcome, result.detail = Outcome.DISALLOWED, refusal
                         return result
-                with client.stream("GET", target.url, headers=headers) as response:
-                    if response.status_code in REDIRECTS:
+                with client.stream(method, target.url, headers=headers, content=content) as response:
+                    if response.status_code in REDIRECTS and method == "GET":
                         current = _next_hop(target.url, response.headers.get("Location", ""))
                         result.hops.append(current)
                         continue

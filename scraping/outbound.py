@@ -6,6 +6,7 @@ Everything that makes a request (a source's fetch, Test fetch, `scrape URL`, rob
 later webhooks) goes through `get()`.
 """
 
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from ipaddress import ip_address
 import httpx2
 import redis
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 
 from scraping import robots
 from scraping.addresses import IPAddress
@@ -93,3 +95,11 @@ def robots_refusal(url: str, *, cache: redis.Redis | None) -> str:
     """Why robots.txt disallows `url` for us, or "" when it allows it."""
     verdict = robots_verdict(url, cache=cache)
     return "" if verdict.allowed else verdict.detail
+
+
+def post_json(url: str, payload: dict, *, max_bytes: int = 64 * 1024) -> Fetch:
+    """POST `payload` as JSON to `url` through the gate (a webhook): once, never redirected."""
+    body = json.dumps(payload, cls=DjangoJSONEncoder, sort_keys=True).encode()
+    return fetch(url, client=client(), user_agent=user_agent(), allowed=settings.OUTBOUND_ALLOWED_NETWORKS,
+                 ports=settings.WEBHOOK_ALLOWED_PORTS, max_bytes=max_bytes, method="POST", content=body,
+                 extra_headers={"Content-Type": "application/json"})

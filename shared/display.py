@@ -38,3 +38,9 @@ def duration_in_words(duration: timedelta) -> str:
 
 def seconds_ago(value: datetime, *, now: datetime) -> int:
     return int((now - value).total_seconds())
+
+
+def last_line(text: str, *, when_empty: str = "") -> str:
+    """A traceback's last line says what went wrong (the whole one stays in the run ledger)."""
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1] if lines else when_empty

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.mail import SmtpServer, free_port
 from wiring.embedded_redis import EmbeddedRedis
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -76,3 +77,22 @@ def staff_client(client, django_user_model):
     user = django_user_model.objects.create_superuser("staff", "staff@example.com", "pw-for-tests")
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def smtp_port(settings) -> int:
+    port = free_port()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    return port
+
+
+@pytest.fixture
+def smtp_server(smtp_port):
+    """A real SMTP server on loopback (aiosmtpd); Django's SMTP backend points at it."""
+    server = SmtpServer(smtp_port)
+    server.start()
+    yield server.handler
+    server.stop()

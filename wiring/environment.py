@@ -10,10 +10,13 @@ import sys
 from ipaddress import ip_address
 from pathlib import Path
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from environs import Env, EnvValidationError
 from marshmallow import ValidationError
 
 from scraping.addresses import ForbiddenNetworks, allowed_networks
+from scraping.gate import Refused, url_target
+from shared.addresses import email_list, validate_email_list
 
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket")
 
@@ -62,6 +65,26 @@ class Configuration:
                 continue
             hosts[name.strip().lower().rstrip(".")] = address.strip()
         return hosts
+
+    def email_list(self, variable: str) -> list[str]:
+        value = self.env.str(variable, "") or ""
+        try:
+            validate_email_list(value)
+        except DjangoValidationError as error:
+            self.problem(variable, error.messages[0])
+            return []
+        return email_list(value)
+
+    def outbound_url(self, variable: str, *, ports: tuple[int, ...], allowed: tuple) -> str:
+        """A URL the fetcher will be asked to reach: refused at start-up if its gate refuses it."""
+        value = self.env.str(variable, "") or ""
+        if value:
+            try:
+                url_target(value, ports=ports, allowed=allowed)
+            except Refused as refused:
+                self.problem(variable, f"refused by the fetcher's gate: {refused.rule}")
+                return ""
+        return value
 
     def secret_key(self, variable: str, data_dir: Path) -> str:
         """The environment's key, else a per-install key kept in the data folder.

@@ -52,9 +52,19 @@ OUTBOUND_HOSTS = config.outbound_hosts("OUTBOUND_HOSTS")
 # requests to one host may be in flight at once.
 SCRAPER_HOST_INTERVAL_SECONDS = env.float("SCRAPER_HOST_INTERVAL_SECONDS", 1.0, validate=positive)
 SCRAPER_HOST_CONCURRENCY = env.int("SCRAPER_HOST_CONCURRENCY", 2, validate=positive)
+# Monitoring: who is alerted when a schedule without alert settings of its own, beat or the
+# workers change health; the address alerts link to; the token /metrics asks for.
+ALERT_EMAILS = config.email_list("ALERT_EMAILS")
+# Ports besides 80 and 443 that webhooks may use (a source allows its own port on its page).
+WEBHOOK_ALLOWED_PORTS = tuple(env.list("WEBHOOK_ALLOWED_PORTS", [], subcast=int) or [])
+ALERT_WEBHOOK_URL = config.outbound_url("ALERT_WEBHOOK_URL", ports=WEBHOOK_ALLOWED_PORTS,
+                                        allowed=OUTBOUND_ALLOWED_NETWORKS)
+SITE_URL = env.str("SITE_URL", "").rstrip("/")
+METRICS_TOKEN = env.str("METRICS_TOKEN", "")
 # Where gunicorn listens (gunicorn.conf.py) and where `make run` says the admin is.
 WEB_BIND = config.host_and_port("WEB_BIND", "127.0.0.1:8000")
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", 2, validate=positive)
+SITE_URL = SITE_URL or f"http://{WEB_BIND}"
 # The staff login `make run` makes sure of; with no password a generated one is printed once.
 ADMIN_USERNAME = env.str("ADMIN_USERNAME", "admin")
 ADMIN_EMAIL = env.str("ADMIN_EMAIL", "admin@localhost")
@@ -93,6 +103,7 @@ INSTALLED_APPS = [
     "cleanup",
     "scraping",
     "reports",
+    "monitoring",
     # The composition root's commands: prepare and launch.
     "wiring",
 ]

@@ -19,7 +19,7 @@ from scheduler.models import BeatHeartbeat, ScheduleRun
 from tests.builders import clocked_at
 from tests.e2e.processes import celery_argv, worker_argv
 from tests.e2e.waiting import wait_until
-from tests.reports.conftest import SmtpServer, free_port
+from tests.mail import SmtpServer, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

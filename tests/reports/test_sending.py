@@ -17,7 +17,8 @@ from reports.tasks import DeliveriesFailed, report_send
 from scheduler.messages import RUN_HEADER, SCHEDULED_FOR_HEADER
 from scheduler.models import ScheduleRun
 from tests.builders import ledger_run
-from tests.reports.conftest import SmtpServer, chart_section, report_with
+from tests.mail import SmtpServer
+from tests.reports.conftest import chart_section, report_with
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from honcho.environ import parse_procfile
 from tests.conftest import PROJECT_DIR
 from wiring.environment import DEPLOYMENT_VARIABLES
 
-APP_SERVICES = ("prepare", "web", "worker", "beat")
+APP_SERVICES = ("prepare", "web", "worker", "beat", "evaluator")
 
 
 def procfile() -> dict:
@@ -21,9 +21,9 @@ def compose() -> dict:
     return yaml.safe_load((PROJECT_DIR / "docker-compose.yml").read_text())
 
 
-def test_the_procfile_runs_web_worker_and_beat_with_beat_taking_its_scheduler_from_settings():
+def test_the_procfile_runs_web_worker_beat_and_the_evaluator_with_beat_taking_its_scheduler_from_settings():
     processes = procfile()
-    assert set(processes) == {"web", "worker", "beat"}
+    assert set(processes) == {"web", "worker", "beat", "evaluator"}
     assert "-S" not in shlex.split(processes["beat"]) and "--scheduler" not in processes["beat"]
     assert processes["worker"].startswith("celery -A scheduler worker")
 
@@ -48,7 +48,7 @@ def test_compose_protects_postgres_and_redis_with_passwords_volumes_and_health_c
         assert services[name]["volumes"] and services[name]["healthcheck"]["test"]
     assert "--requirepass" in " ".join(services["redis"]["command"])
     assert "${POSTGRES_PASSWORD:?" in services["postgres"]["environment"]["POSTGRES_PASSWORD"]
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "beat", "evaluator"):
         assert services[name]["depends_on"]["prepare"]["condition"] == "service_completed_successfully"
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
@@ -62,3 +62,9 @@ def test_what_only_make_run_needs_stays_out_of_the_production_image():
     # The image installs the runtime set alone; `make run` adds the local extra.
     assert "pip install --no-cache-dir .\n" in (PROJECT_DIR / "Dockerfile").read_text()
     assert "'.[local,test]'" in (PROJECT_DIR / "Makefile").read_text()
+
+
+def test_flower_is_an_optional_service_behind_a_password_on_loopback():
+    flower = compose()["services"]["flower"]
+    assert flower["profiles"] == ["flower"] and "FLOWER_BASIC_AUTH" in flower["environment"]
+    assert flower["ports"][0].startswith("127.0.0.1:")

@@ -21,6 +21,16 @@ class Handler(BaseHTTPRequestHandler):
         else:
             page(self)
 
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.requests.append((self.path, dict(self.headers)))
+        self.server.posted.append((self.path, body))
+        page = self.server.pages.get(self.path.split("?")[0])
+        if page is None:
+            self.reply(404, b"not here")
+        else:
+            page(self)
+
     def reply(self, status: int, body: bytes = b"", **headers: str) -> None:
         self.send_response(status)
         for name, value in {"Content-Length": str(len(body)), **headers}.items():
@@ -46,7 +56,7 @@ class PageServer(ThreadingHTTPServer):
 
     def __init__(self, address: str) -> None:
         super().__init__((address, 0), Handler)
-        self.pages, self.requests = {}, []
+        self.pages, self.requests, self.posted = {}, [], []
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def handle_error(self, request, client_address) -> None:

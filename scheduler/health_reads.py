@@ -1,0 +1,90 @@
+"""What one health pass reads, in a few queries for every schedule at once: each schedule with
+its policy, state and last recorded health, its newest runs, and whether beat and any worker
+are alive."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
+from django_celery_beat.models import PeriodicTask
+
+from scheduler.health import Knobs, Seen, knobs_of
+from scheduler.models import BeatHeartbeat, ScheduleHealth, ScheduleRun, WorkerHeartbeat
+from scheduler.policy import policy_of
+from scheduler.timing import UnschedulableError, first_slot_after, interval_length
+
+# The newest runs each schedule is judged by: enough for any failure or recovery streak a
+# policy may ask for up to this many, read within a window that keeps the query on recent rows.
+RUNS_READ = 6
+RECENT = timedelta(days=40)
+
+
+@dataclass(frozen=True)
+class Liveness:
+    beat_alive: bool
+    workers_alive: bool
+    beats: int
+    workers: int
+
+
+def liveness(*, now: datetime) -> Liveness:
+    beats = BeatHeartbeat.objects.filter(last_beat_at__gte=now - BeatHeartbeat.STALE_AFTER).count()
+    workers = WorkerHeartbeat.objects.filter(last_beat_at__gte=now - WorkerHeartbeat.STALE_AFTER).count()
+    return Liveness(beats > 0, workers > 0, beats, workers)
+
+
+@dataclass
+class Watched:
+    task: PeriodicTask
+    seen: Seen
+    knobs: Knobs
+    health: ScheduleHealth | None
+
+
+def schedules_watched(*, now: datetime) -> list[Watched]:
+    tasks = list(PeriodicTask.objects.select_related("scheduler_policy", "scheduler_state", "health", "interval",
+                                                     "crontab", "clocked", "solar"))
+    runs = _newest_runs([task.id for task in tasks], now=now)
+    periods: dict[tuple, timedelta | None] = {}
+    watched = []
+    for task in tasks:
+        state = getattr(task, "scheduler_state", None)
+        next_due = state.next_due_at if state else None
+        seen = Seen(enabled=task.enabled, next_due_at=next_due, problem=state.problem if state else "",
+                    runs=runs.get(task.id, []))
+        health = getattr(task, "health", None)
+        watched.append(Watched(task, seen, knobs_of(policy_of(task), _period(task, next_due, periods)), health))
+    return watched
+
+
+def _newest_runs(task_ids: list[int], *, now: datetime) -> dict[int, list[ScheduleRun]]:
+    """Each schedule's RUNS_READ newest scheduled and catch-up runs, newest first, in one query."""
+    newest = (ScheduleRun.objects.filter(schedule_id__in=task_ids, scheduled_for__gte=now - RECENT,
+                                         kind__in=[ScheduleRun.Kind.SCHEDULED, ScheduleRun.Kind.CATCH_UP])
+              .exclude(status=ScheduleRun.Status.SKIPPED)
+              .annotate(place=Window(RowNumber(), partition_by=[F("schedule_id")],
+                                     order_by=[F("scheduled_for").desc(), F("id").desc()]))
+              .filter(place__lte=RUNS_READ)
+              .defer("output"))
+    runs: dict[int, list[ScheduleRun]] = {}
+    for run in newest.order_by("schedule_id", "place"):
+        runs.setdefault(run.schedule_id, []).append(run)
+    return runs
+
+
+def _period(task: PeriodicTask, next_due: datetime | None, periods: dict) -> timedelta | None:
+    """How far apart its slots are (near its next one): the scale of its defaults."""
+    key = (task.interval_id, task.crontab_id, task.solar_id)
+    if key not in periods:
+        try:
+            if task.interval_id:
+                periods[key] = interval_length(task)
+            elif (task.crontab_id or task.solar_id) and next_due is not None:
+                following = first_slot_after(task, next_due)
+                periods[key] = following - next_due if following else None
+            else:
+                periods[key] = None
+        except UnschedulableError:
+            periods[key] = None
+    return periods[key]
