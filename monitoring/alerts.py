@@ -23,6 +23,7 @@ from scraping import outbound
 from scraping.fetcher import Outcome
 from shared.backoff import backoff_seconds
 from shared.claims import holder_name
+from shared.links import linked
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,8 @@ def flip_link(flip: Flip) -> str:
 
 
 def flip_context(flip: Flip) -> dict:
-    error = flip.run.error if flip.run_id and flip.run else ""
+    run = linked(flip, "run")
+    error = run.error if run else ""
     return {"flip": flip, "link": flip_link(flip), "error": error, "site": settings.SITE_URL}
 
 

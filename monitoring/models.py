@@ -103,8 +103,9 @@ class Flip(models.Model):
     cause = models.CharField(max_length=12, blank=True, choices=Cause.CHOICES)
     why = models.TextField()
     slot = models.DateTimeField(null=True, blank=True)
-    run = models.ForeignKey("scheduler.ScheduleRun", null=True, blank=True, on_delete=models.SET_NULL,
-                            related_name="+")
+    # No database constraint: the retention engine removes old runs with a raw DELETE.
+    run = models.ForeignKey("scheduler.ScheduleRun", null=True, blank=True, on_delete=models.DO_NOTHING,
+                            db_constraint=False, related_name="+")
     at = models.DateTimeField(db_index=True)
     reminder = models.BooleanField(default=False, help_text="Sent again because the state lasted.")
     # Why nobody is told (muted, covered by a "beat down" or "no workers" alert, not worth an

@@ -11,7 +11,8 @@ from django.utils.text import Truncator
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
-from scheduler.models import ScheduleRun
+from scheduler.health import State
+from scheduler.models import ScheduleHealth, ScheduleRun
 from shared.admin_pages import CappedCountPaginator, PageCompletingAdmin
 from shared.admin_review import ReviewOnlyAdmin
 from shared.badges import badge
@@ -36,6 +37,20 @@ def run_outcome(run: ScheduleRun) -> str:
     if run.duration is None:
         return run_status_badge(run)
     return format_html("{} {}", run_status_badge(run), duration_in_words(run.duration))
+
+
+# A schedule's health by tone: down and failing alert, late and unknown warn.
+HEALTH_TONES = {State.UP: "good", State.DOWN: "bad", State.FAILING: "bad", State.LATE: "warning",
+                State.UNKNOWN: "warning", State.NEW: "quiet", State.PAUSED: "quiet"}
+
+
+def health_badge(health: ScheduleHealth | None, *, enabled: bool = True) -> str:
+    """The schedule's health pill, its reason as the tooltip."""
+    if health is None:
+        state = State.PAUSED if not enabled else State.NEW
+        return badge(state, HEALTH_TONES[state], status=f"health-{state}")
+    pill = badge(health.state, HEALTH_TONES.get(health.state, "quiet"), status=f"health-{health.state}")
+    return format_html('<span title="{}">{}</span>', health.why, pill)
 
 
 def runs_changelist_url(**filters) -> str:

@@ -12,11 +12,12 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.module_loading import import_string
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.admin import PeriodicTaskForm as BeatPeriodicTaskForm
 from django_celery_beat.models import PeriodicTask
 
-from scheduler.admin_runs import run_outcome, runs_changelist_url
+from scheduler.admin_runs import health_badge, run_outcome, runs_changelist_url
 from scheduler.claim import BEAT_CLAIM
 from scheduler.messages import message_problems
 from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
@@ -26,6 +27,7 @@ from scheduler.timing import UnschedulableError, first_slot_from, slots_after
 from shared.admin_pages import PageCompletingAdmin, newest_of_each
 from shared.badges import toned
 from shared.claims import holder_name
+from shared.declarations import declared_in_apps
 from shared.display import in_zone, moment
 
 UPCOMING_SHOWN = 5
@@ -115,8 +117,10 @@ def _number_errors(label: str, minimum: int) -> dict:
 class SchedulePolicyForm(forms.ModelForm):
     class Meta:
         model = SchedulePolicy
-        fields = ["missed_runs", "catch_up_limit", "starting_deadline_seconds", "overlap"]
-        labels = {"catch_up_limit": "Catch-up limit", "starting_deadline_seconds": "Starting deadline (seconds)"}
+        fields = ["missed_runs", "catch_up_limit", "starting_deadline_seconds", "overlap", "start_grace_seconds",
+                  "max_run_seconds", "failures_to_fail", "successes_to_recover"]
+        labels = {"catch_up_limit": "Catch-up limit", "starting_deadline_seconds": "Starting deadline (seconds)",
+                  "start_grace_seconds": "Start grace (seconds)"}
         help_texts = {"overlap": "What a run does when it is due while the previous run of this schedule still runs."}
         error_messages = {
             "catch_up_limit": _number_errors("Catch-up limit", 0),
@@ -141,14 +145,25 @@ class SchedulePolicyInline(admin.StackedInline):
     form = SchedulePolicyForm
     max_num = 1
     can_delete = False
-    verbose_name = verbose_name_plural = "missed and overlapping runs"
+    verbose_name = verbose_name_plural = "missed and overlapping runs, and health"
     template = "admin/scheduler/schedulepolicy/edit_inline.html"
+    fieldsets = [
+        (None, {"fields": ["missed_runs", "catch_up_limit", "starting_deadline_seconds", "overlap"]}),
+        ("Health (empty: derived from the schedule's period)",
+         {"fields": ["start_grace_seconds", "max_run_seconds", "failures_to_fail", "successes_to_recover"]}),
+    ]
+
+
+# A one-per-schedule row of another app shown on the schedule's page (monitoring's alert
+# settings): named by the apps in their declarations (SCHEDULE_INLINES), so this app imports none.
+def declared_inlines() -> list:
+    return [import_string(path) for path in declared_in_apps("SCHEDULE_INLINES")]
 
 
 class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
     form = PeriodicTaskForm
     inlines = [SchedulePolicyInline]
-    list_display = ["name", "enabled", "timing", "next_due", "last_run"]
+    list_display = ["name", "enabled", "health_state", "timing", "next_due", "last_run"]
     list_filter = ["enabled", "one_off", "task"]
     # The stock date bar over start_time, which most schedules leave empty.
     date_hierarchy = None
@@ -156,17 +171,20 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
     actions = ["enable_tasks", "disable_tasks", "toggle_tasks", "run_now"]
     # last_run_at is left out: our beat records runs in the ledger, not on the schedule row.
     fieldsets = [
-        (None, {"fields": ["name", "regtask", "task", "enabled", "description"]}),
+        (None, {"fields": ["name", "regtask", "task", "enabled", "description", "health_now"]}),
         ("Schedule", {"fields": ["interval", "crontab", "solar", "clocked", "start_time", "one_off",
                                  "in_words", "next_runs", "runs"]}),
         ("Arguments", {"fields": ["args", "kwargs"], "classes": ["collapse"]}),
         ("Execution options", {"fields": ["expires", "expire_seconds", "queue", "exchange", "routing_key",
                                           "priority", "headers"], "classes": ["collapse"]}),
     ]
-    readonly_fields = ["in_words", "next_runs", "runs"]
+    readonly_fields = ["in_words", "next_runs", "runs", "health_now"]
+
+    def get_inlines(self, request, obj):
+        return [*self.inlines, *declared_inlines()]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("scheduler_state")
+        return super().get_queryset(request).select_related("scheduler_state", "health")
 
     def get_fieldsets(self, request, obj=None):
         if obj is not None:
@@ -182,6 +200,19 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
                               parents=PeriodicTask.objects.filter(pk__in=[task.pk for task in rows]))
         for task in rows:
             task.last_run = runs.get(task.pk)
+
+    # Not named "health": Django would read the schedule's reverse one-to-one of that name instead.
+    @admin.display(description="health", ordering="health__state")
+    def health_state(self, task: PeriodicTask) -> str:
+        return health_badge(getattr(task, "health", None), enabled=task.enabled)
+
+    @admin.display(description="health")
+    def health_now(self, task: PeriodicTask) -> str:
+        health = getattr(task, "health", None)
+        if health is None:
+            return "not evaluated yet: the evaluator (manage.py evaluate) judges every schedule every few seconds"
+        return format_html("{} since {}: {}", health_badge(health, enabled=task.enabled), moment(health.since),
+                           health.why or "as expected")
 
     @admin.display(description="schedule")
     def timing(self, task: PeriodicTask) -> str:

@@ -27,6 +27,14 @@ RETENTION_TARGETS = [
         default_max_age_days=30,
     ),
     RetentionTarget(
+        key="beat_heartbeats",
+        model="scheduler.BeatHeartbeat",
+        description="Heartbeat rows of beat processes that stopped (each start is a new process and row), "
+                    "so the admin does not show them stale forever.",
+        age_field="last_beat_at",
+        default_max_age_days=1,
+    ),
+    RetentionTarget(
         key="schedule_runs",
         model="scheduler.ScheduleRun",
         description="The run ledger, by the slot each run was for; the newest few per schedule are kept.",

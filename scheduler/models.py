@@ -126,7 +126,9 @@ class ScheduleHealth(models.Model):
     cause = models.CharField(max_length=12, blank=True)
     why = models.TextField(blank=True)
     slot = models.DateTimeField(null=True, blank=True, help_text="The slot the state is about.")
-    run = models.ForeignKey("ScheduleRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # No database constraint: the retention engine removes old runs with a raw DELETE.
+    run = models.ForeignKey("ScheduleRun", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+                            related_name="+")
     since = models.DateTimeField(help_text="When the schedule entered this state.")
     evaluated_at = models.DateTimeField()
     # When its people were last told about this state (the flip, or a reminder since).

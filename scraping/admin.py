@@ -32,6 +32,7 @@ from shared.admin_pages import CappedCountPaginator, PageCompletingAdmin
 from shared.admin_review import ReviewOnlyAdmin
 from shared.badges import badge, tone_colour
 from shared.display import duration_in_words, moment
+from shared.links import linked
 
 HEALTH_TONES = {Source.Health.OK: "good", Source.Health.NEW: "quiet", Source.Health.STALE: "warning",
                 Source.Health.FAILING: "bad", Source.Health.BLOCKED: "bad"}
@@ -220,7 +221,7 @@ class ChangeAdmin(ReviewedRowsAdmin):
 
     @admin.display(description="run")
     def run_link(self, change: Change) -> str:
-        return ledger_link(change.run)
+        return ledger_link(linked(change, "run"))
 
     @admin.display(description="diff")
     def diff_lines(self, change: Change) -> str:
@@ -228,9 +229,10 @@ class ChangeAdmin(ReviewedRowsAdmin):
 
     @admin.display(description="before (the baseline when it was raised)")
     def before_text(self, change: Change) -> str:
-        if change.before is None:
+        before = linked(change, "before")
+        if before is None:
             return "removed since"
-        return format_html("{}{}", snapshot_link(change.before, ""), text_block(change.before.text))
+        return format_html("{}{}", snapshot_link(before, ""), text_block(before.text))
 
     @admin.display(description="after (the new content)")
     def after_text(self, change: Change) -> str:
@@ -308,7 +310,7 @@ class FetchRecordAdmin(PageCompletingAdmin, ReviewedRowsAdmin):
 
     @admin.display(description="snapshot")
     def snapshot_link(self, record: FetchRecord) -> str:
-        return snapshot_link(record.snapshot, self.get_empty_value_display())
+        return snapshot_link(linked(record, "snapshot"), self.get_empty_value_display())
 
 
 @admin.register(Snapshot)

@@ -174,14 +174,16 @@ class Change(models.Model):
         IGNORED = "ignored", "Ignored"
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="changes")
-    before = models.ForeignKey(Snapshot, null=True, on_delete=models.SET_NULL, related_name="+",
-                               help_text="The baseline when the change was raised.")
+    # Links without a database constraint, here and below, go to rows the retention engine may
+    # remove with a raw DELETE (the run ledger, old snapshots): the link then leads nowhere.
+    before = models.ForeignKey(Snapshot, null=True, on_delete=models.DO_NOTHING, db_constraint=False,
+                               related_name="+", help_text="The baseline when the change was raised.")
     after = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="changes")
     diff = models.TextField(help_text="Unified diff of the baseline and the new extract.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     raised_at = models.DateTimeField(db_index=True)
-    run = models.ForeignKey("scheduler.ScheduleRun", null=True, blank=True, on_delete=models.SET_NULL,
-                            related_name="+", help_text="The run whose fetch raised it.")
+    run = models.ForeignKey("scheduler.ScheduleRun", null=True, blank=True, on_delete=models.DO_NOTHING,
+                            db_constraint=False, related_name="+", help_text="The run whose fetch raised it.")
     reviewed_at = models.DateTimeField(null=True, blank=True)
     reviewed_by = models.CharField(max_length=150, blank=True)
 
@@ -202,8 +204,8 @@ class FetchRecord(models.Model):
     """One fetch of a source (not a Test fetch, which stores nothing): what it found and why."""
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="fetches")
-    run = models.ForeignKey("scheduler.ScheduleRun", null=True, blank=True, on_delete=models.SET_NULL,
-                            related_name="+")
+    run = models.ForeignKey("scheduler.ScheduleRun", null=True, blank=True, on_delete=models.DO_NOTHING,
+                            db_constraint=False, related_name="+")
     fetched_at = models.DateTimeField()
     # The fetcher's Outcome, or what came after it: extract_failed, empty.
     outcome = models.CharField(max_length=30)
@@ -212,8 +214,10 @@ class FetchRecord(models.Model):
     final_url = models.CharField(max_length=2000, blank=True)
     bytes = models.PositiveIntegerField(default=0)
     duration_ms = models.PositiveIntegerField(default=0)
-    snapshot = models.ForeignKey(Snapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    change = models.ForeignKey(Change, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    snapshot = models.ForeignKey(Snapshot, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+                                 related_name="+")
+    change = models.ForeignKey(Change, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+                               related_name="+")
 
     class Meta:
         ordering = ["-fetched_at", "-id"]

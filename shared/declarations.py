@@ -4,7 +4,9 @@ Each app may have a `declarations.py` holding any of these lists:
 
 - `DEFAULT_SCHEDULES = [DefaultSchedule(...), ...]`: schedules the system seeds for itself;
 - `RETENTION_TARGETS = [RetentionTarget(...), ...]`: what the cleanup engine may remove;
-- `SEEDS = [Seed(...), ...]`: rows `prepare` makes sure of (policies, a default report...).
+- `SEEDS = [Seed(...), ...]`: rows `prepare` makes sure of (policies, a default report...);
+- `SCHEDULE_INLINES = ["app.admin.SomeInline", ...]`: a one-per-schedule row of the app shown
+  on each schedule's admin page (monitoring's alert settings).
 
 So a new app adds its own by declaring them, never by editing a central list, and nothing here
 knows which apps exist.

@@ -87,7 +87,8 @@ if DATA_DIR is not None:
 config.seal()
 
 INSTALLED_APPS = [
-    # First, so its admin templates (the beat status on the admin index) override the admin's.
+    # First, so their admin templates (the system's status on the admin index) override the admin's.
+    "monitoring",
     "scheduler",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -103,7 +104,6 @@ INSTALLED_APPS = [
     "cleanup",
     "scraping",
     "reports",
-    "monitoring",
     # The composition root's commands: prepare and launch.
     "wiring",
 ]

@@ -16,6 +16,8 @@ def schedule_form(**fields) -> dict:
         "headers": "{}", "expire_seconds": "", "description": "",
         # The policy inline, left at its defaults.
         "scheduler_policy-TOTAL_FORMS": "1", "scheduler_policy-INITIAL_FORMS": "0",
+        # The alerts inline (monitoring), left empty.
+        "alert_settings-TOTAL_FORMS": "0", "alert_settings-INITIAL_FORMS": "0",
         "scheduler_policy-MIN_NUM_FORMS": "0", "scheduler_policy-MAX_NUM_FORMS": "1",
         "scheduler_policy-0-missed_runs": "once", "scheduler_policy-0-catch_up_limit": "3",
         "scheduler_policy-0-starting_deadline_seconds": "60", "scheduler_policy-0-overlap": "allow",

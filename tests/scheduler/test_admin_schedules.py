@@ -170,6 +170,8 @@ def schedule_change_form(task: PeriodicTask, **policy) -> dict:
         "args": "[]", "kwargs": "{}", "priority": "", "queue": "", "exchange": "", "routing_key": "",
         "headers": "{}", "expire_seconds": "",
         "scheduler_policy-TOTAL_FORMS": "1", "scheduler_policy-INITIAL_FORMS": "0",
+        # The alerts inline (monitoring), left empty.
+        "alert_settings-TOTAL_FORMS": "0", "alert_settings-INITIAL_FORMS": "0",
         "scheduler_policy-MIN_NUM_FORMS": "0", "scheduler_policy-MAX_NUM_FORMS": "1",
         "scheduler_policy-0-task": task.pk,
     }
@@ -247,6 +249,8 @@ def test_the_form_refuses_arguments_beat_could_not_send(staff_client):
         "name": task.name, "task": task.task, "interval": task.interval_id, "enabled": "on",
         "args": '{"day": 1}', "kwargs": "{}", "headers": "not json",
         "scheduler_policy-TOTAL_FORMS": "1", "scheduler_policy-INITIAL_FORMS": "0",
+        # The alerts inline (monitoring), left empty.
+        "alert_settings-TOTAL_FORMS": "0", "alert_settings-INITIAL_FORMS": "0",
         "scheduler_policy-MIN_NUM_FORMS": "0", "scheduler_policy-MAX_NUM_FORMS": "1",
         "scheduler_policy-0-missed_runs": "once", "scheduler_policy-0-catch_up_limit": "3",
         "scheduler_policy-0-starting_deadline_seconds": "60", "scheduler_policy-0-overlap": "allow",
