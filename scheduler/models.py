@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
@@ -27,8 +28,9 @@ class WorkerHeartbeat(Heartbeat):
     work; a stale one means one of them (or Redis between them) stopped.
     """
 
-    # The heartbeat schedule runs every minute; three missed beats is no longer a hiccup.
-    STALE_AFTER = timedelta(minutes=3)
+    # Each worker records itself every third of this (scheduler.worker_liveness), and the
+    # heartbeat schedule every minute: three missed records are no longer a hiccup.
+    STALE_AFTER = timedelta(seconds=settings.WORKER_STALE_SECONDS)
 
     worker = models.CharField(max_length=255, unique=True, help_text="The worker's node name.")
     first_beat_at = models.DateTimeField()
@@ -45,7 +47,7 @@ class BeatHeartbeat(Heartbeat):
     stopped, hangs, or cannot reach the database.
     """
 
-    STALE_AFTER = timedelta(minutes=1)
+    STALE_AFTER = timedelta(seconds=settings.BEAT_STALE_SECONDS)
 
     node = models.CharField(max_length=255, unique=True, help_text="host:pid of the beat process.")
     started_at = models.DateTimeField()

@@ -3,7 +3,7 @@
 The heartbeat schedule proves beat, Redis and a worker of the default queue work together; but a
 worker that reads only the cleanup queue never runs it, and would look dead. Celery's worker
 sends an event heartbeat every two seconds (task events are on); on it, at most every
-RECORD_EVERY_SECONDS, the worker's WorkerHeartbeat row is brought up to date.
+a third of WorkerHeartbeat.STALE_AFTER, the worker's WorkerHeartbeat row is brought up to date.
 """
 
 import logging
@@ -17,13 +17,16 @@ from scheduler.models import WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
 
-RECORD_EVERY_SECONDS = 30
+def record_every_seconds() -> float:
+    return WorkerHeartbeat.STALE_AFTER.total_seconds() / 3
+
+
 _last_recorded = {"at": float("-inf")}
 
 
 @heartbeat_sent.connect
 def worker_alive_record(sender=None, **_) -> None:
-    if time.monotonic() - _last_recorded["at"] < RECORD_EVERY_SECONDS:
+    if time.monotonic() - _last_recorded["at"] < record_every_seconds():
         return
     _last_recorded["at"] = time.monotonic()
     hostname = getattr(getattr(sender, "eventer", None), "hostname", None)

@@ -61,6 +61,9 @@ ALERT_WEBHOOK_URL = config.outbound_url("ALERT_WEBHOOK_URL", ports=WEBHOOK_ALLOW
                                         allowed=OUTBOUND_ALLOWED_NETWORKS)
 SITE_URL = env.str("SITE_URL", "").rstrip("/")
 METRICS_TOKEN = env.str("METRICS_TOKEN", "")
+# A beat or a worker silent for this long counts as stopped (the home page, health, alerts).
+BEAT_STALE_SECONDS = env.int("BEAT_STALE_SECONDS", 60, validate=positive)
+WORKER_STALE_SECONDS = env.int("WORKER_STALE_SECONDS", 90, validate=positive)
 # Where gunicorn listens (gunicorn.conf.py) and where `make run` says the admin is.
 WEB_BIND = config.host_and_port("WEB_BIND", "127.0.0.1:8000")
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", 2, validate=positive)
