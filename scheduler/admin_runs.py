@@ -1,17 +1,20 @@
 """The run ledger in the admin: every run of every schedule, for review, fast at a million rows."""
 
 import json
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.core.serializers.json import DjangoJSONEncoder
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
 from scheduler.health import State
+from scheduler.health_reads import start_graces
 from scheduler.models import ScheduleHealth, ScheduleRun
 from shared.admin_pages import CappedCountPaginator, PageCompletingAdmin
 from shared.admin_review import ReviewOnlyAdmin
@@ -51,6 +54,19 @@ def health_badge(health: ScheduleHealth | None, *, enabled: bool = True) -> str:
         return badge(state, HEALTH_TONES[state], status=f"health-{state}")
     pill = badge(health.state, HEALTH_TONES.get(health.state, "quiet"), status=f"health-{health.state}")
     return format_html('<span title="{}">{}</span>', health.why, pill)
+
+
+def lateness(run: ScheduleRun, grace: timedelta | None) -> str:
+    """" late" when the run started (or still waits) past its schedule's start grace."""
+    if grace is None or run.kind == ScheduleRun.Kind.MANUAL:
+        return ""
+    waiting = run.status in (ScheduleRun.Status.CLAIMED, ScheduleRun.Status.SENT)
+    began = run.started_at or (timezone.now() if waiting else None)
+    if began is None or began - run.scheduled_for <= grace:
+        return ""
+    words = "waiting" if run.started_at is None else "started"
+    return format_html(" {}", badge(f"late: {words} {duration_in_words(began - run.scheduled_for)} after its slot",
+                                    "warning", status="run-late"))
 
 
 def runs_changelist_url(**filters) -> str:
@@ -117,8 +133,10 @@ class ScheduleRunAdmin(PageCompletingAdmin, ReviewOnlyAdmin):
     def page_complete(self, rows: list[ScheduleRun]) -> None:
         results = TaskResult.objects.filter(task_id__in=[run.task_id for run in rows]).order_by()
         found = dict(results.values_list("task_id", "pk"))
+        graces = start_graces(run.schedule_id for run in rows if run.schedule_id)
         for run in rows:
             run.task_result_pk = found.get(run.task_id)
+            run.start_grace = graces.get(run.schedule_id)
 
     @admin.display(description="scheduled for", ordering="scheduled_for")
     def scheduled(self, run: ScheduleRun) -> str:
@@ -131,9 +149,8 @@ class ScheduleRunAdmin(PageCompletingAdmin, ReviewOnlyAdmin):
     @admin.display(description="status")
     def status_and_kind(self, run: ScheduleRun) -> str:
         # Nearly every run is a scheduled one; only the others say what they were.
-        if run.kind == ScheduleRun.Kind.SCHEDULED:
-            return run_status_badge(run)
-        return format_html("{} {}", run_status_badge(run), run.get_kind_display().lower())
+        kind = "" if run.kind == ScheduleRun.Kind.SCHEDULED else f" {run.get_kind_display().lower()}"
+        return format_html("{}{}{}", run_status_badge(run), kind, lateness(run, getattr(run, "start_grace", None)))
 
     @admin.display(description="reason")
     def short_reason(self, run: ScheduleRun) -> str:

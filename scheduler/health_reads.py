@@ -88,3 +88,16 @@ def _period(task: PeriodicTask, next_due: datetime | None, periods: dict) -> tim
         except UnschedulableError:
             periods[key] = None
     return periods[key]
+
+
+def start_graces(task_ids) -> dict[int, timedelta]:
+    """Each schedule's start grace (its own, or from its period): past it a run is late."""
+    periods: dict[tuple, timedelta | None] = {}
+    tasks = PeriodicTask.objects.filter(pk__in=set(task_ids)).select_related(
+        "scheduler_policy", "scheduler_state", "interval", "crontab", "clocked", "solar")
+    graces = {}
+    for task in tasks:
+        state = getattr(task, "scheduler_state", None)
+        period = _period(task, state.next_due_at if state else None, periods)
+        graces[task.pk] = knobs_of(policy_of(task), period).start_grace
+    return graces

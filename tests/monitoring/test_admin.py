@@ -1,6 +1,7 @@
 """What the admin shows of health: the home page's status and worst schedules, the schedule list's
 health column, the alerts on a schedule's page, the flips with their deliveries."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -85,3 +86,17 @@ def test_a_flip_shows_who_was_told_and_how_it_went(staff_client):
     page = staff_client.get(f"/admin/monitoring/flip/{flip.pk}/change/").content.decode()
     assert "Workers: up → down" in page and "ops@example.com" in page and "451 try later" in page
     assert staff_client.get("/admin/monitoring/flip/").status_code == 200
+
+
+def test_the_ledger_marks_runs_that_started_or_wait_past_their_start_grace_as_late(staff_client):
+    now = timezone.now()
+    minutely = interval_task("Every minute", timedelta(minutes=1))  # start grace 30 s
+    hourly = interval_task("Every hour", timedelta(hours=1))  # start grace 15 min
+    ledger_run(minutely, now - timedelta(minutes=5), status="sent")
+    ledger_run(hourly, now - timedelta(minutes=5), status="sent")
+    ledger_run(minutely, now - timedelta(minutes=10), started_at=now - timedelta(minutes=8),
+               finished_at=now - timedelta(minutes=8))
+    page = staff_client.get("/admin/scheduler/schedulerun/").content.decode()
+    assert page.count("status-run-late") == 2
+    assert re.search(r"late: waiting 5 min \d+ s after its slot", page)
+    assert "late: started 2 min 0 s after its slot" in page
