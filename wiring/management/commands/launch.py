@@ -1,4 +1,4 @@
-"""`make run`: set up what is missing, then run web, worker and beat until Ctrl-C.
+"""`make run`: set up what is missing, then run web, worker, beat and the evaluator until Ctrl-C.
 
 Every step is safe to repeat: a second run reuses the database, the schedules as the admin
 left them and the staff login, and loses nothing.
@@ -30,7 +30,7 @@ def web_host_and_port() -> tuple[str, int]:
 
 
 class Command(BaseCommand):
-    help = "Migrate, seed schedules, ensure a staff login, then run web + worker + beat."
+    help = "Migrate, seed schedules, ensure a staff login, then run web, worker, beat and the evaluator."
 
     def handle(self, *args, **options) -> None:
         self.check_web_address_is_free()
