@@ -3,9 +3,10 @@
 Celery's `rate_limit` is per worker process and per task, useless for "at most one request
 every two seconds to this host, cluster-wide". Here each host has:
 
-- a request rate, as GCRA (one key holding the host's "theoretical arrival time", moved on by
-  one interval per request by an atomic Lua script): `turn()` says go, or how long to wait;
-- a pause that a 429 or 503 with Retry-After sets (`pause()` moves the arrival time on);
+- a request rate, as a queue of slots one interval apart (one key holding the next free slot,
+  moved on by an atomic Lua script): `turn()` says go, or which slot is this request's and how
+  long until it comes;
+- a pause that a 429 or 503 with Retry-After sets (`pause()`), which outranks every slot;
 - a cap on requests in flight at once (a sorted set of holders that expire, so a killed worker
   frees its place), so one slow host cannot hold every worker.
 
@@ -20,32 +21,47 @@ import redis
 
 KEY_PREFIX = "scraping:host:"
 
-# KEYS[1]: the host's arrival time (ms); KEYS[2]: the last place handed out in its queue of
-# waiting requests (ms). ARGV[1]: interval (ms). Returns {1, 0} to go now, or {0, ms to wait}.
-# With a burst of one, requests are at least an interval apart (KEYS[1] alone decides). A
-# request told to wait is given the next free place in the queue, not the same moment as every
-# other waiter, so the waiters come back one interval apart instead of all at once.
+# KEYS[1]: the host's next free slot (ms); KEYS[2]: until when it is paused (ms).
+# ARGV[1]: interval (ms); ARGV[2]: the slot this request was given earlier (ms), or 0.
+# Returns {1, 0, 0} to go now, or {0, ms to wait, the slot reserved for it}.
+# Every request gets a slot of its own, one interval after the last one handed out: now if the
+# host is free, else the next free one, reserved for it (the next free slot moves on). A request
+# that comes back for its slot goes when Redis's clock has reached it, without asking again, so a
+# waiter a few ms early keeps its slot instead of going to the back; none ever shares one. A
+# pause (Retry-After) outranks every slot: the waiters ask again, for a slot after it.
 TURN = """
 local now_s, now_us = unpack(redis.call('TIME'))
 local now = now_s * 1000 + math.floor(now_us / 1000)
 local interval = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat > now then
-  local place = math.max(tonumber(redis.call('GET', KEYS[2]) or 0) + interval, tat)
-  redis.call('SET', KEYS[2], place, 'PX', place - now + 1000)
-  return {0, place - now}
+local paused = tonumber(redis.call('GET', KEYS[2]) or 0)
+if paused > now then
+  return {0, paused - now, 0}
 end
-redis.call('SET', KEYS[1], now + interval, 'PX', interval + 1000)
-return {1, 0}
+local reserved = tonumber(ARGV[2])
+if reserved > 0 then
+  if reserved <= now then
+    return {1, 0, 0}
+  end
+  return {0, reserved - now, reserved}
+end
+local slot = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now)
+redis.call('SET', KEYS[1], slot + interval, 'PX', slot + interval - now + 1000)
+if slot <= now then
+  return {1, 0, 0}
+end
+return {0, slot - now, slot}
 """
 
-# KEYS[1]: the host's arrival time (ms). ARGV[1]: pause (ms). The arrival time only moves on.
+# KEYS[1]: the host's next free slot (ms); KEYS[2]: until when it is paused (ms). ARGV[1]:
+# pause (ms). A pause only lengthens, and no slot is handed out before it ends.
 PAUSE = """
 local now_s, now_us = unpack(redis.call('TIME'))
 local now = now_s * 1000 + math.floor(now_us / 1000)
 local until_ms = now + tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
-if until_ms > tat then
+if until_ms > tonumber(redis.call('GET', KEYS[2]) or 0) then
+  redis.call('SET', KEYS[2], until_ms, 'PX', tonumber(ARGV[1]) + 1000)
+end
+if until_ms > tonumber(redis.call('GET', KEYS[1]) or 0) then
   redis.call('SET', KEYS[1], until_ms, 'PX', tonumber(ARGV[1]) + 1000)
 end
 return until_ms - now
@@ -71,6 +87,8 @@ return {1, 0}
 class Turn:
     go: bool
     wait_seconds: float = 0.0
+    # The slot (Redis time, ms) reserved for this request: ask again with it once it has come.
+    slot_ms: int = 0
 
 
 class HostLimits:
@@ -82,16 +100,19 @@ class HostLimits:
         self._enter = client.register_script(ENTER)
         self._client = client
 
-    def turn(self, host: str, *, interval_seconds: float) -> Turn:
+    def turn(self, host: str, *, interval_seconds: float, slot_ms: int = 0) -> Turn:
         """May a request to `host` go now, at most one per `interval_seconds` across all workers?
-        If not, `wait_seconds` is this request's place in the host's queue: ask again then."""
-        go, wait_ms = self._turn(keys=[f"{KEY_PREFIX}{host}:next", f"{KEY_PREFIX}{host}:queue"],
-                                 args=[max(1, round(interval_seconds * 1000))])
-        return Turn(bool(go), wait_ms / 1000)
+        If not, it is given a slot of its own: ask again with `slot_ms` after `wait_seconds`."""
+        go, wait_ms, slot = self._turn(keys=self._keys(host), args=[max(1, round(interval_seconds * 1000)), slot_ms])
+        return Turn(bool(go), wait_ms / 1000, int(slot))
 
     def pause(self, host: str, *, seconds: float) -> None:
         """No request to `host` before `seconds` from now (a Retry-After, a backoff)."""
-        self._pause(keys=[f"{KEY_PREFIX}{host}:next"], args=[max(1, round(seconds * 1000))])
+        self._pause(keys=self._keys(host), args=[max(1, round(seconds * 1000))])
+
+    @staticmethod
+    def _keys(host: str) -> list[str]:
+        return [f"{KEY_PREFIX}{host}:next", f"{KEY_PREFIX}{host}:paused"]
 
     def enter(self, host: str, *, holder: str, cap: int, hold_seconds: float) -> Turn:
         """Take one of `cap` places for requests in flight to `host`, for at most `hold_seconds`."""

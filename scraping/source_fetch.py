@@ -36,9 +36,10 @@ RATE_LIMIT_STATUSES = {429, 503}
 class Deferred(Exception):
     """This fetch may not go yet (the host's turn, its in-flight cap, its Retry-After)."""
 
-    def __init__(self, seconds: float, why: str) -> None:
+    def __init__(self, seconds: float, why: str, *, slot_ms: int = 0) -> None:
         super().__init__(f"{why}; again in {seconds:.1f} s")
-        self.seconds, self.why = seconds, why
+        # The host's slot reserved for this fetch's next request: it comes back with it.
+        self.seconds, self.why, self.slot_ms = seconds, why, slot_ms
 
 
 @dataclass
@@ -68,9 +69,9 @@ class SourceFetched:
         return {**output, **self.extras}
 
 
-def source_fetch(*, source: Source, run_id: int | None = None) -> SourceFetched:
+def source_fetch(*, source: Source, run_id: int | None = None, slot_ms: int = 0) -> SourceFetched:
     """Fetch `source` once now, or raise Deferred. Two fetches of one source never run at once:
-    the second is told so and stores nothing."""
+    the second is told so and stores nothing. `slot_ms`: the host's slot an earlier try was given."""
     holder = holder_name()
     taken = SOURCE_CLAIM.take(Source.objects.filter(pk=source.pk), holder=holder, now=timezone.now(),
                               free=SOURCE_CLAIM.unheld())
@@ -78,12 +79,12 @@ def source_fetch(*, source: Source, run_id: int | None = None) -> SourceFetched:
         source.refresh_from_db(fields=["claimed_by", "claimed_until"])
         return SourceFetched(source, "skipped", f"another fetch of this source is running ({source.claimed_by})")
     try:
-        return _fetch_claimed(source, run_id, holder)
+        return _fetch_claimed(source, run_id, holder, slot_ms)
     finally:
         SOURCE_CLAIM.release(Source.objects.filter(pk=source.pk), holder=holder)
 
 
-def _fetch_claimed(source: Source, run_id: int | None, holder: str) -> SourceFetched:
+def _fetch_claimed(source: Source, run_id: int | None, holder: str, slot_ms: int) -> SourceFetched:
     source.refresh_from_db()
     started = time.monotonic()
     try:
@@ -93,15 +94,24 @@ def _fetch_claimed(source: Source, run_id: int | None, holder: str) -> SourceFet
                                                       detail=refused_detail(source.url, refused)))
     limits = outbound.host_limits()
 
+    reserved = [slot_ms]  # used by the first request asking for a turn, then spent
+
     def polite_get(url: str, *, interval: float, **options) -> Fetch:
+        # Built before the turn: making a process's first client (its TLS context) takes up to
+        # half a second, which would send the request that late after its slot.
+        outbound.client()
+        turn = limits.turn(host, interval_seconds=interval, slot_ms=reserved.pop() if reserved else 0)
+        if not turn.go:
+            raise Deferred(turn.wait_seconds, f"{host}'s next free slot is {turn.wait_seconds:.1f} s away "
+                           f"(one request every {interval:g} s)", slot_ms=turn.slot_ms)
         place = limits.enter(host, holder=holder, cap=settings.SCRAPER_HOST_CONCURRENCY,
                              hold_seconds=TOTAL_SECONDS + 5)
         if not place.go:
-            raise Deferred(place.wait_seconds, f"{settings.SCRAPER_HOST_CONCURRENCY} requests to {host} in flight")
+            # The cap frees as soon as a request ends: look again soon, not when the oldest
+            # holder's place would expire.
+            raise Deferred(min(place.wait_seconds, max(interval, 1.0)),
+                           f"{settings.SCRAPER_HOST_CONCURRENCY} requests to {host} in flight")
         try:
-            turn = limits.turn(host, interval_seconds=interval)
-            if not turn.go:
-                raise Deferred(turn.wait_seconds, f"{host} was asked less than {interval:g} s ago")
             return outbound.get(url, ports=source.ports, robots_cache=outbound.shared_redis(), **options)
         finally:
             limits.leave(host, holder=holder)

@@ -33,7 +33,7 @@ BACKOFF_CAP_SECONDS = 10 * 60.0
 
 @shared_task(bind=True, max_retries=None)
 def scrape_source(self, source_id: int, deferrals: int = 0, waited: float = 0.0, attempt: int = 1,
-                  foreground: bool = False) -> dict:
+                  foreground: bool = False, slot: int = 0) -> dict:
     source = Source.objects.filter(pk=source_id).first()
     if source is None:
         removed = source_schedules_orphaned_delete(source_id=source_id)
@@ -43,13 +43,14 @@ def scrape_source(self, source_id: int, deferrals: int = 0, waited: float = 0.0,
         return {"skipped": f"source {source.name!r} is disabled"}
     run_id = run_id_of(self.request)
     try:
-        fetched = source_fetch(source=source, run_id=run_id)
+        fetched = source_fetch(source=source, run_id=run_id, slot_ms=slot)
     except Deferred as deferred:
         if deferrals >= MAX_DEFERRALS or waited + deferred.seconds > MAX_DEFER_SECONDS:
             raise JobFailed(f"rate_limited: deferred {deferrals} times ({waited:.0f} s) and still {deferred.why}",
                             output={"source": source.name, "outcome": "rate_limited", "deferred": deferrals,
                                     "waited_seconds": round(waited, 1), "detail": deferred.why}) from None
-        later = {"deferrals": deferrals + 1, "waited": waited + deferred.seconds, "attempt": attempt}
+        later = {"deferrals": deferrals + 1, "waited": waited + deferred.seconds, "attempt": attempt,
+                 "slot": deferred.slot_ms}
         if foreground:
             time.sleep(deferred.seconds)
             return scrape_source.run(source_id, foreground=True, **later)

@@ -21,9 +21,10 @@ def test_a_schedule_page_shows_its_next_run_times_and_policy_and_the_ledger_list
     assert len(times) == 5 and all(" 06:30 CE" in shown for shown in times), times
     assert "At 06:30 AM (Europe/Berlin)" in logged_in.find_element(By.CSS_SELECTOR, ".field-in_words").text
     policy = logged_in.find_element(By.ID, "scheduler_policy-group")
-    assert policy.find_element(By.TAG_NAME, "h2").text.lower() == "missed and overlapping runs"
+    assert policy.find_element(By.TAG_NAME, "h2").text.lower() == "missed and overlapping runs, and health"
     assert "This schedule follows these defaults until you change them." in policy.text
-    for label in ("Missed runs:", "Catch-up limit:", "Starting deadline (seconds):", "Overlap:"):
+    for label in ("Missed runs:", "Catch-up limit:", "Starting deadline (seconds):", "Overlap:",
+                  "Start grace (seconds):", "Failures before failing:"):
         assert label in policy.text
     assert policy.find_element(By.NAME, "scheduler_policy-0-starting_deadline_seconds").get_attribute("value") == "60"
 

@@ -13,39 +13,56 @@ def limits(shared_redis):
     return HostLimits(shared_redis)
 
 
-def test_a_host_gets_one_request_per_interval_and_the_next_caller_is_told_how_long_to_wait(limits):
+def test_a_host_gets_one_request_per_interval_and_the_next_caller_is_given_the_next_slot(limits):
     assert limits.turn("shop.test", interval_seconds=2).go
     second = limits.turn("shop.test", interval_seconds=2)
-    assert not second.go and 1.5 < second.wait_seconds <= 2.0
+    assert not second.go and 1.5 < second.wait_seconds <= 2.0 and second.slot_ms
+    third = limits.turn("shop.test", interval_seconds=2)
+    assert 3.5 < third.wait_seconds <= 4.0 and third.slot_ms - second.slot_ms == 2000, "each waiter its own slot"
     assert limits.turn("other.test", interval_seconds=2).go, "each host has its own turn"
 
 
-def test_callers_on_many_threads_never_get_two_turns_within_an_interval(limits):
+def test_a_waiter_back_for_its_slot_goes_then_and_not_before(limits):
+    limits.turn("shop.test", interval_seconds=0.3)
+    waiting = limits.turn("shop.test", interval_seconds=0.3)
+    early = limits.turn("shop.test", interval_seconds=0.3, slot_ms=waiting.slot_ms)
+    assert not early.go and early.slot_ms == waiting.slot_ms, "a waiter early keeps its slot"
+    time.sleep(early.wait_seconds + 0.01)
+    assert limits.turn("shop.test", interval_seconds=0.3, slot_ms=waiting.slot_ms).go
+
+
+def test_callers_on_many_threads_coming_back_for_their_slots_are_never_within_an_interval(limits):
     granted = []
 
     def caller():
-        deadline = time.monotonic() + 2.2
-        while time.monotonic() < deadline:
-            if limits.turn("busy.test", interval_seconds=0.5).go:
-                granted.append(time.monotonic())
-            time.sleep(0.005)
+        for _ in range(2):
+            turn = limits.turn("busy.test", interval_seconds=0.25)
+            while not turn.go:
+                time.sleep(turn.wait_seconds)
+                turn = limits.turn("busy.test", interval_seconds=0.25, slot_ms=turn.slot_ms)
+            granted.append(time.monotonic())
 
-    threads = [threading.Thread(target=caller) for _ in range(6)]
+    threads = [threading.Thread(target=caller) for _ in range(5)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    granted.sort()
     gaps = [later - earlier for earlier, later in zip(granted, granted[1:], strict=False)]
-    assert 4 <= len(granted) <= 5
-    # Redis's clock spaces the grants 0.5 s apart; this process sees them arrive a little late.
-    assert min(gaps) > 0.35
+    assert len(granted) == 10
+    # Redis's clock spaces the slots 0.25 s apart; this process sees them a little late or early.
+    assert min(gaps) > 0.2 and granted[-1] - granted[0] < 9 * 0.25 + 0.5
 
 
 def test_a_retry_after_pauses_the_host_and_a_shorter_pause_never_shortens_it(limits):
+    waiting = limits.turn("slow.test", interval_seconds=1), limits.turn("slow.test", interval_seconds=1)
     limits.pause("slow.test", seconds=120)
     limits.pause("slow.test", seconds=5)
     turn = limits.turn("slow.test", interval_seconds=1)
     assert not turn.go and 110 < turn.wait_seconds <= 120
+    # A slot given out before the pause does not outrank it.
+    back = limits.turn("slow.test", interval_seconds=1, slot_ms=waiting[1].slot_ms)
+    assert not back.go and 110 < back.wait_seconds <= 120 and back.slot_ms == 0
 
 
 def test_at_most_the_cap_is_in_flight_and_a_place_frees_when_left_or_expired(limits):
