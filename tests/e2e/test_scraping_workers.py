@@ -4,8 +4,8 @@ land in the run ledger and a changed page waits for review.
 
 Each test starts real `celery -A scheduler worker` processes against the session's private Redis
 and sends runs as the admin's "Run now" does (scheduler.publish.runs_send_now). The host is a real
-HTTP server on loopback that notes when each request arrived; Redis's MONITOR shows when the host's
-limit granted each turn, by the clock that keeps the limit.
+HTTP server on loopback that notes when each request arrived; Redis's MONITOR shows when a worker
+paused the host for a Retry-After.
 """
 
 import sys
