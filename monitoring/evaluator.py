@@ -43,10 +43,16 @@ def evaluation_pass(*, node: str, started_at: datetime, now: datetime) -> PassRe
     settings_of = {row.task_id: row for row in AlertSettings.objects.all()}
     watched = schedules_watched(now=now)
     result.schedules = len(watched)
+    first_seen = []
     for schedule in watched:
         previous = schedule.health.state if schedule.health else State.NEW
         health = assess(schedule.seen, schedule.knobs, now=now, previous=previous, beat_alive=live.beat_alive,
                         workers_alive=live.workers_alive)
+        if schedule.health is None and health.state in QUIET_FIRST_STATES:
+            # Nothing to tell about a schedule first seen new, up or paused: its row is written
+            # with the others in one statement (the first pass over 10,000 schedules).
+            first_seen.append(ScheduleHealth(task=schedule.task, since=now, **_health_fields(health, now)))
+            continue
         flip = _schedule_record(schedule, health, now=now, live=live, alerts=settings_of.get(schedule.task.id))
         if flip is not None:
             result.flips.append(flip)
@@ -54,6 +60,7 @@ def evaluation_pass(*, node: str, started_at: datetime, now: datetime) -> PassRe
             reminder = _reminder(schedule, now=now, alerts=settings_of.get(schedule.task.id))
             if reminder is not None:
                 result.flips.append(reminder)
+    ScheduleHealth.objects.bulk_create(first_seen, ignore_conflicts=True)
     for flip in result.flips:
         if not flip.silenced:
             deliveries_create(flip, alerts=settings_of.get(flip.schedule_id), now=now)
@@ -119,11 +126,23 @@ def _system_record(part: str, state: str, why: str, *, now: datetime) -> Flip | 
                                    cause=Cause.RECOVERED if state == State.UP else "")
 
 
+QUIET_FIRST_STATES = (State.NEW, State.UP, State.PAUSED)
+
+
+def _health_fields(health: Health, now: datetime) -> dict:
+    return {"state": health.state, "cause": health.cause, "why": health.why, "slot": health.slot,
+            "run_id": health.run_id, "evaluated_at": now}
+
+
 def _schedule_record(schedule: Watched, health: Health, *, now: datetime, live: Liveness,
                      alerts: AlertSettings | None) -> Flip | None:
-    """Write the schedule's health; a Flip when it changed (and this evaluator changed it)."""
-    fields = {"state": health.state, "cause": health.cause, "why": health.why, "slot": health.slot,
-              "run_id": health.run_id, "evaluated_at": now}
+    """Write the schedule's health; a Flip when it changed (and this evaluator changed it).
+
+    A schedule that stays in its state is written only when its reason changes and it is not
+    up: an up schedule's reason moves with every run, and 10,000 of them would cost 10,000
+    writes a pass for nothing a person reads.
+    """
+    fields = _health_fields(health, now)
     task = schedule.task
     if schedule.health is None:
         try:
@@ -131,11 +150,10 @@ def _schedule_record(schedule: Watched, health: Health, *, now: datetime, live: 
                 ScheduleHealth.objects.create(task=task, since=now, **fields)
         except IntegrityError:
             return None
-        if health.state in (State.NEW, State.UP, State.PAUSED):
-            return None
         previous = State.NEW
     elif schedule.health.state == health.state:
-        if (schedule.health.cause, schedule.health.why) != (health.cause, health.why):
+        changed = (schedule.health.cause, schedule.health.why) != (health.cause, health.why)
+        if changed and health.state != State.UP:
             ScheduleHealth.objects.filter(task=task, state=health.state).update(**fields)
         return None
     else:

@@ -1,0 +1,243 @@
+"""What the monitoring dashboard reads: the run ledger aggregated in the database over one window
+of whole hours, and the workers' heartbeats with their running runs (the queue lengths in Redis
+come from monitoring.collector, as /metrics reads them).
+
+Every ledger query is bounded by the window on `scheduled_for` (the ledger's `scheduler_run_newest`
+index) and returns one row per hour, or per schedule for the slowest few; none returns runs. Hours
+are counted in UTC since the epoch, in SQL, so a day with a DST change still has 24 of them.
+"""
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.db import connection
+from django.db.models import Count
+
+from scheduler.models import ScheduleHealth, ScheduleRun, WorkerHeartbeat
+
+TABLE = ScheduleRun._meta.db_table
+PERCENTILES = (50, 95)
+# On SQLite, lag and wait are ranked in Python over at most about this many runs (a random sample
+# above it); PostgreSQL ranks every run of the window in the query.
+SAMPLE_ABOVE = 100_000
+SLOWEST_SHOWN = 10
+# The running runs read at most: a page, not the ledger, even if thousands hang.
+RUNNING_READ = 500
+
+
+@dataclass(frozen=True)
+class Window:
+    key: str
+    label: str
+    hours: int
+
+
+WINDOWS = (Window("24h", "Last 24 hours", 24), Window("7d", "Last 7 days", 7 * 24))
+
+
+def window_of(key: str | None) -> Window:
+    return next((window for window in WINDOWS if window.key == key), WINDOWS[0])
+
+
+@dataclass(frozen=True)
+class Hours:
+    """The whole hours (UTC) a window covers, the current one last, as hours since the epoch."""
+
+    first: int
+    count: int
+
+    @classmethod
+    def ending_at(cls, now: datetime, *, count: int) -> "Hours":
+        return cls(int(now.timestamp()) // 3600 - count + 1, count)
+
+    @property
+    def numbers(self) -> range:
+        return range(self.first, self.first + self.count)
+
+    @property
+    def start(self) -> datetime:
+        return hour_start(self.first)
+
+    @property
+    def end(self) -> datetime:
+        # The end of the current hour: beat may claim a slot a little ahead of its time.
+        return hour_start(self.first + self.count)
+
+    def sql_params(self) -> list:
+        return [connection.ops.adapt_datetimefield_value(moment) for moment in (self.start, self.end)]
+
+
+def hour_start(number: int) -> datetime:
+    return datetime.fromtimestamp(number * 3600, UTC)
+
+
+# --- SQL that differs between the two databases the project runs on ---------------------------
+
+def _hour_of(column: str) -> str:
+    """The hour of `column`: hours since the epoch on PostgreSQL, 'YYYY-MM-DD HH' (UTC) on SQLite."""
+    if connection.vendor == "postgresql":
+        return f"floor(extract(epoch FROM {column}) / 3600)::bigint"
+    # Django keeps SQLite's datetimes as UTC text, 'YYYY-MM-DD HH:MM:SS.ffffff' (no database
+    # TIME_ZONE is set): the first 13 characters are the hour, cut far faster than strftime parses.
+    return f"substr({column}, 1, 13)"
+
+
+def _hour_number(key: int | str) -> int:
+    if isinstance(key, str):
+        return int(datetime.fromisoformat(f"{key}:00+00:00").timestamp()) // 3600
+    return int(key)
+
+
+def _seconds_between(start: str, end: str) -> str:
+    if connection.vendor == "postgresql":
+        return f"extract(epoch FROM {end} - {start})::float8"
+    # julianday is a double of days: about 50 µs of noise at today's dates, gone at milliseconds.
+    return f"ROUND((julianday({end}) - julianday({start})) * 86400.0, 3)"
+
+
+def _rows(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+# --- The ledger -------------------------------------------------------------------------------
+
+def runs_per_hour(*, hours: Hours) -> dict[int, dict[str, int]]:
+    """Per hour of the slot a run was for: its runs counted by status."""
+    rows = _rows(f"SELECT {_hour_of('scheduled_for')} AS hour, status, COUNT(*) FROM {TABLE} "
+                 "WHERE scheduled_for >= %s AND scheduled_for < %s GROUP BY 1, 2", hours.sql_params())
+    counts: dict[int, dict[str, int]] = {}
+    for hour, status, runs in rows:
+        counts.setdefault(_hour_number(hour), {})[status] = runs
+    return counts
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How long one hour's runs took at a step: how many were measured, and the percentiles."""
+
+    runs: int
+    p50: float
+    p95: float
+
+
+@dataclass
+class HourSpreads:
+    lag: dict[int, Spread] = field(default_factory=dict)  # slot to sent (beat)
+    wait: dict[int, Spread] = field(default_factory=dict)  # sent to started (the queue)
+    one_in: int = 1  # measured over every run, or over a random one in this many
+
+
+def lag_and_wait_per_hour(*, hours: Hours) -> HourSpreads:
+    """Dispatch lag (slot to sent) and queue wait (sent to started), p50 and p95 per hour.
+
+    Percentiles by nearest rank: the smallest value with at least p% of the hour's values at or
+    below it. PostgreSQL computes them in the query (percentile_disc is that definition), over
+    every run of the window. SQLite has no percentile function: there each run's two durations
+    are computed in SQL and ranked in Python (ranking them with ROW_NUMBER in SQLite measured four
+    times slower), over every run up to SAMPLE_ABOVE in the window, else over a random sample of
+    about that many, so a busy week is neither sorted whole nor held in memory.
+    """
+    timed = (f"SELECT {_hour_of('scheduled_for')} AS hour, {_seconds_between('scheduled_for', 'sent_at')} AS lag, "
+             f"{_seconds_between('sent_at', 'started_at')} AS wait FROM {TABLE} "
+             "WHERE scheduled_for >= %s AND scheduled_for < %s AND sent_at IS NOT NULL")
+    if connection.vendor == "postgresql":
+        one_in, rows = 1, _rows(_percentiles_sql(timed), hours.sql_params())
+    else:
+        one_in, rows = _percentiles_ranked_in_python(timed, hours)
+    spreads = HourSpreads(one_in=one_in)
+    for hour, lag_runs, lag_p50, lag_p95, wait_runs, wait_p50, wait_p95 in rows:
+        spreads.lag[_hour_number(hour)] = Spread(lag_runs, lag_p50, lag_p95)
+        if wait_runs:
+            spreads.wait[_hour_number(hour)] = Spread(wait_runs, wait_p50, wait_p95)
+    return spreads
+
+
+def _percentiles_sql(timed: str) -> str:
+    measures = ", ".join(
+        f"COUNT({measure}), " + ", ".join(f"percentile_disc({p / 100}) WITHIN GROUP (ORDER BY {measure})"
+                                          for p in PERCENTILES)
+        for measure in ("lag", "wait"))
+    return f"SELECT hour, {measures} FROM ({timed}) AS timed GROUP BY hour"
+
+
+def _percentiles_ranked_in_python(timed: str, hours: Hours) -> tuple[int, list[tuple]]:
+    # An upper bound from the index alone (runs not sent yet are counted too): enough to size it.
+    in_window = _rows(f"SELECT COUNT(*) FROM {TABLE} WHERE scheduled_for >= %s AND scheduled_for < %s",
+                      hours.sql_params())[0][0]
+    one_in = max(1, math.ceil(in_window / SAMPLE_ABOVE))
+    # random(), not the id: beat inserts each tick's runs in the same order, so every k-th id
+    # would be the same schedules every time.
+    sample = f"{timed} AND abs(random()) %% {one_in} = 0" if one_in > 1 else timed
+    by_hour: dict[str, tuple[list[float], list[float]]] = {}
+    for hour, lag, wait in _rows(sample, hours.sql_params()):
+        lags, waits = by_hour.setdefault(hour, ([], []))
+        lags.append(lag)
+        if wait is not None:
+            waits.append(wait)
+    return one_in, [(hour, *_ranked(lags), *_ranked(waits)) for hour, (lags, waits) in by_hour.items()]
+
+
+def _ranked(values: list[float]) -> tuple:
+    """How many values, and the value at rank ceil(p% of them) for each percentile."""
+    values.sort()
+    # -(-a // b) is the ceiling in integers: 0.95 * n in floating point may fall just under it.
+    return len(values), *(values[-(-len(values) * p // 100) - 1] if values else None for p in PERCENTILES)
+
+
+@dataclass(frozen=True)
+class SlowSchedule:
+    schedule_id: int | None  # None once the schedule was deleted; its runs keep the name
+    name: str
+    runs: int
+    average: float
+    longest: float
+
+
+def slowest_schedules(*, hours: Hours, limit: int = SLOWEST_SHOWN) -> list[SlowSchedule]:
+    """The schedules whose finished runs of the window took longest on average (start to end)."""
+    took = _seconds_between("started_at", "finished_at")
+    rows = _rows(f"SELECT schedule_id, schedule_name, COUNT(*), AVG(took), MAX(took) FROM ("
+                 f"SELECT schedule_id, schedule_name, {took} AS took FROM {TABLE} "
+                 "WHERE scheduled_for >= %s AND scheduled_for < %s AND started_at IS NOT NULL "
+                 "AND finished_at IS NOT NULL) AS finished "
+                 "GROUP BY schedule_id, schedule_name ORDER BY 4 DESC, 2 LIMIT %s", [*hours.sql_params(), limit])
+    return [SlowSchedule(*row) for row in rows]
+
+
+def health_counts() -> dict[str, int]:
+    return dict(ScheduleHealth.objects.values_list("state").annotate(schedules=Count("pk")).order_by())
+
+
+# --- Workers now -------------------------------------------------------------------
+
+@dataclass
+class WorkerNow:
+    node: str
+    last_beat_at: datetime | None  # None: running runs, but no heartbeat ever recorded
+    alive: bool
+    running: list[ScheduleRun] = field(default_factory=list)
+
+
+def workers_now(*, now: datetime) -> list[WorkerNow]:
+    """Workers alive, and any other holding a running run (a stale one: hung or killed), each with
+    its running runs, oldest first."""
+    alive_since = now - WorkerHeartbeat.STALE_AFTER
+    workers = {beat.worker: WorkerNow(beat.worker, beat.last_beat_at, True)
+               for beat in WorkerHeartbeat.objects.filter(last_beat_at__gte=alive_since)}
+    running = list(ScheduleRun.objects.filter(status=ScheduleRun.Status.RUNNING)
+                   .only("id", "schedule_name", "worker", "started_at").order_by("started_at", "id")[:RUNNING_READ])
+    silent = {node_of(run.worker) for run in running} - workers.keys()
+    last_beats = dict(WorkerHeartbeat.objects.filter(worker__in=silent).values_list("worker", "last_beat_at"))
+    for node in silent:
+        workers[node] = WorkerNow(node, last_beats.get(node), False)
+    for run in running:
+        workers[node_of(run.worker)].running.append(run)
+    return sorted(workers.values(), key=lambda worker: (not worker.alive, worker.node))
+
+
+def node_of(holder: str) -> str:
+    """The worker's node name in a run's holder, `nodename:pid:token` (shared.claims.holder_name)."""
+    return holder.rsplit(":", 2)[0] if holder.count(":") >= 2 else holder
