@@ -63,6 +63,11 @@ class JobFailed(Exception):
         self.output = output
 
 
+class RunAgainLater(Ignore):
+    """This delivery was sent again for later (RecordedTask.run_again_later) and ends here: like
+    Celery's Ignore, nothing is stored for it, and the ledger's run waits as sent."""
+
+
 def run_note(*, run_id: int, output) -> None:
     """Show `output` on a run that is waiting to be tried again (it says why, and when)."""
     ScheduleRun.objects.filter(id=run_id).exclude(status__in=ScheduleRun.FINISHED).update(output=output)
@@ -221,7 +226,7 @@ class RecordedTask(Task):
         with LeaseKeeper(run_id, worker):
             try:
                 result = super().__call__(*args, **kwargs)
-            except Retry:
+            except (Retry, RunAgainLater):
                 # The retry is a new delivery of the same run: let it start at once.
                 RUN_LEASE.release(ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.RUNNING),
                                   holder=worker, status=ScheduleRun.Status.SENT)
@@ -252,6 +257,16 @@ class RecordedTask(Task):
         logger.info("run %s of %s: %s; trying again in %.0f s", self.request.headers[RUN_HEADER], self.name,
                     decision.reason, wait)
         self._deliver_again(countdown=wait, **{LEASE_WAITS_HEADER: waits + 1})
+
+    def run_again_later(self, *, countdown: float, kwargs: dict) -> None:
+        """Send this run again with `kwargs` for `countdown` seconds from now and end this delivery
+        (RunAgainLater): a job's wait (a host's turn) as a message, not a sleeping worker. Cheaper
+        than Celery's retry, which stores a RETRY result for every wait; raises one of the
+        broker's errors when the copy cannot be published."""
+        headers = dict(self.request.headers or {})
+        self.signature_from_request(self.request, kwargs=kwargs, headers=headers, expires=None).apply_async(
+            countdown=countdown)
+        raise RunAgainLater()
 
     def _deliver_again(self, *, countdown: float, **headers) -> None:
         """Send this delivery again (same task id, same run) for `countdown` seconds from now and

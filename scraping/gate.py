@@ -44,7 +44,9 @@ OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 CANONICAL_IPV4 = re.compile(rf"^{OCTET}(\.{OCTET}){{3}}$")
 
 Resolver = Callable[[str, int, float | None], list[IPAddress]]
-POOL_LIMITS = httpx2.Limits(max_connections=10, max_keepalive_connections=5)
+# Kept-alive connections: about as many as the hosts one worker process fetches from within the
+# keep-alive expiry (5 s), so the next fetch to a host reuses its connection (and TLS session).
+POOL_LIMITS = httpx2.Limits(max_connections=20, max_keepalive_connections=20)
 TIMEOUT = httpx2.Timeout(30.0, connect=5.0, read=15.0)
 
 

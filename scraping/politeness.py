@@ -21,14 +21,16 @@ import redis
 
 KEY_PREFIX = "scraping:host:"
 
-# KEYS[1]: the host's next free slot (ms); KEYS[2]: until when it is paused (ms).
-# ARGV[1]: interval (ms); ARGV[2]: the slot this request was given earlier (ms), or 0.
-# Returns {1, 0, 0} to go now, or {0, ms to wait, the slot reserved for it}.
-# Every request gets a slot of its own, one interval after the last one handed out: now if the
-# host is free, else the next free one, reserved for it (the next free slot moves on). A request
-# that comes back for its slot goes when Redis's clock has reached it, without asking again, so a
-# waiter a few ms early keeps its slot instead of going to the back; none ever shares one. A
-# pause (Retry-After) outranks every slot: the waiters ask again, for a slot after it.
+# KEYS[1]: the host's next free slot (ms); KEYS[2]: until when it is paused (ms); KEYS[3]: when a
+# request to it last went (ms). ARGV[1]: interval (ms); ARGV[2]: the slot this request was given
+# earlier (ms), or 0. Returns {1, 0, 0} to go now, or {0, ms to wait, the slot reserved for it}.
+#
+# Two rules. The hard one: a request goes only once an interval has passed since the last one
+# went (KEYS[3]), whoever asks, so waiters coming back late together still go one by one. The
+# order: a request that may not go is given a slot of its own, one interval after the last one
+# handed out (KEYS[1]), and comes back for it; then it goes as soon as the hard rule lets it,
+# keeping its slot if it is a little early, instead of joining the back of the queue. A pause
+# (Retry-After) outranks both: the waiters ask again, for a slot after it.
 TURN = """
 local now_s, now_us = unpack(redis.call('TIME'))
 local now = now_s * 1000 + math.floor(now_us / 1000)
@@ -37,19 +39,18 @@ local paused = tonumber(redis.call('GET', KEYS[2]) or 0)
 if paused > now then
   return {0, paused - now, 0}
 end
+local earliest = tonumber(redis.call('GET', KEYS[3]) or 0) + interval
 local reserved = tonumber(ARGV[2])
-if reserved > 0 then
-  if reserved <= now then
-    return {1, 0, 0}
-  end
-  return {0, reserved - now, reserved}
+if reserved == 0 then
+  reserved = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now)
+  redis.call('SET', KEYS[1], reserved + interval, 'PX', reserved + interval - now + 1000)
 end
-local slot = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now)
-redis.call('SET', KEYS[1], slot + interval, 'PX', slot + interval - now + 1000)
-if slot <= now then
+local go_at = math.max(reserved, earliest)
+if go_at <= now then
+  redis.call('SET', KEYS[3], now, 'PX', interval + 1000)
   return {1, 0, 0}
 end
-return {0, slot - now, slot}
+return {0, go_at - now, reserved}
 """
 
 # KEYS[1]: the host's next free slot (ms); KEYS[2]: until when it is paused (ms). ARGV[1]:
@@ -112,7 +113,7 @@ class HostLimits:
 
     @staticmethod
     def _keys(host: str) -> list[str]:
-        return [f"{KEY_PREFIX}{host}:next", f"{KEY_PREFIX}{host}:paused"]
+        return [f"{KEY_PREFIX}{host}:next", f"{KEY_PREFIX}{host}:paused", f"{KEY_PREFIX}{host}:last"]
 
     def enter(self, host: str, *, holder: str, cap: int, hold_seconds: float) -> Turn:
         """Take one of `cap` places for requests in flight to `host`, for at most `hold_seconds`."""

@@ -71,32 +71,21 @@ class SourceFetched:
 
 def source_fetch(*, source: Source, run_id: int | None = None, slot_ms: int = 0) -> SourceFetched:
     """Fetch `source` once now, or raise Deferred. Two fetches of one source never run at once:
-    the second is told so and stores nothing. `slot_ms`: the host's slot an earlier try was given."""
-    holder = holder_name()
-    taken = SOURCE_CLAIM.take(Source.objects.filter(pk=source.pk), holder=holder, now=timezone.now(),
-                              free=SOURCE_CLAIM.unheld())
-    if not taken:
-        source.refresh_from_db(fields=["claimed_by", "claimed_until"])
-        return SourceFetched(source, "skipped", f"another fetch of this source is running ({source.claimed_by})")
-    try:
-        return _fetch_claimed(source, run_id, holder, slot_ms)
-    finally:
-        SOURCE_CLAIM.release(Source.objects.filter(pk=source.pk), holder=holder)
+    the second is told so and stores nothing. `slot_ms`: the host's slot an earlier try was given.
 
-
-def _fetch_claimed(source: Source, run_id: int | None, holder: str, slot_ms: int) -> SourceFetched:
-    source.refresh_from_db()
+    What a deferred try does is kept to Redis (the gate, robots.txt from its cache, the host's
+    turn): the source's claim and its row are read only once the page's turn has come.
+    """
     started = time.monotonic()
     try:
         host = url_target(source.url, ports=source.ports, allowed=settings.OUTBOUND_ALLOWED_NETWORKS).host
     except Refused as refused:
         return _record(source, run_id, started, Fetch(url=source.url, outcome=Outcome.REFUSED,
                                                       detail=refused_detail(source.url, refused)))
-    limits = outbound.host_limits()
-
+    limits, holder = outbound.host_limits(), holder_name()
     reserved = [slot_ms]  # used by the first request asking for a turn, then spent
 
-    def polite_get(url: str, *, interval: float, **options) -> Fetch:
+    def take_turn(interval: float) -> None:
         # Built before the turn: making a process's first client (its TLS context) takes up to
         # half a second, which would send the request that late after its slot.
         outbound.client()
@@ -104,6 +93,8 @@ def _fetch_claimed(source: Source, run_id: int | None, holder: str, slot_ms: int
         if not turn.go:
             raise Deferred(turn.wait_seconds, f"{host}'s next free slot is {turn.wait_seconds:.1f} s away "
                            f"(one request every {interval:g} s)", slot_ms=turn.slot_ms)
+
+    def in_flight_get(url: str, *, interval: float, **options) -> Fetch:
         place = limits.enter(host, holder=holder, cap=settings.SCRAPER_HOST_CONCURRENCY,
                              hold_seconds=TOTAL_SECONDS + 5)
         if not place.go:
@@ -116,19 +107,30 @@ def _fetch_claimed(source: Source, run_id: int | None, holder: str, slot_ms: int
         finally:
             limits.leave(host, holder=holder)
 
-    verdict = outbound.robots_verdict(
-        source.url, cache=outbound.shared_redis(),
-        fetch_robots=lambda where: polite_get(where, interval=source.host_interval_seconds(),
-                                              max_bytes=robots.MAX_BYTES, of_robots=True))
+    def robots_get(where: str) -> Fetch:
+        interval = source.host_interval_seconds()
+        take_turn(interval)
+        return in_flight_get(where, interval=interval, max_bytes=robots.MAX_BYTES, of_robots=True)
+
+    verdict = outbound.robots_verdict(source.url, cache=outbound.shared_redis(), fetch_robots=robots_get)
     if not verdict.allowed:
         return _record(source, run_id, started, Fetch(url=source.url, outcome=Outcome.DISALLOWED,
                                                       detail=verdict.detail))
-    result = polite_get(source.url, interval=source.host_interval_seconds(verdict.crawl_delay_seconds),
-                        etag=source.etag, last_modified=source.last_modified)
-    if result.status in RATE_LIMIT_STATUSES and result.retry_after_seconds:
-        # Every worker waits for this host now, not only this source's next try.
-        limits.pause(host, seconds=result.retry_after_seconds)
-    return _record(source, run_id, started, result)
+    interval = source.host_interval_seconds(verdict.crawl_delay_seconds)
+    take_turn(interval)
+    if not SOURCE_CLAIM.take(Source.objects.filter(pk=source.pk), holder=holder, now=timezone.now(),
+                             free=SOURCE_CLAIM.unheld()):
+        source.refresh_from_db(fields=["claimed_by", "claimed_until"])
+        return SourceFetched(source, "skipped", f"another fetch of this source is running ({source.claimed_by})")
+    try:
+        source.refresh_from_db()
+        result = in_flight_get(source.url, interval=interval, etag=source.etag, last_modified=source.last_modified)
+        if result.status in RATE_LIMIT_STATUSES and result.retry_after_seconds:
+            # Every worker waits for this host now, not only this source's next try.
+            limits.pause(host, seconds=result.retry_after_seconds)
+        return _record(source, run_id, started, result)
+    finally:
+        SOURCE_CLAIM.release(Source.objects.filter(pk=source.pk), holder=holder)
 
 
 def _record(source: Source, run_id: int | None, started: float, result: Fetch) -> SourceFetched:

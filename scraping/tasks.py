@@ -10,8 +10,8 @@ import logging
 import time
 
 from celery import shared_task
-from celery.exceptions import Reject
 
+from scheduler.publish import BROKER_ERRORS
 from scheduler.worker import JobFailed, run_id_of, run_note
 from scraping.models import Source
 from scraping.source_fetch import Deferred, SourceFetched, source_fetch
@@ -31,7 +31,8 @@ BACKOFF_BASE_SECONDS = 30.0
 BACKOFF_CAP_SECONDS = 10 * 60.0
 
 
-@shared_task(bind=True, max_retries=None)
+# STARTED is not stored: the ledger records the start; one write less for every deferral.
+@shared_task(bind=True, max_retries=None, track_started=False)
 def scrape_source(self, source_id: int, deferrals: int = 0, waited: float = 0.0, attempt: int = 1,
                   foreground: bool = False, slot: int = 0) -> dict:
     source = Source.objects.filter(pk=source_id).first()
@@ -72,10 +73,10 @@ def scrape_source(self, source_id: int, deferrals: int = 0, waited: float = 0.0,
 
 def _again(task, source_id: int, *, countdown: float, why: str, **state) -> None:
     try:
-        raise task.retry(kwargs={"source_id": source_id, **state}, countdown=countdown)
-    except Reject as error:
+        task.run_again_later(countdown=countdown, kwargs={"source_id": source_id, **state})
+    except BROKER_ERRORS as error:
         # The next try could not be published (the broker went away): fail the run where it is seen.
-        raise JobFailed(f"{why}; the next try could not be scheduled ({error.reason})") from None
+        raise JobFailed(f"{why}; the next try could not be scheduled ({error})") from None
 
 
 def _outcome(fetched: SourceFetched, output: dict) -> dict:

@@ -241,8 +241,11 @@ def test_two_workers_fetching_one_host_keep_its_interval_as_the_server_sees_it(
     took = max(arrival.at for arrival in host.arrivals) - sent
     assert took < 2 * len(host.arrivals) * INTERVAL + 5
     print(f"{len(host.arrivals)} requests in {took:.1f} s after the runs were sent; deferrals {deferrals}")
-    # Both workers fetched, each run once, its fetch tied to its run.
-    assert {node_of(run) for run in runs} == {"shop-1", "shop-2"}
+    # Several processes fetched at once (which worker takes a run back after a deferral is
+    # Redis's choice: on a busy machine one worker may take them all), each run once, its fetch
+    # tied to its run.
+    assert {node_of(run) for run in runs} <= {"shop-1", "shop-2"}
+    assert len({run.worker.split(":")[1] for run in runs}) >= 2, [run.worker for run in runs]
     records = FetchRecord.objects.filter(source__in=sources)
     assert sorted(records.values_list("run_id", flat=True)) == [run.id for run in runs]
     assert set(records.values_list("outcome", "status")) == {("fetched", 200)}

@@ -31,6 +31,15 @@ def test_a_waiter_back_for_its_slot_goes_then_and_not_before(limits):
     assert limits.turn("shop.test", interval_seconds=0.3, slot_ms=waiting.slot_ms).go
 
 
+def test_waiters_coming_back_late_together_still_go_an_interval_apart(limits):
+    assert limits.turn("shop.test", interval_seconds=0.2).go
+    first, second = (limits.turn("shop.test", interval_seconds=0.2) for _ in range(2))
+    time.sleep(0.6)  # both slots have passed: their workers were busy
+    assert limits.turn("shop.test", interval_seconds=0.2, slot_ms=first.slot_ms).go
+    late = limits.turn("shop.test", interval_seconds=0.2, slot_ms=second.slot_ms)
+    assert not late.go and 0.15 < late.wait_seconds <= 0.2 and late.slot_ms == second.slot_ms
+
+
 def test_callers_on_many_threads_coming_back_for_their_slots_are_never_within_an_interval(limits):
     granted = []
 
