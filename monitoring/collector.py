@@ -55,7 +55,6 @@ REDIS_TIMEOUT_SECONDS = 0.5
 # index on the slot), so a scrape reads the last hour, not the whole ledger.
 RECENT = timedelta(hours=1)
 PERCENTILES = (50, 95)
-STATES = [value for value, _label in State.CHOICES]
 LEDGER_NOTE = ("Counted over the rows the ledger still holds: it drops when cleanup removes old rows, "
                "which Prometheus reads as a counter reset.")
 
@@ -121,8 +120,10 @@ def _newest_run(**conditions) -> QuerySet:
 
 
 def _schedule_families(schedules: list[dict]) -> Iterator[Metric]:
-    state = GaugeMetricFamily("sched_schedule_state", "1 for the state each schedule is in, 0 for the others "
-                              "(as the evaluator last saw it; new until it has judged the schedule).",
+    # Only the current state's sample (1): the six zeros per schedule of a full StateSet were
+    # 60,000 lines at 10,000 schedules, most of a scrape's time, and `== 1` selects the same.
+    state = GaugeMetricFamily("sched_schedule_state", "1 for the state each schedule is in, as the evaluator "
+                              "last saw it (new until it has judged the schedule); no sample for other states.",
                               labels=["schedule", "state"])
     success = GaugeMetricFamily("sched_schedule_last_success_timestamp_seconds",
                                 "When the schedule's newest succeeded run finished (Unix time).", labels=["schedule"])
@@ -134,8 +135,7 @@ def _schedule_families(schedules: list[dict]) -> Iterator[Metric]:
     for schedule in schedules:
         name = schedule["name"]
         current = schedule["state"] or State.NEW
-        for value in STATES:
-            state.add_metric([name, value], 1 if value == current else 0)
+        state.add_metric([name, current], 1)
         _add_if_known(success, name, schedule["last_success_at"])
         _add_if_known(due, name, schedule["next_due_at"])
         _add_if_known(duration, name, schedule["last_duration"])

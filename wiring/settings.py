@@ -157,6 +157,10 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     _database["CONN_MAX_AGE"] = 0
     # A file, not memory, so the worker and beat processes of end-to-end tests share it.
     _database["TEST"] = {"NAME": str(Path(_database["NAME"]).with_name("test-db.sqlite3"))}
+elif _database["ENGINE"] == "django.db.backends.postgresql":
+    # A database host that went away answers nothing: without a timeout a connection attempt
+    # (a health check, a worker's ledger write) waits for TCP's own, minutes.
+    _database.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.django_db
 def test_old_flips_are_removed_with_their_deliveries():
     now = timezone.now()
     for age in (400, 1):
-        flip = Flip.objects.create(subject="beat", from_state="up", to_state="down", why="", at=now - timedelta(days=age))
+        flip = Flip.objects.create(subject="beat", from_state="up", to_state="down", why="",
+                                   at=now - timedelta(days=age))
         AlertDelivery.objects.create(flip=flip, channel="email", recipient="ops@example.com", next_attempt_at=now)
     target = retention_targets()["alert_flips"]
     run = target_purge(target=target, policy=retention_policy_for(target=target), dry_run=False,
