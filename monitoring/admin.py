@@ -5,6 +5,7 @@ from django.utils.html import format_html
 
 from monitoring.models import AlertDelivery, AlertSettings, EvaluatorHeartbeat, Flip, SystemHealth
 from scheduler.admin_runs import HEALTH_TONES
+from shared.admin_inlines import OneRowInline
 from shared.admin_pages import CappedCountPaginator
 from shared.admin_review import ReviewOnlyAdmin
 from shared.badges import badge
@@ -24,16 +25,12 @@ class AlertSettingsForm(forms.ModelForm):
         labels = {"remind_every_minutes": "Remind every (minutes)"}
 
 
-class AlertSettingsInline(admin.StackedInline):
+class AlertSettingsInline(OneRowInline):
     """Who is alerted about this schedule, shown on its page (declared in monitoring/declarations.py)."""
 
     model = AlertSettings
     form = AlertSettingsForm
-    max_num = 1
-    can_delete = False
     verbose_name = verbose_name_plural = "alerts"
-    # The one-row layout the schedule's policy uses.
-    template = "admin/scheduler/schedulepolicy/edit_inline.html"
 
 
 @admin.register(AlertSettings)

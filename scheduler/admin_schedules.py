@@ -24,6 +24,7 @@ from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
 from scheduler.publish import BROKER_ERRORS, runs_send_now
 from scheduler.sync import schedule_state_is_current
 from scheduler.timing import UnschedulableError, first_slot_from, slots_after
+from shared.admin_inlines import OneRowInline
 from shared.admin_pages import PageCompletingAdmin, newest_of_each
 from shared.badges import toned
 from shared.claims import holder_name
@@ -138,15 +139,12 @@ class SchedulePolicyForm(forms.ModelForm):
         return seconds
 
 
-class SchedulePolicyInline(admin.StackedInline):
+class SchedulePolicyInline(OneRowInline):
     """The schedule's missed-run and overlap policy; without a row the defaults shown apply."""
 
     model = SchedulePolicy
     form = SchedulePolicyForm
-    max_num = 1
-    can_delete = False
     verbose_name = verbose_name_plural = "missed and overlapping runs, and health"
-    template = "admin/scheduler/schedulepolicy/edit_inline.html"
     fieldsets = [
         (None, {"fields": ["missed_runs", "catch_up_limit", "starting_deadline_seconds", "overlap"]}),
         ("Health (empty: derived from the schedule's period)",
