@@ -48,6 +48,8 @@ def evaluation_pass(*, node: str, started_at: datetime, now: datetime) -> PassRe
         previous = schedule.health.state if schedule.health else State.NEW
         health = assess(schedule.seen, schedule.knobs, now=now, previous=previous, beat_alive=live.beat_alive,
                         workers_alive=live.workers_alive)
+        if _undecided(health, live):
+            continue
         if schedule.health is None and health.state in QUIET_FIRST_STATES:
             # Nothing to tell about a schedule first seen new, up or paused: its row is written
             # with the others in one statement (the first pass over 10,000 schedules).
@@ -113,7 +115,7 @@ def _system_record(part: str, state: str, why: str, *, now: datetime) -> Flip | 
             return None  # another evaluator recorded it first
         if state == State.UP:
             return None
-        previous = State.UP
+        previous = State.NEW
     elif row.state == state:
         return None
     else:
@@ -127,6 +129,19 @@ def _system_record(part: str, state: str, why: str, *, now: datetime) -> Flip | 
 
 
 QUIET_FIRST_STATES = (State.NEW, State.UP, State.PAUSED)
+
+
+def _undecided(health: Health, live: Liveness) -> bool:
+    """A run waiting although beat or every worker may just have stopped: its state is held
+    until their staleness tells (then one "beat down" or "no workers" alert says it), so people
+    are not told "late" for each schedule first. Whoever beat after the run's slot is alive."""
+    if health.slot is None or health.state not in (State.LATE, State.DOWN):
+        return False
+    if health.cause == Cause.NOT_STARTED:
+        return live.workers_alive and (live.last_worker_at is None or live.last_worker_at < health.slot)
+    if health.cause == Cause.NOT_SENT:
+        return live.beat_alive and (live.last_beat_at is None or live.last_beat_at < health.slot)
+    return False
 
 
 def _health_fields(health: Health, now: datetime) -> dict:

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import redis
 from celery import beat
+from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
@@ -33,8 +34,9 @@ from shared.claims import holder_name
 
 logger = logging.getLogger(__name__)
 
-# Beat loops every few seconds; one row update this often is enough to tell alive from stopped.
-LIVENESS_EVERY_SECONDS = 15
+# Beat loops every few seconds; one row update this often is enough to tell alive from stopped
+# (at least three times within BEAT_STALE_SECONDS, so one slow tick is not a stopped beat).
+LIVENESS_EVERY_SECONDS = min(15, settings.BEAT_STALE_SECONDS / 3)
 # Triggers bump a counter on every schedule edit; a full comparison of every schedule's
 # definition also runs this often, to catch anything the triggers cannot see.
 FULL_SYNC_EVERY_SECONDS = 60

@@ -5,7 +5,7 @@ are alive."""
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import F, Window
+from django.db.models import F, Max, Window
 from django.db.models.functions import RowNumber
 from django_celery_beat.models import PeriodicTask
 
@@ -26,12 +26,18 @@ class Liveness:
     workers_alive: bool
     beats: int
     workers: int
+    # The newest heartbeat of each: a run due after it may be waiting for a process that has
+    # just stopped, which its staleness will only tell later.
+    last_beat_at: datetime | None = None
+    last_worker_at: datetime | None = None
 
 
 def liveness(*, now: datetime) -> Liveness:
     beats = BeatHeartbeat.objects.filter(last_beat_at__gte=now - BeatHeartbeat.STALE_AFTER).count()
     workers = WorkerHeartbeat.objects.filter(last_beat_at__gte=now - WorkerHeartbeat.STALE_AFTER).count()
-    return Liveness(beats > 0, workers > 0, beats, workers)
+    return Liveness(beats > 0, workers > 0, beats, workers,
+                    last_beat_at=BeatHeartbeat.objects.aggregate(at=Max("last_beat_at"))["at"],
+                    last_worker_at=WorkerHeartbeat.objects.aggregate(at=Max("last_beat_at"))["at"])
 
 
 @dataclass
@@ -60,7 +66,9 @@ def schedules_watched(*, now: datetime) -> list[Watched]:
 
 def _newest_runs(task_ids: list[int], *, now: datetime) -> dict[int, list[ScheduleRun]]:
     """Each schedule's RUNS_READ newest scheduled and catch-up runs, newest first, in one query."""
+    # Runs beat claimed ahead of their slot are not due yet: they would push the due ones out.
     newest = (ScheduleRun.objects.filter(schedule_id__in=task_ids, scheduled_for__gte=now - RECENT,
+                                         scheduled_for__lte=now,
                                          kind__in=[ScheduleRun.Kind.SCHEDULED, ScheduleRun.Kind.CATCH_UP])
               .exclude(status=ScheduleRun.Status.SKIPPED)
               .annotate(place=Window(RowNumber(), partition_by=[F("schedule_id")],

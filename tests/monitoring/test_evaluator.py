@@ -200,3 +200,20 @@ def test_a_webhook_to_an_internal_address_is_refused_when_saved_naming_the_field
     with pytest.raises(ValidationError) as refused:
         AlertSettings(task=task, mute_reason="maintenance").full_clean()
     assert "muted_until" in refused.value.message_dict
+
+
+def test_a_run_waiting_since_after_the_workers_last_heartbeat_is_not_alerted_late_before_no_workers_is(
+        alive, smtp_server):
+    now = timezone.now()
+    task = interval_task("Job", timedelta(minutes=1))  # start grace 30 s
+    ledger_run(task, now - 5 * MINUTE)
+    evaluate(now)
+    # The worker's last heartbeat was a minute ago (not stale yet); the run due 40 s ago waits.
+    WorkerHeartbeat.objects.update(last_beat_at=now - MINUTE)
+    ledger_run(task, now - timedelta(seconds=40), status="sent")
+    evaluate(now)
+    assert ScheduleHealth.objects.get(task=task).state == "up" and not Flip.objects.exists()
+    # Once the worker is stale, one "no workers" alert says it, and the schedule's flip is silenced.
+    evaluate(now + MINUTE)
+    assert [m["Subject"] for m in smtp_server.to("ops@example.com")] == ["[scheduler] Workers: up → down"]
+    assert Flip.objects.get(subject="schedule").silenced == "covered by the “no workers” alert"

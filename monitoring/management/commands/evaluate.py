@@ -44,7 +44,7 @@ class Command(BaseCommand):
                 result = evaluation_pass(node=node, started_at=started_at, now=timezone.now())
                 sent = deliveries_send()
                 for flip in result.flips:
-                    logger.info("%s%s", flip.title, f" (not alerted: {flip.silenced})" if flip.silenced else "")
+                    logger.info("%s%s", flip.title, f" ({flip.silenced})" if flip.silenced else "")
                 if sent:
                     logger.info("%d alert deliveries tried", sent)
             except Exception:
