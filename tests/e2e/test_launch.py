@@ -1,5 +1,6 @@
 """The README's run command as a new user meets it: start, log in, see heartbeats, Ctrl-C, again."""
 
+import os
 import re
 import signal
 import socket
@@ -49,6 +50,14 @@ def test_the_run_command_serves_the_admin_runs_heartbeats_and_a_second_run_keeps
     # The heartbeat schedule runs every minute; its first run is a minute after beat starts.
     wait_for_page(admin, "/admin/scheduler/workerheartbeat/", "alive", timeout=120)
     assert "scheduler.tasks.heartbeat" in admin.get("/admin/django_celery_results/taskresult/")
+
+    # A worker killed under `make run` is started again; web, beat and the evaluator run on.
+    worker_pid = int(re.search(r"worker started \(pid=(\d+)\)", launch.output()).group(1))
+    os.killpg(worker_pid, signal.SIGKILL)  # the worker and its pool (honcho starts each in its own group)
+    launch.wait_for_output("worker stopped on its own", timeout=30)
+    launch.wait_for_output("worker started (pid=", timeout=30, times=2)
+    assert "Heartbeat" in admin.get("/admin/django_celery_beat/periodictask/")
+    assert launch.is_running()
 
     assert press_ctrl_c(launch) == 0
     assert "Embedded Redis stopped." in launch.output()

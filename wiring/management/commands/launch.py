@@ -16,11 +16,11 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from honcho.environ import parse_procfile
-from honcho.manager import Manager
 
 from wiring.celery import app as celery_app
 from wiring.embedded_redis import EmbeddedRedis
 from wiring.staff_login import staff_login_ensure
+from wiring.supervisor import Supervisor
 
 
 def web_host_and_port() -> tuple[str, int]:
@@ -75,10 +75,10 @@ class Command(BaseCommand):
 
     def run_processes(self, env: dict) -> int:
         procfile = parse_procfile((Path(settings.BASE_DIR) / "Procfile").read_text())
-        manager = Manager()
+        manager = Supervisor()
         for name, command in procfile.processes.items():
             manager.add_process(name, command, env=env, cwd=str(settings.BASE_DIR))
-        # Honcho stops every process on Ctrl-C or SIGTERM, or when any one of them exits.
+        # Every process stops on Ctrl-C or SIGTERM; one that stops on its own is started again.
         manager.loop()
         # Stopped on request (honcho reports 130 for SIGINT, 143 for SIGTERM) is a clean exit;
         # anything else is the status of the process that stopped on its own.
