@@ -3,7 +3,7 @@ ran, their missed-run policy, and "run now" through the run ledger."""
 
 import itertools
 from datetime import datetime
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery import current_app as celery_app
 from django import forms
@@ -23,7 +23,7 @@ from scheduler.messages import message_problems
 from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
 from scheduler.publish import BROKER_ERRORS, runs_send_now
 from scheduler.sync import schedule_state_is_current
-from scheduler.timing import UnschedulableError, first_slot_from, slots_after
+from scheduler.timing import UnschedulableError, first_slot_from, interval_length, slots_after
 from shared.admin_inlines import OneRowInline
 from shared.admin_pages import PageCompletingAdmin, newest_of_each
 from shared.badges import toned
@@ -40,7 +40,12 @@ SHORTEST_STARTING_DEADLINE = 5
 def schedule_zone(task: PeriodicTask) -> ZoneInfo:
     """The timezone a schedule's times are meant in: a crontab's own, else the site's."""
     if task.crontab_id:
-        return ZoneInfo(str(task.crontab.timezone))
+        try:
+            return ZoneInfo(str(task.crontab.timezone))
+        except (ZoneInfoNotFoundError, ValueError):
+            # A name written past the admin (scheduler.crontab_zones): the schedule's problem
+            # says so; its times are shown in UTC meanwhile.
+            return ZoneInfo("UTC")
     return ZoneInfo(settings.TIME_ZONE)
 
 
@@ -102,8 +107,15 @@ class PeriodicTaskForm(BeatPeriodicTaskForm):
                     f"There is no task named {task!r}. Pick one from the list of known tasks "
                     "or check the spelling of the dotted path."
                 ))
+        interval = data.get("interval")
+        if interval is not None:
+            try:
+                interval_length(PeriodicTask(interval=interval))
+            except UnschedulableError as error:
+                self.add_error("interval", f"{str(error)[0].upper()}{str(error)[1:]}.")
         # Beat would record every run of such a schedule as not enqueued; say it here instead.
-        fields = {field: data.get(field, "") for field in ("args", "kwargs", "headers")}
+        fields = {field: data.get(field) or "" for field in ("args", "kwargs", "headers", "task", "queue", "exchange",
+                                                              "routing_key")}
         for field, problem in message_problems(**fields).items():
             if field in self.fields and field not in self.errors:
                 self.add_error(field, problem[0].upper() + problem[1:] + ".")
@@ -270,7 +282,20 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
         return format_html("Last run, for {}: {}<br>{}", in_zone(last.scheduled_for, schedule_zone(task)),
                            run_outcome(last), link)
 
-    @admin.action(description="Run selected schedules now")
+    # django-celery-beat's actions declare no permission, so view-only staff could use them.
+    @admin.action(description="Enable selected schedules", permissions=["change"])
+    def enable_tasks(self, request, queryset):
+        return super().enable_tasks(request, queryset)
+
+    @admin.action(description="Disable selected schedules", permissions=["change"])
+    def disable_tasks(self, request, queryset):
+        return super().disable_tasks(request, queryset)
+
+    @admin.action(description="Toggle activity of selected schedules", permissions=["change"])
+    def toggle_tasks(self, request, queryset):
+        return super().toggle_tasks(request, queryset)
+
+    @admin.action(description="Run selected schedules now", permissions=["change"])
     def run_now(self, request, queryset) -> None:
         tasks = list(queryset.order_by("name"))
         celery_app.loader.import_default_modules()

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django_celery_beat.models import PeriodicTask
 
 from scheduler.models import ScheduleRun
@@ -53,14 +54,54 @@ def _message_fields(*, args: str, kwargs: str, headers: str) -> tuple[dict, dict
     return values, problems
 
 
-def message_problems(*, args: str, kwargs: str, headers: str) -> dict[str, str]:
-    """What is wrong with a schedule's message fields, by field. The admin form and beat both
-    ask this one question."""
-    return _message_fields(args=args, kwargs=kwargs, headers=headers)[1]
+# Celery's own message headers and the run's: a schedule's headers replacing one of them would
+# run another task than the schedule shows ("task"), overwrite another run's result ("id"), or
+# change how the worker treats the message (eta, timelimit, ignore_result...).
+RESERVED_HEADERS = frozenset({
+    "lang", "task", "id", "shadow", "eta", "expires", "group", "group_index", "retries", "timelimit",
+    "root_id", "parent_id", "argsrepr", "kwargsrepr", "origin", "ignore_result", "replaced_task_nesting",
+    "stamped_headers", "stamps", "content_type", "content_encoding", "reply_to", "correlation_id",
+    "priority", "delivery_mode", "delivery_info", "periodic_task_name", "task_name",
+    RUN_HEADER, SCHEDULED_FOR_HEADER, SCHEDULE_NAME_HEADER, "ledger_lease_waits",
+})
+# Celery's internal tasks (chord_unlock, backend_cleanup...) are not jobs: one scheduled retries
+# forever, outlives its schedule and multiplies.
+INTERNAL_TASK_PREFIX = "celery."
+
+
+def message_problems(*, args: str, kwargs: str, headers: str, task: str = "", queue: str | None = None,
+                     exchange: str | None = None, routing_key: str | None = None) -> dict[str, str]:
+    """What is wrong with a schedule's message, by field. The admin form and beat both ask this
+    one question, so what the form accepts is what beat sends, and a row written past the form
+    (the ORM, SQL) is recorded not enqueued, with the reason, instead of reaching a worker.
+
+    Routing may only name the queues the workers read (CELERY_TASK_QUEUES): the exchange
+    `celeryev` with the routing key `worker.heartbeat` made every worker exit."""
+    values, problems = _message_fields(args=args, kwargs=kwargs, headers=headers)
+    reserved = sorted(RESERVED_HEADERS & set(values.get("headers") or {}))
+    if reserved and "headers" not in problems:
+        problems["headers"] = (f"headers may not set {', '.join(repr(name) for name in reserved)}: Celery and the "
+                               "run ledger set those themselves")
+    if task.startswith(INTERNAL_TASK_PREFIX):
+        problems["task"] = f"{task!r} is one of Celery's internal tasks, not a job that may be scheduled"
+    queues = routed_queues()
+    for field, value in (("queue", queue), ("exchange", exchange), ("routing_key", routing_key)):
+        if value and value not in queues:
+            problems[field] = (f"{field.replace('_', ' ')} {value!r} is not one the workers read; use one of "
+                               f"{', '.join(sorted(queues))}, or leave it empty for the task's own queue")
+    return problems
+
+
+def routed_queues() -> set[str]:
+    """The queues the workers read: each is its own direct exchange and routing key (kombu's
+    Queue(name))."""
+    return {queue.name for queue in settings.CELERY_TASK_QUEUES}
 
 
 def message_problem(task: PeriodicTask) -> str:
-    return "; ".join(message_problems(args=task.args, kwargs=task.kwargs, headers=task.headers).values())
+    return "; ".join(message_problems(args=task.args, kwargs=task.kwargs, headers=task.headers, task=task.task,
+                                      queue=task.queue, exchange=task.exchange,
+                                      routing_key=task.routing_key).values())
 
 
 def dispatch_for(run: ScheduleRun, task: PeriodicTask, fingerprint: str = "") -> Dispatch:

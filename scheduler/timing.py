@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from celery.schedules import crontab_parser
 from cronsim import CronSim, CronSimError
+from django.conf import settings
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 # A crontab whose fields are each valid can still never match (February 30th); searching
@@ -120,6 +121,11 @@ def interval_length(task: PeriodicTask) -> timedelta:
         raise UnschedulableError(f"interval {task.interval.every} {task.interval.period!r}: {error}") from error
     if length <= timedelta(0):
         raise UnschedulableError(f"interval {task.interval}: must be longer than zero")
+    shortest = timedelta(seconds=settings.MIN_SCHEDULE_PERIOD_SECONDS)
+    if length < shortest:
+        # One microsecond wrote 14,700 ledger rows and queued 6,500 messages in 15 seconds.
+        raise UnschedulableError(f"interval {task.interval}: shorter than the shortest period allowed, "
+                                 f"{shortest.total_seconds():g} s (MIN_SCHEDULE_PERIOD_SECONDS)")
     return length
 
 

@@ -61,6 +61,8 @@ ALERT_WEBHOOK_URL = config.outbound_url("ALERT_WEBHOOK_URL", ports=WEBHOOK_ALLOW
                                         allowed=OUTBOUND_ALLOWED_NETWORKS)
 SITE_URL = env.str("SITE_URL", "").rstrip("/")
 METRICS_TOKEN = env.str("METRICS_TOKEN", "")
+# The shortest interval a schedule may have, in the form and in beat.
+MIN_SCHEDULE_PERIOD_SECONDS = env.float("MIN_SCHEDULE_PERIOD_SECONDS", 1.0, validate=positive)
 # A beat or a worker silent for this long counts as stopped (the home page, health, alerts).
 BEAT_STALE_SECONDS = env.int("BEAT_STALE_SECONDS", 60, validate=positive)
 WORKER_STALE_SECONDS = env.int("WORKER_STALE_SECONDS", 90, validate=positive)

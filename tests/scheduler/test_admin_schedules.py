@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
 from scheduler.sync import schedules_sync
@@ -261,3 +261,60 @@ def test_the_form_refuses_arguments_beat_could_not_send(staff_client):
     assert errors["headers"][0].startswith("Headers is not valid JSON")
     task.refresh_from_db()
     assert task.args == "[]"
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("headers", '{"id": "another-runs-id", "x-team": "ops"}', "Headers may not set &#x27;id&#x27;"),
+    ("headers", '{"task": "cleanup.tasks.retention_sweep_all"}', "Headers may not set &#x27;task&#x27;"),
+    ("exchange", "celeryev", "Exchange &#x27;celeryev&#x27; is not one the workers read"),
+    ("routing_key", "worker.heartbeat", "Routing key &#x27;worker.heartbeat&#x27; is not one the workers read"),
+    ("queue", "nobody-reads-this", "Queue &#x27;nobody-reads-this&#x27; is not one the workers read"),
+    ("task", "celery.chord_unlock", "one of Celery&#x27;s internal tasks"),
+])
+def test_a_message_beat_must_not_send_is_refused_in_the_form_naming_the_field(staff_client, field, value, words):
+    task = interval_task("Hourly", timedelta(hours=1))
+    form = {**schedule_change_form(task), field: value}
+    page = staff_client.post(change_url(task), form).content.decode()
+    assert words in page and 'class="errorlist' in page
+    task.refresh_from_db()
+    assert getattr(task, field) != value
+
+
+def test_beat_records_a_bad_message_written_past_the_form_as_not_enqueued_and_sends_nothing():
+    from scheduler.claim import due_runs_claim
+
+    task = interval_task("Planted", timedelta(minutes=1), exchange="celeryev", routing_key="worker.heartbeat",
+                         headers='{"id": "x"}')
+    now = timezone.now()
+    schedules_sync(now=now - timedelta(minutes=2))
+    dispatches, _ = due_runs_claim(now=now, node="beat-1")
+    assert dispatches == []
+    runs = ScheduleRun.objects.filter(schedule=task)
+    assert not runs.exclude(status__in=["not_enqueued", "missed"]).exists()
+    run = runs.get(status="not_enqueued")
+    assert "celeryev" in run.reason and "'id'" in run.reason
+
+
+def test_an_interval_shorter_than_the_minimum_period_is_refused_in_the_form_and_by_beat(staff_client):
+    tiny = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.MICROSECONDS)
+    task = interval_task("Hourly", timedelta(hours=1))
+    page = staff_client.post(change_url(task), {**schedule_change_form(task), "interval": tiny.pk}).content.decode()
+    assert "shorter than the shortest period allowed, 1 s (MIN_SCHEDULE_PERIOD_SECONDS)" in page
+    PeriodicTask.objects.filter(pk=task.pk).update(interval=tiny)
+    schedules_sync(now=timezone.now())
+    assert "shorter than the shortest period allowed" in ScheduleState.objects.get(task=task).problem
+
+
+def test_view_only_staff_cannot_enable_disable_toggle_or_run_schedules(client, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_periodictask"))
+    client.force_login(viewer)
+    task = interval_task("Hourly", timedelta(hours=1), enabled=True)
+    page = client.get("/admin/django_celery_beat/periodictask/").content.decode()
+    for action in ("enable_tasks", "disable_tasks", "toggle_tasks", "run_now"):
+        assert f'value="{action}"' not in page
+        client.post("/admin/django_celery_beat/periodictask/", {"action": action, "_selected_action": [task.pk]})
+    task.refresh_from_db()
+    assert task.enabled and not ScheduleRun.objects.exists()
