@@ -35,6 +35,7 @@ def system_status() -> dict:
         "workers": workers,
         "evaluator": evaluator,
         "evaluator_stale": evaluator is None or evaluator.is_stale(now=now),
+        "evaluator_seconds": int((now - evaluator.last_beat_at).total_seconds()) if evaluator else None,
         "waiting": waiting.count(),
         "oldest_waiting": waiting.order_by("scheduled_for").values_list("scheduled_for", flat=True).first(),
         "email_printed": settings.EMAIL_BACKEND == CONSOLE_BACKEND,

@@ -19,6 +19,7 @@ from django_celery_beat.models import PeriodicTask
 
 from scheduler.admin_runs import health_badge, run_outcome, runs_changelist_url
 from scheduler.claim import BEAT_CLAIM
+from scheduler.health_reads import knobs_for
 from scheduler.messages import message_problems
 from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
 from scheduler.publish import BROKER_ERRORS, runs_send_now
@@ -29,7 +30,7 @@ from shared.admin_pages import PageCompletingAdmin, newest_of_each
 from shared.badges import toned
 from shared.claims import holder_name
 from shared.declarations import declared_in_apps
-from shared.display import in_zone, moment
+from shared.display import duration_in_words, in_zone, moment
 
 UPCOMING_SHOWN = 5
 # Beat checks for due runs about every second, and a busy beat may take a few to claim a batch;
@@ -218,11 +219,17 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
 
     @admin.display(description="health")
     def health_now(self, task: PeriodicTask) -> str:
+        knobs = knobs_for([task.pk])[task.pk]
+        settings_now = (f"Late after {duration_in_words(knobs.start_grace)} past a slot, down after twice that; "
+                        f"down when running over {duration_in_words(knobs.max_run)}; failing after "
+                        f"{knobs.failures_to_fail} failure(s) in a row; back up after {knobs.successes_to_recover} "
+                        "success(es) (its policy below, or defaults from its period).")
         health = getattr(task, "health", None)
         if health is None:
-            return "not evaluated yet: the evaluator (manage.py evaluate) judges every schedule every few seconds"
-        return format_html("{} since {}: {}", health_badge(health, enabled=task.enabled), moment(health.since),
-                           health.why or "as expected")
+            return format_html("not evaluated yet: the evaluator (manage.py evaluate) judges every schedule every "
+                               "few seconds.<br>{}", settings_now)
+        return format_html("{} since {}: {}<br>{}", health_badge(health, enabled=task.enabled), moment(health.since),
+                           health.why or "as expected", settings_now)
 
     @admin.display(description="schedule")
     def timing(self, task: PeriodicTask) -> str:

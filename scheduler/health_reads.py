@@ -98,14 +98,18 @@ def _period(task: PeriodicTask, next_due: datetime | None, periods: dict) -> tim
     return periods[key]
 
 
-def start_graces(task_ids) -> dict[int, timedelta]:
-    """Each schedule's start grace (its own, or from its period): past it a run is late."""
+def knobs_for(task_ids) -> dict[int, Knobs]:
+    """Each schedule's health settings as they apply: its own, or the defaults from its period."""
     periods: dict[tuple, timedelta | None] = {}
     tasks = PeriodicTask.objects.filter(pk__in=set(task_ids)).select_related(
         "scheduler_policy", "scheduler_state", "interval", "crontab", "clocked", "solar")
-    graces = {}
+    knobs = {}
     for task in tasks:
         state = getattr(task, "scheduler_state", None)
-        period = _period(task, state.next_due_at if state else None, periods)
-        graces[task.pk] = knobs_of(policy_of(task), period).start_grace
-    return graces
+        knobs[task.pk] = knobs_of(policy_of(task), _period(task, state.next_due_at if state else None, periods))
+    return knobs
+
+
+def start_graces(task_ids) -> dict[int, timedelta]:
+    """Each schedule's start grace: past it a run is late."""
+    return {task_id: knobs.start_grace for task_id, knobs in knobs_for(task_ids).items()}

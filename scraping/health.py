@@ -17,7 +17,7 @@ BLOCKING = {Outcome.REFUSED, Outcome.DISALLOWED}
 def source_health(source: Source, *, now: datetime) -> tuple[str, str]:
     """(Source.Health, why) for `source` as it is now."""
     if source.last_fetch_at is None:
-        return Source.Health.NEW, "not fetched yet"
+        return Source.Health.NEW, "its schedule has not fetched it yet"
     if source.last_outcome in BLOCKING:
         return Source.Health.BLOCKED, f"{source.last_outcome}: {source.last_detail}"
     if source.failures_in_row >= FAILING_AFTER:
@@ -25,4 +25,4 @@ def source_health(source: Source, *, now: datetime) -> tuple[str, str]:
     if source.last_ok_at is None or now - source.last_ok_at > max(STALE_AT_LEAST, source.period * STALE_PERIODS):
         since = f"since {source.last_ok_at:%Y-%m-%d %H:%M} UTC" if source.last_ok_at else "ever"
         return Source.Health.STALE, f"no successful fetch {since}"
-    return Source.Health.OK, f"fetched {source.last_outcome.replace('_', ' ')}"
+    return Source.Health.OK, f"last fetch: {source.last_outcome.replace('_', ' ')}"
