@@ -17,9 +17,12 @@ from cronsim import CronSim, CronSimError
 from django.conf import settings
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-# A crontab whose fields are each valid can still never match (February 30th); searching
-# further than this says so instead of walking to the year 9999.
-NEVER_MATCHES_AFTER = timedelta(days=5 * 366)
+# A crontab whose fields are each valid can still never match (the 31st of February that is a
+# Monday, with Celery's day-of-month AND day-of-week); searching further than this from the last
+# fire found says so instead of walking to the year 9999. One Gregorian cycle: every date and
+# weekday that can ever come, comes within it.
+NEVER_MATCHES_YEARS = 400
+NEVER_MATCHES_AFTER = timedelta(days=146097)
 
 
 class UnschedulableError(ValueError):
@@ -54,14 +57,25 @@ class CrontabTimes:
             raise UnschedulableError(f"crontab {' '.join(fields)} ({crontab.timezone}): {error}") from error
 
     def fires_after(self, moment: datetime) -> Iterator[datetime]:
-        """Fire times strictly after `moment`, in UTC, for as long as asked."""
+        """Fire times strictly after `moment`, in UTC, for as long as asked.
+
+        Two guards around cronsim. In the repeated hour of a fall-back day, a moment in its second
+        pass (01:10 EST) comes back from cronsim as the first pass's wall time, the fold lost, so
+        it may answer a fire that already passed (01:30 EDT): anything at or before `moment` is
+        skipped. And "can never match" is judged from the last fire found, over a Gregorian cycle:
+        29 February on a Monday comes every 28 years or so, and 2096 to 2104 has no 29 February.
+        """
+        moment = moment.astimezone(UTC)
         horizon = moment + NEVER_MATCHES_AFTER
         for fire in CronSim(self.expression, moment.astimezone(self.zone)):
+            fire = fire.astimezone(UTC)
             if fire > horizon:
-                # "The 30th of February that is a Monday" is valid per field and never comes.
-                raise UnschedulableError(f"crontab {self.expression}: matches no date in the next five years")
-            if self.days_of_month is None or fire.day in self.days_of_month:
-                yield fire.astimezone(UTC)
+                raise UnschedulableError(f"crontab {self.expression}: matches no date in {NEVER_MATCHES_YEARS} years")
+            if fire <= moment or (self.days_of_month is not None and fire.astimezone(self.zone).day
+                                  not in self.days_of_month):
+                continue
+            horizon = fire + NEVER_MATCHES_AFTER
+            yield fire
 
 
 def slots_after(task: PeriodicTask, moment: datetime) -> Iterator[datetime]:

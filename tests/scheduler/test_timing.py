@@ -1,5 +1,6 @@
 """Slots of every kind of schedule, in the schedule's own timezone, across DST changes."""
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -93,3 +94,28 @@ def test_a_solar_schedule_fires_at_each_sunrise():
     # Berlin's June sunrise is a little before 03:00 UTC, about a day apart.
     assert first.date().isoformat() == "2026-06-01" and 2 <= first.hour <= 3
     assert timedelta(hours=23, minutes=50) < second - first < timedelta(hours=24, minutes=10)
+
+
+def test_in_the_second_pass_of_the_repeated_hour_the_first_passs_slot_is_not_returned_again():
+    new_york = ZoneInfo("America/New_York")
+    task = crontab_task("half past one", "30 1 * * *", zone=new_york.key)
+    # 01:10 EST, the second pass of 01:00-02:00 on the fall-back day; 01:30 EDT passed 40 minutes ago.
+    moment = datetime(2026, 11, 1, 1, 10, tzinfo=new_york, fold=1)
+    slot = first_slot_after(task, moment)
+    assert slot > moment and slot.astimezone(new_york) == datetime(2026, 11, 2, 1, 30, tzinfo=new_york)
+
+
+@pytest.mark.parametrize(("cron", "after", "expected"), [
+    # 29 February: asked from 2027, every one of them, not only the first.
+    ("0 12 29 2 *", datetime(2027, 1, 1, tzinfo=UTC), [2028, 2032, 2036, 2040]),
+    # ...across the 2100 that has none (2096, then 2104).
+    ("0 12 29 2 *", datetime(2095, 1, 1, tzinfo=UTC), [2096, 2104]),
+    # 29 February that is a Monday (Celery's day-of-month AND day-of-week): years apart.
+    ("0 12 29 2 mon", datetime(2027, 1, 1, tzinfo=UTC), [2044, 2072]),
+])
+def test_rare_dates_are_scheduled_however_far_apart_they_come(cron, after, expected):
+    from scheduler.timing import slots_after
+
+    task = crontab_task(f"rare {cron}", cron)
+    slots = list(itertools.islice(slots_after(task, after), len(expected)))
+    assert [slot.year for slot in slots] == expected and all(slot.month == 2 and slot.day == 29 for slot in slots)
