@@ -17,7 +17,12 @@ from reports.delivery import (
 from reports.models import Report, ReportDelivery, ReportFile, ReportRun, ReportSection
 from reports.rendering import RenderedEmail, email_render
 from reports.sections import CoveredDay, section_build
-from shared.owned_schedules import orphaned_schedules_delete, owned_schedule_delete, owned_schedule_sync
+from shared.owned_schedules import (
+    orphaned_schedules_delete,
+    owned_schedule_delete,
+    owned_schedule_sync,
+    timing_row,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +43,9 @@ def report_schedule_sync(*, report: Report) -> PeriodicTask:
     Enabled only while the report is enabled and has a recipient, so a report nobody receives
     never runs.
     """
-    crontab, _ = CrontabSchedule.objects.get_or_create(
-        minute=str(report.send_at.minute), hour=str(report.send_at.hour), day_of_month="*", month_of_year="*",
-        day_of_week=report.days_of_week, timezone=report.timezone,
+    crontab = timing_row(
+        CrontabSchedule, minute=str(report.send_at.minute), hour=str(report.send_at.hour), day_of_month="*",
+        month_of_year="*", day_of_week=report.days_of_week, timezone=report.timezone,
     )
     return owned_schedule_sync(
         owner=report, task=SEND_TASK, owner_kwarg="report_id", name=report_schedule_name(report),

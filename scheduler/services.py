@@ -7,6 +7,7 @@ from scheduler.claim import run_now_claim
 from scheduler.messages import run_headers
 from scheduler.models import BeatHeartbeat, ScheduleRun, WorkerHeartbeat
 from shared.declarations import DefaultSchedule, declared_default_schedules
+from shared.owned_schedules import timing_row
 
 
 def heartbeat_record(*, worker: str) -> WorkerHeartbeat:
@@ -29,20 +30,11 @@ def beat_heartbeat_record(*, node: str, started_at) -> None:
 
 def _schedule_fields(declared: DefaultSchedule) -> dict:
     if declared.every is not None:
-        interval, _ = IntervalSchedule.objects.get_or_create(
-            every=int(declared.every.total_seconds()), period=IntervalSchedule.SECONDS
-        )
-        return {"interval": interval}
+        return {"interval": timing_row(IntervalSchedule, every=int(declared.every.total_seconds()),
+                                       period=IntervalSchedule.SECONDS)}
     minute, hour, day_of_month, month_of_year, day_of_week = declared.crontab.split()
-    crontab, _ = CrontabSchedule.objects.get_or_create(
-        minute=minute,
-        hour=hour,
-        day_of_month=day_of_month,
-        month_of_year=month_of_year,
-        day_of_week=day_of_week,
-        timezone=settings.TIME_ZONE,
-    )
-    return {"crontab": crontab}
+    return {"crontab": timing_row(CrontabSchedule, minute=minute, hour=hour, day_of_month=day_of_month,
+                                  month_of_year=month_of_year, day_of_week=day_of_week, timezone=settings.TIME_ZONE)}
 
 
 def schedules_seed() -> list[tuple[str, bool]]:

@@ -156,6 +156,25 @@ def crontab_times(task: PeriodicTask) -> CrontabTimes:
 
 
 def _solar_after(task: PeriodicTask, moment: datetime) -> datetime:
-    # Celery's solar schedule (ephem) answers relative to now; shift it to `moment`.
+    """The solar event's first time strictly after `moment`, in UTC, to the minute.
+
+    Celery's own `remaining_estimate` reads ephem's UTC answer as a time in the app's timezone
+    and subtracts the clock's now: an hour off across a DST change, and microseconds that differ
+    from one call to the next, so one sunrise could be claimed as three slots. Here ephem is asked
+    directly (through the schedule's observer and event), in UTC, and the answer is cut to the
+    second, so the same event is always the same slot.
+    """
     schedule = task.solar.schedule
-    return schedule.now() + schedule.remaining_estimate(moment)
+    start = moment.astimezone(UTC).replace(tzinfo=None)
+    for _ in range(3):
+        schedule.cal.date = start
+        found = schedule._next_event(schedule.ephem.Date(start)).datetime().replace(tzinfo=UTC)
+        # To the nearest minute: ephem's answer for one event moves by a fraction of a second
+        # with where the search starts, and a slot must be the same whoever computes it.
+        event = (found + timedelta(seconds=30)).replace(second=0, microsecond=0)
+        if event > moment:
+            return event
+        # The event asked from (rounded) comes back again: look a minute past it. One solar
+        # event of a kind is never minutes from the next.
+        start += timedelta(minutes=1)
+    raise UnschedulableError(f"solar event {task.solar}: no time after {moment.isoformat()}")

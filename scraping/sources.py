@@ -5,7 +5,12 @@ from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from scraping.models import Source
-from shared.owned_schedules import orphaned_schedules_delete, owned_schedule_delete, owned_schedule_sync
+from shared.owned_schedules import (
+    orphaned_schedules_delete,
+    owned_schedule_delete,
+    owned_schedule_sync,
+    timing_row,
+)
 
 SCRAPE_TASK = "scraping.tasks.scrape_source"
 OWNER_KWARG = "source_id"
@@ -16,7 +21,7 @@ def source_schedule_name(source: Source) -> str:
 
 
 def source_schedule_sync(*, source: Source) -> PeriodicTask:
-    interval, _ = IntervalSchedule.objects.get_or_create(every=source.every_minutes, period=IntervalSchedule.MINUTES)
+    interval = timing_row(IntervalSchedule, every=source.every_minutes, period=IntervalSchedule.MINUTES)
     return owned_schedule_sync(
         owner=source, task=SCRAPE_TASK, owner_kwarg=OWNER_KWARG, name=source_schedule_name(source),
         interval=interval, enabled=source.enabled,

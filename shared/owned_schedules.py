@@ -13,6 +13,12 @@ from django.db import models
 from django_celery_beat.models import PeriodicTask
 
 
+def timing_row(model: type[models.Model], **fields) -> models.Model:
+    """The crontab or interval row with `fields`, made when there is none. django-celery-beat
+    allows two identical rows, where get_or_create would fail with MultipleObjectsReturned."""
+    return model.objects.filter(**fields).order_by("pk").first() or model.objects.create(**fields)
+
+
 def owned_schedule_sync(*, owner: models.Model, task: str, owner_kwarg: str, name: str, **fields) -> PeriodicTask:
     """Create or update `owner`'s PeriodicTask with `fields` (its timing, enabled, description)."""
     fields = {"task": task, "kwargs": json.dumps({owner_kwarg: owner.pk}), "interval": None, "crontab": None,

@@ -3,7 +3,7 @@
 from datetime import time
 
 import pytest
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from reports.models import Report
 from reports.services import report_delete, report_save
@@ -47,3 +47,11 @@ def test_a_report_deleted_past_its_service_loses_its_schedule_at_its_first_run(s
     assert result.result == {"skipped": f"report {report.pk} was deleted"}
     assert not PeriodicTask.objects.filter(name="Report: Gone").exists()
     assert smtp_server.received == []
+
+
+def test_a_report_saves_although_two_identical_crontab_rows_exist():
+    for _ in range(2):  # django-celery-beat allows identical rows
+        CrontabSchedule.objects.create(minute="0", hour="7", day_of_month="*", month_of_year="*", day_of_week="*",
+                                       timezone="UTC")
+    report = report_save(report=Report(name="Twice", timezone="UTC", send_at=time(7, 0)))
+    assert report.schedule.crontab == CrontabSchedule.objects.order_by("pk").first()

@@ -119,3 +119,21 @@ def test_rare_dates_are_scheduled_however_far_apart_they_come(cron, after, expec
     task = crontab_task(f"rare {cron}", cron)
     slots = list(itertools.islice(slots_after(task, after), len(expected)))
     assert [slot.year for slot in slots] == expected and all(slot.month == 2 and slot.day == 29 for slot in slots)
+
+
+def test_solar_slots_are_in_utc_to_the_second_the_same_each_time_and_strictly_increasing(settings):
+    from scheduler.timing import slots_after
+
+    # A site timezone with DST: Celery's own estimate put the sunrise an hour off across the change.
+    settings.TIME_ZONE = "America/Chicago"
+    solar = SolarSchedule.objects.create(event="sunrise", latitude=41.88, longitude=-87.63)
+    task = periodic_task("sunrise in Chicago", solar=solar)
+    before_change = datetime(2026, 3, 7, 18, tzinfo=UTC)  # DST begins 8 March 2026 in Chicago
+    slots = list(itertools.islice(slots_after(task, before_change), 4))
+    assert slots == list(itertools.islice(slots_after(task, before_change), 4)), "the same every time"
+    assert all(slot.second == slot.microsecond == 0 and slot.tzinfo == UTC for slot in slots)
+    assert all(earlier < later for earlier, later in zip(slots, slots[1:], strict=False))
+    # Sunrise in Chicago in early March is around 12:10-12:20 UTC (06:10 CST, 07:05 CDT after the change).
+    assert [slot.date().isoformat() for slot in slots] == ["2026-03-08", "2026-03-09", "2026-03-10", "2026-03-11"]
+    assert all(11 <= slot.hour <= 13 for slot in slots)
+    assert first_slot_after(task, slots[0]) == slots[1], "strictly after the slot asked from"
