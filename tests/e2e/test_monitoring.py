@@ -31,19 +31,18 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ALERTED = "oncall@example.com"
 PREFIX = "[scheduler] "
 WORKER_STALE_SECONDS = 4
-# Beat records that it is alive every 15 s (scheduler.beat.LIVENESS_EVERY_SECONDS, whatever
-# BEAT_STALE_SECONDS says), so a staleness under about 16 s calls a live beat dead between two
-# of its records: 18 s is about the shortest that tells a live beat from a stopped one.
+# Beat records that it is alive three times per BEAT_STALE_SECONDS (at most every 15 s); 18 s
+# leaves a stopped beat seen within a few passes while a busy machine's slow tick is not taken
+# for a stop.
 BEAT_STALE_SECONDS = 18
 # The schedules' start grace is longer than it takes to see the worker or beat stopped (its
 # staleness, a record interval and a pass): their runs that wait are known to wait for the
-# missing part when they turn late, and the one system alert covers them.
+# missing part when they turn late, and the one system alert covers them. (The evaluator also
+# holds a schedule's state while its waiting run is newer than the last heartbeat.)
 NO_WORKER_GRACE_SECONDS = 10
 BEAT_DOWN_GRACE_SECONDS = BEAT_STALE_SECONDS + 4
-# Health reads each schedule's 6 newest runs, beat's runs claimed up to 8 s ahead among them
-# (scheduler.health_reads.RUNS_READ, scheduler.beat.CLAIM_AHEAD): every 5 s, the runs waiting
-# for a worker that stay in sight are 15 s old or more, past the grace; every 4 s, at least
-# four finished runs are in sight, enough for the three failures that make it failing.
+# Health reads each schedule's 6 newest due runs (scheduler.health_reads.RUNS_READ): every 4 s,
+# enough finished runs are in sight for the three failures that make it failing.
 EVERY = timedelta(seconds=5)
 FAILING_EVERY = timedelta(seconds=4)
 # With beat stopped no run is claimed any more: those claimed ahead stay in sight, unsent.
