@@ -22,7 +22,7 @@ from django_celery_beat.models import PeriodicTask
 
 from monitoring.models import AlertDelivery, AlertSettings, EvaluatorHeartbeat, Flip, SystemHealth
 from scheduler.health import Cause, Health, State, assess
-from scheduler.health_reads import Liveness, Watched, liveness, schedules_watched
+from scheduler.health_reads import Liveness, TaskSeen, Watched, liveness, schedules_watched
 from scheduler.models import BeatHeartbeat, ScheduleHealth, ScheduleRun, WorkerHeartbeat
 
 # A schedule alerted down or failing is reminded this often when it has no settings of its own.
@@ -53,7 +53,7 @@ def evaluation_pass(*, node: str, started_at: datetime, now: datetime) -> PassRe
         if schedule.health is None and health.state in QUIET_FIRST_STATES:
             # Nothing to tell about a schedule first seen new, up or paused: its row is written
             # with the others in one statement (the first pass over 10,000 schedules).
-            first_seen.append(ScheduleHealth(task=schedule.task, since=now, **_health_fields(health, now)))
+            first_seen.append(ScheduleHealth(task_id=schedule.task.id, since=now, **_health_fields(health, now)))
             continue
         flip = _schedule_record(schedule, health, now=now, live=live, alerts=settings_of.get(schedule.task.id))
         if flip is not None:
@@ -162,36 +162,36 @@ def _schedule_record(schedule: Watched, health: Health, *, now: datetime, live: 
     if schedule.health is None:
         try:
             with transaction.atomic():
-                ScheduleHealth.objects.create(task=task, since=now, **fields)
+                ScheduleHealth.objects.create(task_id=task.id, since=now, **fields)
         except IntegrityError:
             return None
         previous = State.NEW
     elif schedule.health.state == health.state:
         changed = (schedule.health.cause, schedule.health.why) != (health.cause, health.why)
         if changed and health.state != State.UP:
-            ScheduleHealth.objects.filter(task=task, state=health.state).update(**fields)
+            ScheduleHealth.objects.filter(task_id=task.id, state=health.state).update(**fields)
         return None
     else:
         previous = schedule.health.state
     with transaction.atomic():
-        if schedule.health is not None and not ScheduleHealth.objects.filter(task=task, state=previous).update(
+        if schedule.health is not None and not ScheduleHealth.objects.filter(task_id=task.id, state=previous).update(
                 since=now, **fields):
             return None
         silenced = _silenced(task, previous, health, now=now, live=live, alerts=alerts)
         if not silenced:
-            ScheduleHealth.objects.filter(task=task).update(alerted_at=now)
-        return Flip.objects.create(schedule=task, schedule_name=task.name, from_state=previous, to_state=health.state,
-                                   cause=health.cause, why=health.why, slot=health.slot, run_id=health.run_id,
-                                   at=now, silenced=silenced)
+            ScheduleHealth.objects.filter(task_id=task.id).update(alerted_at=now)
+        return Flip.objects.create(schedule_id=task.id, schedule_name=task.name, from_state=previous,
+                                   to_state=health.state, cause=health.cause, why=health.why, slot=health.slot,
+                                   run_id=health.run_id, at=now, silenced=silenced)
 
 
-def _silenced(task: PeriodicTask, previous: str, health: Health, *, now: datetime, live: Liveness,
+def _silenced(task: TaskSeen, previous: str, health: Health, *, now: datetime, live: Liveness,
               alerts: AlertSettings | None) -> str:
     """Why this change is not alerted; "" when it is."""
     if health.state in (State.NEW, State.PAUSED, State.UNKNOWN):
         return f"not alerted: {health.state} is no news to act on"
     if health.state == State.UP:
-        last = Flip.objects.filter(schedule=task, reminder=False).first()
+        last = Flip.objects.filter(schedule_id=task.id, reminder=False).first()
         if last is None or last.silenced or not last.is_bad:
             return f"not alerted: {previous} → up follows no alert"
     if alerts and alerts.muted_until and alerts.muted_until > now:
@@ -212,9 +212,9 @@ def _reminder(schedule: Watched, *, now: datetime, alerts: AlertSettings | None)
         return None
     task = schedule.task
     with transaction.atomic():
-        if not ScheduleHealth.objects.filter(task=task, alerted_at=health.alerted_at).update(alerted_at=now):
+        if not ScheduleHealth.objects.filter(task_id=task.id, alerted_at=health.alerted_at).update(alerted_at=now):
             return None
-        return Flip.objects.create(schedule=task, schedule_name=task.name, from_state=health.state,
+        return Flip.objects.create(schedule_id=task.id, schedule_name=task.name, from_state=health.state,
                                    to_state=health.state, cause=health.cause, why=health.why, slot=health.slot,
                                    run_id=health.run_id, at=now, reminder=True)
 
