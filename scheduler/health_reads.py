@@ -4,6 +4,7 @@ are alive."""
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from django.db import connection
 from django.db.models import F, Max, Window
@@ -97,10 +98,10 @@ class _Periods:
         return self.known[key]
 
 
-@dataclass(frozen=True)
-class RunSeen:
+class RunSeen(NamedTuple):
     """The columns of a run that its schedule's health is judged by (scheduler.health reads a
-    ScheduleRun's attributes of the same names), read without building model instances."""
+    ScheduleRun's attributes of the same names), read without building model instances: a
+    tuple, since 60,000 of them are made every pass (a frozen dataclass cost half a second)."""
 
     id: int
     status: str
