@@ -5,6 +5,7 @@ Redis that `make run` starts (its address is kept in the data folder while it ru
 README.md has the table of every variable.
 """
 
+import os
 from pathlib import Path
 
 from kombu import Queue
@@ -13,6 +14,10 @@ from wiring.embedded_redis import running_url
 from wiring.environment import Configuration, positive
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Every file a process of the product creates (the SQLite database and its -wal and -shm files,
+# the generated secret key, the embedded Redis's files in DATA_DIR) is its owner's alone.
+os.umask(0o077)
 
 config = Configuration()
 env = config.env
@@ -183,6 +188,9 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# Error pages and mails (DEBUG or not) never show a secret: wiring/error_reports.py.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "wiring.error_reports.SecretsFilter"
 
 # Email: with no EMAIL_HOST, messages are printed to the worker's log instead of being sent.
 EMAIL_BACKEND = (

@@ -1,6 +1,7 @@
 """Configuration from the environment, checked the way a person meets it: by starting a command."""
 
 import secrets
+import sys
 
 import pytest
 
@@ -104,3 +105,39 @@ def test_it_reads_the_database_from_database_url(tmp_path, url, engine):
     assert backend == f"django.db.backends.{engine}"
     # SQLite is shared by web, worker and beat: writers take the lock up front.
     assert transaction_mode == ("IMMEDIATE" if engine == "sqlite3" else "None")
+
+
+BROKER_PASSWORD, DATABASE_PASSWORD = "s3cret-" + "broker-pw", "s3cret-" + "db-pw"
+
+
+@pytest.fixture
+def secret_urls(settings):
+    """Settings holding passwords in URLs (set here, so the traceback's source lines do not show them)."""
+    settings.DEBUG = True
+    settings.CELERY_BROKER_URL = f"redis://:{BROKER_PASSWORD}@redis.internal:6379/0"
+    settings.REPORT_SOURCE_SALES_URL = f"postgresql://reader:{DATABASE_PASSWORD}@db.internal/sales"
+
+
+def fail() -> None:
+    raise RuntimeError("boom")
+
+
+def test_the_error_page_never_shows_the_brokers_or_databases_password(rf, secret_urls):
+    from django.views.debug import technical_500_response
+
+    try:
+        fail()
+    except RuntimeError:
+        page = technical_500_response(rf.get("/admin/"), *sys.exc_info()).content.decode()
+    assert "boom" in page and "CELERY_BROKER_URL" in page
+    assert BROKER_PASSWORD not in page and DATABASE_PASSWORD not in page
+
+
+def test_the_files_a_process_creates_in_the_data_folder_are_its_owners_alone(tmp_path):
+    data = tmp_path / "data"
+    result = run_manage("migrate", "--verbosity", "0", env=subprocess_env(DATA_DIR=str(data)))
+    assert result.returncode == 0, result.stderr
+    created = [path for path in data.rglob("*") if path.is_file()]
+    assert any(path.name == "db.sqlite3" for path in created)
+    assert [(path.name, oct(path.stat().st_mode & 0o077)) for path in created
+            if path.stat().st_mode & 0o077] == []
