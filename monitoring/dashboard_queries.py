@@ -236,9 +236,7 @@ class WorkerNow:
 def workers_now(*, now: datetime) -> list[WorkerNow]:
     """Workers alive, and any other holding a running run (a stale one: hung or killed), each with
     its running runs, oldest first."""
-    alive_since = now - WorkerHeartbeat.STALE_AFTER
-    workers = {beat.worker: WorkerNow(beat.worker, beat.last_beat_at, True)
-               for beat in WorkerHeartbeat.objects.filter(last_beat_at__gte=alive_since)}
+    workers = {beat.worker: WorkerNow(beat.worker, beat.last_beat_at, True) for beat in WorkerHeartbeat.fresh(now=now)}
     running = list(ScheduleRun.objects.filter(status=ScheduleRun.Status.RUNNING)
                    .only("id", "schedule_name", "worker", "started_at").order_by("started_at", "id")[:RUNNING_READ])
     silent = {node_of(run.worker) for run in running} - workers.keys()

@@ -20,8 +20,7 @@ WAITING_TOO_LONG = timedelta(minutes=2)
 
 def system_status() -> dict:
     now = timezone.now()
-    workers = list(WorkerHeartbeat.objects.filter(last_beat_at__gte=now - WorkerHeartbeat.STALE_AFTER)
-                   .values_list("worker", flat=True))
+    workers = list(WorkerHeartbeat.fresh(now=now).values_list("worker", flat=True))
     evaluator = EvaluatorHeartbeat.objects.first()
     waiting = ScheduleRun.objects.filter(status=ScheduleRun.Status.SENT, scheduled_for__lt=now - WAITING_TOO_LONG)
     counts = dict(ScheduleHealth.objects.values_list("state").annotate(count=Count("task")))

@@ -35,8 +35,8 @@ class Liveness:
 
 
 def liveness(*, now: datetime) -> Liveness:
-    beats = BeatHeartbeat.objects.filter(last_beat_at__gte=now - BeatHeartbeat.STALE_AFTER).count()
-    workers = WorkerHeartbeat.objects.filter(last_beat_at__gte=now - WorkerHeartbeat.STALE_AFTER).count()
+    beats = BeatHeartbeat.fresh(now=now).count()
+    workers = WorkerHeartbeat.fresh(now=now).count()
     return Liveness(beats > 0, workers > 0, beats, workers,
                     last_beat_at=BeatHeartbeat.objects.aggregate(at=Max("last_beat_at"))["at"],
                     last_worker_at=WorkerHeartbeat.objects.aggregate(at=Max("last_beat_at"))["at"])
@@ -68,7 +68,7 @@ def schedules_watched(*, now: datetime) -> list[Watched]:
     policies = {policy.task_id: policy for policy in SchedulePolicy.objects.all()}
     healths = {health.task_id: health for health in ScheduleHealth.objects.defer("slot", "run", "evaluated_at")}
     runs = _newest_runs([task[0] for task in tasks], now=now)
-    periods = _Periods(tasks)
+    periods = _Periods([task[3:] for task in tasks])
     watched = []
     for task_id, name, enabled, interval_id, crontab_id, solar_id in tasks:
         next_due, problem = states.get(task_id, (None, ""))
@@ -83,10 +83,11 @@ class _Periods:
     """How far apart each timing's slots are, computed once per distinct interval, crontab or
     solar row (thousands of schedules share a few)."""
 
-    def __init__(self, tasks: list[tuple]) -> None:
-        self.intervals = IntervalSchedule.objects.in_bulk({task[3] for task in tasks if task[3]})
-        self.crontabs = CrontabSchedule.objects.in_bulk({task[4] for task in tasks if task[4]})
-        self.solars = SolarSchedule.objects.in_bulk({task[5] for task in tasks if task[5]})
+    def __init__(self, timings: list[tuple]) -> None:
+        """`timings`: the (interval_id, crontab_id, solar_id) of each schedule."""
+        self.intervals = IntervalSchedule.objects.in_bulk({interval for interval, _, _ in timings if interval})
+        self.crontabs = CrontabSchedule.objects.in_bulk({crontab for _, crontab, _ in timings if crontab})
+        self.solars = SolarSchedule.objects.in_bulk({solar for _, _, solar in timings if solar})
         self.known: dict[tuple, timedelta | None] = {}
 
     def of(self, key: tuple, next_due: datetime | None) -> timedelta | None:
@@ -94,7 +95,7 @@ class _Periods:
             interval_id, crontab_id, solar_id = key
             task = PeriodicTask(interval=self.intervals.get(interval_id), crontab=self.crontabs.get(crontab_id),
                                 solar=self.solars.get(solar_id))
-            self.known[key] = _period(task, next_due, {})
+            self.known[key] = _period(task, next_due)
         return self.known[key]
 
 
@@ -169,32 +170,32 @@ def _utc(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
 
 
-def _period(task: PeriodicTask, next_due: datetime | None, periods: dict) -> timedelta | None:
+def _period(task: PeriodicTask, next_due: datetime | None) -> timedelta | None:
     """How far apart its slots are (near its next one): the scale of its defaults."""
-    key = (task.interval_id, task.crontab_id, task.solar_id)
-    if key not in periods:
-        try:
-            if task.interval_id:
-                periods[key] = interval_length(task)
-            elif (task.crontab_id or task.solar_id) and next_due is not None:
-                following = first_slot_after(task, next_due)
-                periods[key] = following - next_due if following else None
-            else:
-                periods[key] = None
-        except UnschedulableError:
-            periods[key] = None
-    return periods[key]
+    try:
+        if task.interval_id:
+            return interval_length(task)
+        if (task.crontab_id or task.solar_id) and next_due is not None:
+            following = first_slot_after(task, next_due)
+            return following - next_due if following else None
+    except UnschedulableError:
+        pass
+    return None
 
 
 def knobs_for(task_ids) -> dict[int, Knobs]:
-    """Each schedule's health settings as they apply: its own, or the defaults from its period."""
-    periods: dict[tuple, timedelta | None] = {}
+    """Each schedule's health settings as they apply: its own, or the defaults from its period
+    (one query: for the admin's pages, a page of schedules at a time)."""
     tasks = PeriodicTask.objects.filter(pk__in=set(task_ids)).select_related(
         "scheduler_policy", "scheduler_state", "interval", "crontab", "clocked", "solar")
+    periods: dict[tuple, timedelta | None] = {}
     knobs = {}
     for task in tasks:
         state = getattr(task, "scheduler_state", None)
-        knobs[task.pk] = knobs_of(policy_of(task), _period(task, state.next_due_at if state else None, periods))
+        key = (task.interval_id, task.crontab_id, task.solar_id)
+        if key not in periods:
+            periods[key] = _period(task, state.next_due_at if state else None)
+        knobs[task.pk] = knobs_of(policy_of(task), periods[key])
     return knobs
 
 

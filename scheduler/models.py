@@ -20,6 +20,11 @@ class Heartbeat(models.Model):
     def is_stale(self, *, now=None) -> bool:
         return (now or timezone.now()) - self.last_beat_at > self.STALE_AFTER
 
+    @classmethod
+    def fresh(cls, *, now) -> models.QuerySet:
+        """The rows of processes alive at `now`: the query twin of is_stale()."""
+        return cls.objects.filter(last_beat_at__gte=now - cls.STALE_AFTER)
+
 
 class WorkerHeartbeat(Heartbeat):
     """One row per worker that ran the heartbeat schedule: proof that beat and it are alive.
