@@ -186,8 +186,11 @@ class Database(PostgresServer):
 
     def create(self, workdir: Path, redis_url: str) -> None:
         self.admin(f"DROP DATABASE IF EXISTS {RUN_DB} WITH (FORCE)", f"CREATE DATABASE {RUN_DB}")
-        subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=PROJECT, check=True,
-                       env=child_env(self.url, redis_url, workdir), stdout=subprocess.DEVNULL)
+        # collectstatic too: the admin pages render with DEBUG off, which needs its manifest (a
+        # fresh checkout that never ran `make run` has none).
+        for command in (["migrate", "-v", "0"], ["collectstatic", "--noinput", "-v", "0"]):
+            subprocess.run([PYTHON, "manage.py", *command], cwd=PROJECT, check=True,
+                           env=child_env(self.url, redis_url, workdir), stdout=subprocess.DEVNULL)
 
     def load(self, planned: list[Planned], reference: datetime) -> dict:
         with psycopg.connect(self.url, autocommit=True) as db:

@@ -22,8 +22,9 @@ from django_celery_beat.models import PeriodicTask
 
 from monitoring.models import AlertDelivery, AlertSettings, EvaluatorHeartbeat, Flip, SystemHealth
 from scheduler.health import Cause, Health, State, assess
-from scheduler.health_reads import Liveness, TaskSeen, Watched, liveness, schedules_watched
+from scheduler.health_reads import HealthSeen, Liveness, TaskSeen, Watched, liveness, schedules_watched
 from scheduler.models import BeatHeartbeat, ScheduleHealth, ScheduleRun, WorkerHeartbeat
+from shared.first_inserts import inserted_first
 
 # A schedule alerted down or failing is reminded this often when it has no settings of its own.
 DEFAULT_REMIND_MINUTES = AlertSettings._meta.get_field("remind_every_minutes").default
@@ -50,22 +51,16 @@ def evaluation_pass(*, node: str, started_at: datetime, now: datetime) -> PassRe
                         workers_alive=live.workers_alive)
         if _undecided(health, live):
             continue
-        if schedule.health is None and health.state in QUIET_FIRST_STATES:
-            # Nothing to tell about a schedule first seen new, up or paused: its row is written
-            # with the others in one statement (the first pass over 10,000 schedules).
-            first_seen.append(ScheduleHealth(task_id=schedule.task.id, since=now, **_health_fields(health, now)))
+        if schedule.health is None:
+            first_seen.append((schedule, health))
             continue
         flip = _schedule_record(schedule, health, now=now, live=live, alerts=settings_of.get(schedule.task.id))
+        if flip is None:
+            flip = _reminder(schedule, now=now, alerts=settings_of.get(schedule.task.id))
         if flip is not None:
             result.flips.append(flip)
-        elif schedule.health is not None:
-            reminder = _reminder(schedule, now=now, alerts=settings_of.get(schedule.task.id))
-            if reminder is not None:
-                result.flips.append(reminder)
-    ScheduleHealth.objects.bulk_create(first_seen, ignore_conflicts=True)
-    for flip in result.flips:
-        if not flip.silenced:
-            deliveries_create(flip, alerts=settings_of.get(flip.schedule_id), now=now)
+    result.flips += _first_seen_record(first_seen, now=now, live=live, settings_of=settings_of)
+    deliveries_create([flip for flip in result.flips if not flip.silenced], settings_of=settings_of, now=now)
     EvaluatorHeartbeat.objects.update_or_create(node=node, defaults={"last_beat_at": now},
                                                 create_defaults={"started_at": started_at, "last_beat_at": now})
     return result
@@ -149,9 +144,29 @@ def _health_fields(health: Health, now: datetime) -> dict:
             "run_id": health.run_id, "evaluated_at": now}
 
 
+def _first_seen_record(first_seen: list[tuple[Watched, Health]], *, now: datetime, live: Liveness,
+                       settings_of: dict[int, AlertSettings]) -> list[Flip]:
+    """The health of schedules no pass recorded yet, in one INSERT (the first pass over 10,000
+    schedules); a flip for each that is not new, up or paused, when this evaluator wrote its row
+    (a row another evaluator wrote first is that one's to tell)."""
+    rows, flips = [], {}
+    for schedule, health in first_seen:
+        row = ScheduleHealth(task_id=schedule.task.id, since=now, **_health_fields(health, now))
+        if health.state not in QUIET_FIRST_STATES:
+            silenced = _silenced(schedule.task, State.NEW, health, now=now, live=live,
+                                 alerts=settings_of.get(schedule.task.id))
+            row.alerted_at = None if silenced else now
+            flips[schedule.task.id] = _flip_of(schedule.task, State.NEW, health, now=now, silenced=silenced)
+        rows.append(row)
+    with transaction.atomic():
+        written = inserted_first(rows)
+        return Flip.objects.bulk_create([flip for task_id, flip in flips.items() if task_id in written])
+
+
 def _schedule_record(schedule: Watched, health: Health, *, now: datetime, live: Liveness,
                      alerts: AlertSettings | None) -> Flip | None:
-    """Write the schedule's health; a Flip when it changed (and this evaluator changed it).
+    """Write the health of a schedule already recorded; a Flip when it changed (and this
+    evaluator changed it).
 
     A schedule that stays in its state is written only when its reason changes and it is not
     up: an up schedule's reason moves with every run, and 10,000 of them would cost 10,000
@@ -159,30 +174,26 @@ def _schedule_record(schedule: Watched, health: Health, *, now: datetime, live: 
     """
     fields = _health_fields(health, now)
     task = schedule.task
-    if schedule.health is None:
-        try:
-            with transaction.atomic():
-                ScheduleHealth.objects.create(task_id=task.id, since=now, **fields)
-        except IntegrityError:
-            return None
-        previous = State.NEW
-    elif schedule.health.state == health.state:
+    previous = schedule.health.state
+    if previous == health.state:
         changed = (schedule.health.cause, schedule.health.why) != (health.cause, health.why)
         if changed and health.state != State.UP:
             ScheduleHealth.objects.filter(task_id=task.id, state=health.state).update(**fields)
         return None
-    else:
-        previous = schedule.health.state
     with transaction.atomic():
-        if schedule.health is not None and not ScheduleHealth.objects.filter(task_id=task.id, state=previous).update(
-                since=now, **fields):
+        if not ScheduleHealth.objects.filter(task_id=task.id, state=previous).update(since=now, **fields):
             return None
         silenced = _silenced(task, previous, health, now=now, live=live, alerts=alerts)
         if not silenced:
             ScheduleHealth.objects.filter(task_id=task.id).update(alerted_at=now)
-        return Flip.objects.create(schedule_id=task.id, schedule_name=task.name, from_state=previous,
-                                   to_state=health.state, cause=health.cause, why=health.why, slot=health.slot,
-                                   run_id=health.run_id, at=now, silenced=silenced)
+        flip = _flip_of(task, previous, health, now=now, silenced=silenced)
+        flip.save()
+        return flip
+
+
+def _flip_of(task: TaskSeen, previous: str, health: Health | HealthSeen, *, now: datetime, **extra) -> Flip:
+    return Flip(schedule_id=task.id, schedule_name=task.name, from_state=previous, to_state=health.state,
+                cause=health.cause, why=health.why, slot=health.slot, run_id=health.run_id, at=now, **extra)
 
 
 def _silenced(task: TaskSeen, previous: str, health: Health, *, now: datetime, live: Liveness,
@@ -214,19 +225,23 @@ def _reminder(schedule: Watched, *, now: datetime, alerts: AlertSettings | None)
     with transaction.atomic():
         if not ScheduleHealth.objects.filter(task_id=task.id, alerted_at=health.alerted_at).update(alerted_at=now):
             return None
-        return Flip.objects.create(schedule_id=task.id, schedule_name=task.name, from_state=health.state,
-                                   to_state=health.state, cause=health.cause, why=health.why, slot=health.slot,
-                                   run_id=health.run_id, at=now, reminder=True)
+        flip = _flip_of(task, health.state, health, now=now, reminder=True)
+        flip.save()
+        return flip
 
 
-def deliveries_create(flip: Flip, *, alerts: AlertSettings | None, now: datetime) -> int:
-    """One delivery per recipient and channel; made again by another evaluator, the same rows."""
-    emails = (alerts.email_list if alerts and alerts.emails.strip() else []) or settings.ALERT_EMAILS
-    webhook = (alerts.webhook_url if alerts and alerts.webhook_url else "") or settings.ALERT_WEBHOOK_URL
-    rows = [AlertDelivery(flip=flip, channel=AlertDelivery.Channel.EMAIL, recipient=email, next_attempt_at=now)
-            for email in emails]
-    if webhook:
-        rows.append(AlertDelivery(flip=flip, channel=AlertDelivery.Channel.WEBHOOK, recipient=webhook,
-                                  next_attempt_at=now))
+def deliveries_create(flips: list[Flip], *, settings_of: dict[int, AlertSettings], now: datetime) -> int:
+    """One delivery per recipient and channel of each flip, all in one INSERT; made again by
+    another evaluator, the same rows."""
+    rows = []
+    for flip in flips:
+        alerts = settings_of.get(flip.schedule_id)
+        emails = (alerts.email_list if alerts and alerts.emails.strip() else []) or settings.ALERT_EMAILS
+        webhook = (alerts.webhook_url if alerts and alerts.webhook_url else "") or settings.ALERT_WEBHOOK_URL
+        rows += [AlertDelivery(flip=flip, channel=AlertDelivery.Channel.EMAIL, recipient=email, next_attempt_at=now)
+                 for email in emails]
+        if webhook:
+            rows.append(AlertDelivery(flip=flip, channel=AlertDelivery.Channel.WEBHOOK, recipient=webhook,
+                                      next_attempt_at=now))
     AlertDelivery.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)

@@ -51,32 +51,62 @@ class TaskSeen:
     enabled: bool
 
 
+class HealthSeen(NamedTuple):
+    """A schedule's last recorded health (ScheduleHealth's columns of these names): what a pass
+    compares the new one with."""
+
+    state: str
+    cause: str
+    why: str
+    slot: datetime | None
+    run_id: int | None
+    alerted_at: datetime | None
+
+
+class PolicySeen(NamedTuple):
+    """A schedule's own health settings (SchedulePolicy's columns of these names; None: the
+    default from its period), as knobs_of reads them."""
+
+    start_grace_seconds: int | None = None
+    max_run_seconds: int | None = None
+    failures_to_fail: int | None = None
+    successes_to_recover: int | None = None
+
+
 @dataclass
 class Watched:
     task: TaskSeen
     seen: Seen
     knobs: Knobs
-    health: ScheduleHealth | None
+    health: HealthSeen | None
 
 
 def schedules_watched(*, now: datetime) -> list[Watched]:
     """Every schedule as a pass judges it, read table by table as plain values: at 10,000
-    schedules, model instances of each schedule and its six relations took most of a second."""
+    schedules, model instances of each schedule and its six relations took most of a second
+    (and the 20,000 policy and health instances alone a third of a pass)."""
     tasks = list(PeriodicTask.objects.values_list("id", "name", "enabled", "interval_id", "crontab_id", "solar_id"))
     states = {task_id: (next_due, problem) for task_id, next_due, problem
               in ScheduleState.objects.values_list("task_id", "next_due_at", "problem")}
-    policies = {policy.task_id: policy for policy in SchedulePolicy.objects.all()}
-    healths = {health.task_id: health for health in ScheduleHealth.objects.defer("slot", "run", "evaluated_at")}
+    policies = {task_id: PolicySeen(*knobs) for task_id, *knobs
+                in SchedulePolicy.objects.values_list("task_id", *PolicySeen._fields)}
+    healths = {task_id: HealthSeen(*health) for task_id, *health
+               in ScheduleHealth.objects.values_list("task_id", *HealthSeen._fields)}
     runs = _newest_runs([task[0] for task in tasks], now=now)
     periods = _Periods([task[3:] for task in tasks])
+    # Thousands of schedules share a policy (most have none) and a period: one Knobs for each pair.
+    knobs_by: dict[tuple, Knobs] = {}
     watched = []
     for task_id, name, enabled, interval_id, crontab_id, solar_id in tasks:
         next_due, problem = states.get(task_id, (None, ""))
         seen = Seen(enabled=enabled, next_due_at=next_due, problem=problem, runs=runs.get(task_id, []))
-        knobs = knobs_of(policies.get(task_id) or SchedulePolicy(),
-                         periods.of((interval_id, crontab_id, solar_id), next_due))
+        key = (policies.get(task_id, NO_POLICY), periods.of((interval_id, crontab_id, solar_id), next_due))
+        knobs = knobs_by.get(key) or knobs_by.setdefault(key, knobs_of(*key))
         watched.append(Watched(TaskSeen(task_id, name, enabled), seen, knobs, healths.get(task_id)))
     return watched
+
+
+NO_POLICY = PolicySeen()
 
 
 class _Periods:
@@ -102,7 +132,8 @@ class _Periods:
 class RunSeen(NamedTuple):
     """The columns of a run that its schedule's health is judged by (scheduler.health reads a
     ScheduleRun's attributes of the same names), read without building model instances: a
-    tuple, since 60,000 of them are made every pass (a frozen dataclass cost half a second)."""
+    tuple, since 60,000 of them are made every pass (a frozen dataclass cost half a second).
+    On PostgreSQL a text is read only for the status that uses it, "" otherwise."""
 
     id: int
     status: str
@@ -120,10 +151,16 @@ class RunSeen(NamedTuple):
 # The end of an error or reason is enough (its last line is what is shown); a traceback in full
 # for each of 60,000 runs would be most of a pass.
 TEXT_TAIL = 500
+# Each text only for the status whose health reads it (the error of a failed run, the reason of a
+# missed one, the worker of a running one, the holder of a claimed one): most runs succeeded, and
+# 60,000 rows of four texts each were a third of the read.
 LATERAL_NEWEST = f"""
     SELECT r.schedule_id, r.id, r.status, EXTRACT(EPOCH FROM r.scheduled_for)::float8,
-           EXTRACT(EPOCH FROM r.started_at)::float8, r.worker, r.claimed_by, RIGHT(r.error, {TEXT_TAIL}),
-           RIGHT(r.reason, {TEXT_TAIL})
+           EXTRACT(EPOCH FROM r.started_at)::float8,
+           CASE WHEN r.status = 'running' THEN r.worker END,
+           CASE WHEN r.status = 'claimed' THEN r.claimed_by END,
+           CASE WHEN r.status = 'failed' THEN RIGHT(r.error, {TEXT_TAIL}) END,
+           CASE WHEN r.status IN ('missed', 'not_enqueued') THEN RIGHT(r.reason, {TEXT_TAIL}) END
     FROM django_celery_beat_periodictask t
     CROSS JOIN LATERAL (
         SELECT * FROM scheduler_schedulerun r
@@ -147,9 +184,11 @@ def _newest_runs(task_ids: list[int], *, now: datetime) -> dict[int, list[RunSee
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(LATERAL_NEWEST, {"now": now, "since": now - RECENT})
-            for schedule_id, run_id, status, slot, started, worker, claimed_by, error, reason in cursor:
-                runs.setdefault(schedule_id, []).append(RunSeen(
-                    run_id, status, _utc(slot), _utc(started), worker, claimed_by, error or "", reason or ""))
+            # fetchall: iterating the cursor checked the result once per row, a tenth of the read.
+            rows = cursor.fetchall()
+        for schedule_id, run_id, status, slot, started, worker, claimed_by, error, reason in rows:
+            runs.setdefault(schedule_id, []).append(RunSeen(
+                run_id, status, _utc(slot), _utc(started), worker or "", claimed_by or "", error or "", reason or ""))
         return runs
     newest = (ScheduleRun.objects.filter(schedule_id__in=task_ids, scheduled_for__gte=now - RECENT,
                                          scheduled_for__lte=now,

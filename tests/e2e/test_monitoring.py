@@ -45,6 +45,7 @@ BEAT_DOWN_GRACE_SECONDS = BEAT_STALE_SECONDS + 4
 # enough finished runs are in sight for the three failures that make it failing.
 EVERY = timedelta(seconds=5)
 FAILING_EVERY = timedelta(seconds=4)
+WAITING_EVERY = timedelta(seconds=2)
 # With beat stopped no run is claimed any more: those claimed ahead stay in sight, unsent.
 BEAT_DOWN_EVERY = timedelta(seconds=2)
 SCHEDULES = ("mon alpha", "mon bravo", "mon charlie")
@@ -145,7 +146,10 @@ def kill(process) -> None:
 
 def test_no_workers_one_alert_naming_the_waiting_schedules_then_one_recovery(
         start_process, monitored_env, smtp, tmp_path):
-    heartbeat_schedules(grace=NO_WORKER_GRACE_SECONDS)
+    # Every WAITING_EVERY, well within the worker's staleness: each schedule has a run waiting
+    # when the "no workers" alert is written (every 5 s, the alert often came first and rightly
+    # said "none yet").
+    heartbeat_schedules(grace=NO_WORKER_GRACE_SECONDS, every=WAITING_EVERY)
     worker, _beat, _evaluator = start_worker_and_beat(start_process, monitored_env, tmp_path)
     wait_all_up()
     assert smtp.handler.received == []  # new → up is no news

@@ -1,0 +1,33 @@
+"""Insert rows that may already exist, and learn which ones this process wrote.
+
+Several processes (evaluators) may insert the same rows at once; the one whose INSERT wrote a
+row is the one that acts on it (writes its flip), as a conditional UPDATE decides for rows that
+exist. Django's `bulk_create(ignore_conflicts=True)` cannot say which rows it wrote, and one
+INSERT per row in a savepoint of its own cost 2 ms each: 500 new schedules were a second.
+`INSERT ... ON CONFLICT DO NOTHING RETURNING` says it in one statement per batch, on PostgreSQL
+and on SQLite (3.35 and later) alike.
+"""
+
+from django.db import connection, models
+from django.db.models.constants import OnConflict
+
+
+def inserted_first(objs: list[models.Model]) -> set:
+    """Insert `objs` (one model, primary keys set), skipping any whose primary key or other
+    unique value already exists; the primary keys of the rows this call wrote."""
+    if not objs:
+        return set()
+    model = type(objs[0])
+    meta = model._meta
+    fields = list(meta.concrete_fields)
+    batch = connection.ops.bulk_batch_size(fields, objs)
+    written = set()
+    # QuerySet._insert is the step of bulk_create that takes both an ON CONFLICT and RETURNING
+    # (bulk_create itself refuses to return rows it may have skipped); it is also how PostgreSQL
+    # gets one UNNEST of arrays rather than thousands of parameters (a VALUES list of 500 rows
+    # measured 150 ms a batch).
+    for start in range(0, len(objs), batch):
+        rows = model._base_manager._insert(objs[start:start + batch], fields=fields, returning_fields=[meta.pk],
+                                           on_conflict=OnConflict.IGNORE)
+        written.update(pk for (pk,) in rows)
+    return written
