@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -131,7 +131,7 @@ def child_main(figures_path: Path, repetitions: int) -> None:
     queries = [section["query"] for section in SECTIONS]
 
     def ours() -> object:
-        return report_render(report=report, day=date(2026, 1, 1))
+        return report_render(report=report, slot=datetime(2026, 1, 1, 7, 0, tzinfo=UTC))
 
     def bare() -> list:
         with bare_engine.connect() as connection:

@@ -117,7 +117,7 @@ class ReportAdmin(PageCompletingAdmin, ScheduleOwnerAdmin):
     readonly_fields = ["schedule_link", "runs_link"]
     fieldsets = [
         (None, {"fields": ["name", "description", "recipients", "enabled"]}),
-        ("When", {"fields": ["send_at", "days_of_week", "timezone", "schedule_link", "runs_link"]}),
+        ("When", {"fields": ["send_at", "days_of_week", "timezone", "covered_period", "schedule_link", "runs_link"]}),
     ]
     change_form_template = "admin/reports/report/change_form.html"
 
@@ -187,11 +187,11 @@ class ReportDeliveryInline(admin.TabularInline):
 
 @admin.register(ReportRun)
 class ReportRunAdmin(PageCompletingAdmin, ReviewOnlyAdmin):
-    list_display = ["report", "covered_day", "run_status", "scheduled_for", "deliveries_summary", "built_at"]
+    list_display = ["report", "covered_day", "period", "run_status", "scheduled_for", "deliveries_summary", "built_at"]
     list_filter = ["status", "report"]
     date_hierarchy = "scheduled_for"
-    fields = ["report", "covered_day", "scheduled_for", "run_status", "error", "subject", "email", "files_list",
-              "built_at"]
+    fields = ["report", "covered_day", "period", "scheduled_for", "run_status", "error", "subject", "email",
+              "files_list", "built_at"]
     readonly_fields = fields
     inlines = [ReportDeliveryInline]
 
@@ -218,6 +218,10 @@ class ReportRunAdmin(PageCompletingAdmin, ReviewOnlyAdmin):
     @admin.display(description="status")
     def run_status(self, run: ReportRun) -> str:
         return status_badge(run.status, run.get_status_display())
+
+    @admin.display(description="covers")
+    def period(self, run: ReportRun) -> str:
+        return run.period_text() or "not recorded"
 
     @admin.display(description="deliveries")
     def deliveries_summary(self, run: ReportRun) -> str:

@@ -47,14 +47,15 @@ def run_file(request: HttpRequest, run_id: int, file_id: int) -> HttpResponse:
 
 
 def report_preview(request: HttpRequest, report_id: int) -> HttpResponse:
-    """The report as it would be sent for a day (?date=YYYY-MM-DD, default today); sends and stores nothing."""
+    """The report as it would be sent on a day (?date=YYYY-MM-DD, default today); sends and stores nothing."""
     _require_view(request, Report)
     report = get_object_or_404(Report, pk=report_id)
     try:
         day = date.fromisoformat(request.GET["date"]) if request.GET.get("date") else None
     except ValueError:
         return HttpResponse("date: use the form YYYY-MM-DD.", status=400, content_type="text/plain")
-    rendered = report_render(report=report, day=day or timezone.now().astimezone(report.zone).date())
+    day = day or timezone.now().astimezone(report.zone).date()
+    rendered = report_render(report=report, slot=report.slot_on(day))
     images = {file.content_id: (file.content_type, file.content)
               for file in rendered.files if file.kind == ReportFile.Kind.CHART}
     return _email_page(rendered.html, images)

@@ -7,9 +7,12 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now
+from django_celery_beat.models import CrontabSchedule
 
+from scheduler.timing import CrontabTimes
 from shared.addresses import email_list, validate_email_list
 from shared.claims import Claim
+from shared.display import in_zone
 
 
 def site_timezone() -> str:
@@ -35,8 +38,30 @@ def validate_recipients(value: str) -> None:
     validate_email_list(value)
 
 
+def local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    """Where `day` begins in `zone`, in UTC.
+
+    Where a DST change skips midnight itself (America/Santiago, America/Havana), 00:00 does not
+    exist; zoneinfo reads it with the offset from before the jump, which lands exactly on the
+    jump, the day's first moment.
+    """
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def period_text(start: datetime, end: datetime, zone: ZoneInfo) -> str:
+    """A covered period as people read it, in the report's timezone; the zone's abbreviation
+    (EST, EDT) tells which pass of a repeated hour is meant."""
+    return f"{in_zone(start, zone, weekday=True)} to {in_zone(end, zone, weekday=True)} ({zone.key})"
+
+
 class Report(models.Model):
     """An emailed report: its sections, who gets it, and when (its own PeriodicTask)."""
+
+    class Period(models.TextChoices):
+        PREVIOUS_DAY = "previous_day", "The previous day"
+        DAY_SO_FAR = "day_so_far", "The day so far"
+        LAST_24_HOURS = "last_24_hours", "The 24 hours before the due time"
+        PREVIOUS_WEEK = "previous_week", "The previous week (Monday to Sunday)"
 
     name = models.CharField(max_length=150, unique=True)
     description = models.TextField(blank=True)
@@ -46,12 +71,20 @@ class Report(models.Model):
     )
     timezone = models.CharField(
         max_length=64, default=site_timezone, validators=[validate_timezone],
-        help_text="The report is due at its time in this timezone, and covers that day in it.",
+        help_text="The report is due at its time in this timezone; the days and weeks it covers are days here.",
     )
     send_at = models.TimeField(default=time(7, 0), help_text="Time of day the report is due.")
     days_of_week = models.CharField(
         max_length=64, default="*", validators=[validate_days_of_week],
         help_text="Cron day-of-week field: '*' for every day, 'mon-fri', '1,3,5'...",
+    )
+    # Existing reports were given DAY_SO_FAR by migration 0004: what they covered before.
+    covered_period = models.CharField(
+        max_length=16, choices=Period.choices, default=Period.PREVIOUS_DAY,
+        help_text="What each run reports on, counted back from the time it is due, in the report's timezone: "
+                  "the previous day (midnight to midnight), the day so far (midnight to the due time), the 24 "
+                  "hours before the due time, or the previous week (Monday 00:00 to Monday 00:00). A day across "
+                  "a DST change is 23 or 25 hours long.",
     )
     enabled = models.BooleanField(
         default=True, help_text="Its schedule runs only while the report is enabled and has a recipient.",
@@ -81,20 +114,44 @@ class Report(models.Model):
     def is_due_to_run(self) -> bool:
         return self.enabled and bool(self.recipient_list())
 
-    def covered_day(self, slot: datetime) -> date:
-        """The day a run for `slot` covers: the slot's date where the report is read."""
+    def run_day(self, slot: datetime) -> date:
+        """The day of the run for `slot` (ReportRun.covered_day): the slot's date where the report is read."""
         return slot.astimezone(self.zone).date()
 
-    def day_bounds(self, day: date) -> tuple[datetime, datetime]:
-        """The covered day as an aware [start, end) span: 23 or 25 hours long on DST days."""
-        # In UTC: Python subtracts two times of one zone by the wall clock (always 24 hours).
-        start = datetime.combine(day, time(0), tzinfo=self.zone).astimezone(UTC)
-        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=self.zone).astimezone(UTC)
-        return start, end
+    def period_for(self, slot: datetime) -> tuple[datetime, datetime]:
+        """The [start, end) in UTC that the run for `slot` covers, by the report's covered_period.
+
+        Days and weeks run from local midnight to local midnight (23 or 25 hours across a DST
+        change); the 24 hours before the slot are absolute time. Every period ends at the slot
+        or before it, end excluded, so the report's own run, due at the slot and still running
+        while the report is built, is never counted in it.
+        """
+        # In UTC: Python subtracts within one zone by the wall clock (always 24 hours).
+        slot = slot.astimezone(UTC)
+        day = self.run_day(slot)
+        if self.covered_period == self.Period.PREVIOUS_DAY:
+            return local_midnight(day - timedelta(days=1), self.zone), local_midnight(day, self.zone)
+        if self.covered_period == self.Period.DAY_SO_FAR:
+            return local_midnight(day, self.zone), slot
+        if self.covered_period == self.Period.LAST_24_HOURS:
+            return slot - timedelta(hours=24), slot
+        if self.covered_period == self.Period.PREVIOUS_WEEK:
+            monday = day - timedelta(days=day.weekday())
+            return local_midnight(monday - timedelta(weeks=1), self.zone), local_midnight(monday, self.zone)
+        raise ValueError(f"covered_period: {self.covered_period!r} is not one of {', '.join(self.Period.values)}")
+
+    def crontab_fields(self, *, days_of_week: str | None = None) -> dict:
+        """The cron fields of the report's schedule (reports.services.report_schedule_sync)."""
+        return {"minute": str(self.send_at.minute), "hour": str(self.send_at.hour), "day_of_month": "*",
+                "month_of_year": "*", "day_of_week": days_of_week or self.days_of_week, "timezone": self.timezone}
 
     def slot_on(self, day: date) -> datetime:
-        """When the report is due on `day` (for runs started by hand for a given day)."""
-        return datetime.combine(day, self.send_at, tzinfo=self.zone).astimezone(UTC)
+        """When the report is due on `day` (for runs started by hand for a given day), as the
+        scheduler would have it: a time the spring-forward jump skips is due right after the
+        jump, a time the fall-back day repeats once. Any day, even one outside days_of_week."""
+        times = CrontabTimes(CrontabSchedule(**self.crontab_fields(days_of_week="*")))
+        # Strictly after: a report due at 00:00 is due at the day's first moment.
+        return next(times.fires_after(local_midnight(day, self.zone) - timedelta(microseconds=1)))
 
 
 class ReportSection(models.Model):
@@ -157,10 +214,11 @@ class ReportSection(models.Model):
 
 
 class ReportRun(models.Model):
-    """One report built for one covered day: the archived email and how it was delivered.
+    """One report built for one day's slot: the archived email, the period it covered and how it
+    was delivered.
 
-    Unique per (report, covered day): a task delivered twice, a retry and `send_report` for
-    the same day all land on this row and send what it archived, never a second version.
+    Unique per (report, day): a task delivered twice, a retry and `send_report` for the same
+    day all land on this row and send what it archived, never a second version.
     """
 
     class Status(models.TextChoices):
@@ -169,8 +227,13 @@ class ReportRun(models.Model):
         FAILED = "failed", "Failed: not built"
 
     report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="runs")
-    covered_day = models.DateField()
+    # The slot's day, which is the covered day for "the day so far" (what every report covered
+    # before covered_period); the period itself is period_start to period_end.
+    covered_day = models.DateField("day due", help_text="The day the run was due, in the report's timezone.")
     scheduled_for = models.DateTimeField(help_text="The slot the run is for (for runs by hand: the day's due time).")
+    # Null only for rows written by other means than the services (migration 0004 filled older ones).
+    period_start = models.DateTimeField(null=True, blank=True, help_text="The start of the period the run covers.")
+    period_end = models.DateTimeField(null=True, blank=True, help_text="The end of the period it covers, excluded.")
     status = models.CharField(max_length=10, choices=Status.choices)
     subject = models.CharField(max_length=300, blank=True)
     html = models.TextField(blank=True, help_text="The HTML part as sent; images by cid:.")
@@ -185,6 +248,11 @@ class ReportRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.report} for {self.covered_day:%Y-%m-%d}"
+
+    def period_text(self) -> str:
+        if self.period_start is None or self.period_end is None:
+            return ""
+        return period_text(self.period_start, self.period_end, self.report.zone)
 
 
 class ReportFile(models.Model):

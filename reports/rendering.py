@@ -13,7 +13,7 @@ from django.template.loader import render_to_string
 from django.utils.text import Truncator
 
 from reports.models import Report, ReportFile
-from reports.sections import CoveredDay, SectionOutput, Table
+from reports.sections import CoveredPeriod, SectionOutput, Table
 
 # Gmail clips a message whose HTML passes about 102 KB; stay under that with room to spare.
 HTML_LIMIT = 100_000
@@ -55,10 +55,10 @@ class RenderedEmail:
         return "\n".join(f"Section {output.name!r} failed: {output.error}" for output in self.failed_sections)
 
 
-def email_render(*, report: Report, covered: CoveredDay, outputs: list[SectionOutput]) -> RenderedEmail:
+def email_render(*, report: Report, covered: CoveredPeriod, outputs: list[SectionOutput]) -> RenderedEmail:
     files = _files_of(outputs)
     left_out = [file for file in files if not file.attached]
-    subject = f"{report.name}: {covered.day:%A %Y-%m-%d}"
+    subject = f"{report.name}: {covered.title}"
     failed = [output for output in outputs if output.error]
     tables = [table for output in outputs for table in output.tables]
     shown = {id(table): ROWS_SHOWN_STEPS[0] for table in tables}
@@ -137,7 +137,7 @@ def _section_context(output: SectionOutput, shown: dict[int, int], left_out: lis
         rows = [[_cell(value) for value in row] for row in table.rows[:shown[id(table)]]]
         cut = len(table.rows) - len(rows)
         # An operations table has no CSV: its rows come from the admin's run and cleanup history.
-        where = "in the admin's run and cleanup history for this day"
+        where = "in the admin's run and cleanup history for this period"
         if table.csv_filename:
             where = ("in the admin archive" if table.csv_filename in left_out_names
                      else f"in the attached {table.csv_filename}")

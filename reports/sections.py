@@ -1,11 +1,11 @@
-"""Each section of a report turned into tables and charts for one covered day.
+"""Each section of a report turned into tables and charts for one covered period.
 
 A section that fails becomes a section with its error: the rest of the email goes out.
 """
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.utils.text import slugify
@@ -13,7 +13,7 @@ from django.utils.text import slugify
 from cleanup.selectors import cleanup_totals
 from reports import selectors
 from reports.charts import ChartError, chart_png
-from reports.models import Report, ReportSection
+from reports.models import Report, ReportSection, period_text
 from reports.sources import QueryFailed, QueryRefused, QueryTimedOut, query_run
 from scheduler.models import ScheduleRun
 from scraping.selectors import scraping_totals
@@ -50,18 +50,41 @@ class SectionOutput:
 
 
 @dataclass(frozen=True)
-class CoveredDay:
+class CoveredPeriod:
+    """What the run for one slot reads: [start, end) in UTC (Report.period_for), shown in `zone`."""
+
+    kind: str
+    # The run's day (ReportRun.covered_day), which names it in the archive.
     day: date
     zone: ZoneInfo
     start: datetime
     end: datetime
 
     @classmethod
-    def of(cls, report: Report, day: date) -> "CoveredDay":
-        return cls(day, report.zone, *report.day_bounds(day))
+    def of(cls, report: Report, slot: datetime) -> "CoveredPeriod":
+        return cls(report.covered_period, report.run_day(slot), report.zone, *report.period_for(slot))
+
+    @property
+    def title(self) -> str:
+        """How the email's subject names the period."""
+        start, end = self.start.astimezone(self.zone), self.end.astimezone(self.zone)
+        if self.kind == Report.Period.LAST_24_HOURS:
+            return f"24 hours to {end:%A %Y-%m-%d %H:%M}"
+        if self.kind == Report.Period.PREVIOUS_WEEK:
+            return f"week of {start:%A %Y-%m-%d}"
+        return f"{start:%A %Y-%m-%d}"
+
+    @property
+    def text(self) -> str:
+        return period_text(self.start, self.end, self.zone)
+
+    @property
+    def within_one_day(self) -> bool:
+        last = self.end - timedelta(microseconds=1)  # the end is excluded: a day ends at the next midnight
+        return self.start.astimezone(self.zone).date() == last.astimezone(self.zone).date()
 
 
-def section_build(section: ReportSection, *, covered: CoveredDay, position: int) -> SectionOutput:
+def section_build(section: ReportSection, *, covered: CoveredPeriod, position: int) -> SectionOutput:
     output = SectionOutput(name=section.name, kind=section.kind)
     try:
         if section.kind == ReportSection.Kind.OPERATIONS_SUMMARY:
@@ -89,7 +112,7 @@ def _sql_section_fill(output: SectionOutput, section: ReportSection, *, position
         output.charts = [ChartImage(filename=f"{stem}.png", content_id=f"chart-{stem}@reports", png=png)]
 
 
-def operations_summary_tables(covered: CoveredDay) -> list[Table]:
+def operations_summary_tables(covered: CoveredPeriod) -> list[Table]:
     window = {"start": covered.start, "end": covered.end}
     outcome_names = [ScheduleRun.Status(status).label.lower() for status in selectors.OUTCOME_COLUMNS]
     outcomes = Table("Runs by outcome", ["schedule", "runs", *outcome_names], [
@@ -115,12 +138,14 @@ def operations_summary_tables(covered: CoveredDay) -> list[Table]:
          row["raised"], row["pending"])
         for row in scraping_totals(**window)
     ])
-    for table, when_empty in ((outcomes, "No schedule was due this day."), (failures, "No run failed or was missed."),
+    for table, when_empty in ((outcomes, "No schedule was due in this period."),
+                              (failures, "No run failed or was missed."),
                               (slowest, "No run finished."), (cleanup, "No cleanup ran."),
                               (scraping, "No source was fetched and no change waits for review.")):
         table.note = table.note or ("" if table.rows else when_empty)
     return [outcomes, failures, slowest, cleanup, scraping]
 
 
-def _local(moment: datetime, covered: CoveredDay) -> str:
-    return moment.astimezone(covered.zone).strftime("%H:%M")
+def _local(moment: datetime, covered: CoveredPeriod) -> str:
+    # Within a week the weekday tells the days apart.
+    return moment.astimezone(covered.zone).strftime("%H:%M" if covered.within_one_day else "%a %H:%M")

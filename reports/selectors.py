@@ -1,4 +1,4 @@
-"""Reads for the operations summary: what ran during a covered day, from the run ledger
+"""Reads for the operations summary: what ran during a covered period, from the run ledger
 (cleanup's totals come from cleanup.selectors)."""
 
 from datetime import datetime
@@ -15,7 +15,7 @@ OUTCOME_COLUMNS = (
 
 
 def _runs_due(start: datetime, end: datetime):
-    # By the slot a run was for, so a run delivered late still counts on the day it was due.
+    # By the slot a run was for, so a run delivered late still counts in the period it was due.
     return ScheduleRun.objects.filter(scheduled_for__gte=start, scheduled_for__lt=end)
 
 

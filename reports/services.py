@@ -1,5 +1,5 @@
 import logging
-from datetime import date, datetime, time
+from datetime import datetime, time
 
 from django.conf import settings
 from django.db import transaction
@@ -16,7 +16,7 @@ from reports.delivery import (
 )
 from reports.models import Report, ReportDelivery, ReportFile, ReportRun, ReportSection
 from reports.rendering import RenderedEmail, email_render
-from reports.sections import CoveredDay, section_build
+from reports.sections import CoveredPeriod, section_build
 from shared.owned_schedules import (
     orphaned_schedules_delete,
     owned_schedule_delete,
@@ -43,10 +43,7 @@ def report_schedule_sync(*, report: Report) -> PeriodicTask:
     Enabled only while the report is enabled and has a recipient, so a report nobody receives
     never runs.
     """
-    crontab = timing_row(
-        CrontabSchedule, minute=str(report.send_at.minute), hour=str(report.send_at.hour), day_of_month="*",
-        month_of_year="*", day_of_week=report.days_of_week, timezone=report.timezone,
-    )
+    crontab = timing_row(CrontabSchedule, **report.crontab_fields())
     return owned_schedule_sync(
         owner=report, task=SEND_TASK, owner_kwarg="report_id", name=report_schedule_name(report),
         crontab=crontab, enabled=report.is_due_to_run(),
@@ -85,13 +82,15 @@ DAILY_OPERATIONS = "Daily operations"
 
 
 def reports_seed() -> list[tuple[str, bool]]:
-    """Create the "Daily operations" report when missing; an existing one stays as edited."""
+    """Create the "Daily operations" report when missing; an existing one stays as edited (its
+    covered period too: one seeded before covered periods keeps the day so far, migration 0004)."""
     report = Report.objects.filter(name=DAILY_OPERATIONS).first()
     created = report is None
     if created:
         report = report_save(report=Report(
             name=DAILY_OPERATIONS, timezone=settings.TIME_ZONE, send_at=time(7, 0),
-            description="Every schedule's runs on the day covered, by outcome, with failures and the slowest "
+            covered_period=Report.Period.PREVIOUS_DAY,
+            description="Every schedule's runs on the previous day, by outcome, with failures and the slowest "
                         "runs, and what cleanup deleted. Add a recipient to start sending it.",
         ))
         ReportSection.objects.create(
@@ -102,25 +101,28 @@ def reports_seed() -> list[tuple[str, bool]]:
     return [(DAILY_OPERATIONS, created)]
 
 
-def report_render(*, report: Report, day: date) -> RenderedEmail:
-    """Build every section for `day` and render the email; stores and sends nothing (preview)."""
-    covered = CoveredDay.of(report, day)
+def report_render(*, report: Report, slot: datetime) -> RenderedEmail:
+    """Build every section for the period `slot` covers and render the email; stores and sends
+    nothing (preview)."""
+    covered = CoveredPeriod.of(report, slot)
     outputs = [section_build(section, covered=covered, position=position)
                for position, section in enumerate(report.sections.all(), start=1)]
     return email_render(report=report, covered=covered, outputs=outputs)
 
 
-def report_run_get_or_build(*, report: Report, day: date, slot: datetime) -> ReportRun:
-    """The run for (report, day): the archived one if built, else built now and archived.
+def report_run_get_or_build(*, report: Report, slot: datetime) -> ReportRun:
+    """The run for (report, the slot's day): the archived one if built, else built now and archived.
 
     Two executions building at once both render, but only one row is stored (unique per
     day); the other execution sends what that row holds, so every recipient gets one version.
     """
+    day = report.run_day(slot)
     run = ReportRun.objects.filter(report=report, covered_day=day).first()
     if run is not None and run.status != ReportRun.Status.FAILED:
         return run
-    fields, rendered = _build(report, day)
+    fields, rendered = _build(report, slot)
     fields["built_at"], fields["scheduled_for"] = timezone.now(), slot
+    fields["period_start"], fields["period_end"] = report.period_for(slot)
     with transaction.atomic():
         run, created = ReportRun.objects.get_or_create(report=report, covered_day=day, defaults=fields)
         if not created:
@@ -140,11 +142,11 @@ def report_run_get_or_build(*, report: Report, day: date, slot: datetime) -> Rep
     return run
 
 
-def _build(report: Report, day: date) -> tuple[dict, RenderedEmail | None]:
+def _build(report: Report, slot: datetime) -> tuple[dict, RenderedEmail | None]:
     try:
-        rendered = report_render(report=report, day=day)
+        rendered = report_render(report=report, slot=slot)
     except Exception as error:
-        logger.exception("report %r for %s could not be built", report.name, day)
+        logger.exception("report %r for %s could not be built", report.name, slot.isoformat())
         return {"status": ReportRun.Status.FAILED, "error": f"{type(error).__name__}: {error}",
                 "subject": "", "html": "", "text": ""}, None
     status = ReportRun.Status.PARTIAL if rendered.failed_sections else ReportRun.Status.OK
@@ -152,15 +154,13 @@ def _build(report: Report, day: date) -> tuple[dict, RenderedEmail | None]:
             "text": rendered.text}, rendered
 
 
-def report_deliver(*, report: Report, slot: datetime, day: date | None = None, retry: bool = False,
-                   final_attempt: bool = True) -> ReportRun:
-    """Build (or reuse) the run for the day `slot` covers and try once to send it to each
-    recipient not sent yet (on a `retry`, to those whose last try failed for now, pending);
-    with `final_attempt` False, temporary failures stay pending for the next try."""
-    day = day or report.covered_day(slot)
-    run = report_run_get_or_build(report=report, day=day, slot=slot)
+def report_deliver(*, report: Report, slot: datetime, retry: bool = False, final_attempt: bool = True) -> ReportRun:
+    """Build (or reuse) the run for `slot` and try once to send it to each recipient not sent
+    yet (on a `retry`, to those whose last try failed for now, pending); with `final_attempt`
+    False, temporary failures stay pending for the next try."""
+    run = report_run_get_or_build(report=report, slot=slot)
     if run.status == ReportRun.Status.FAILED:
-        raise ReportNotBuilt(f"report {report.name!r} for {day} could not be built: {run.error}")
+        raise ReportNotBuilt(f"report {report.name!r} for {run.covered_day} could not be built: {run.error}")
     recipients = report.recipient_list()
     deliveries_ensure(run=run, recipients=recipients)
     unsent = run.deliveries.filter(recipient__in=recipients).exclude(status=ReportDelivery.Status.SENT)

@@ -28,7 +28,7 @@ class ReportPartial(RuntimeError):
 
 @shared_task(bind=True, max_retries=ATTEMPTS - 1)
 def report_send(self, report_id: int) -> dict:
-    """Beat's entry point: the day covered comes from the slot, never from this worker's clock."""
+    """Beat's entry point: the period covered comes from the slot, never from this worker's clock."""
     report = Report.objects.filter(pk=report_id).first()
     if report is None:
         removed = report_schedules_orphaned_delete(report_id=report_id)

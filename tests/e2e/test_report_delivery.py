@@ -99,7 +99,8 @@ def test_the_scheduled_run_emails_each_recipient_once_with_the_chart_inline_and_
 
     for recipient in RECIPIENTS:
         [message] = smtp_server.handler.to(recipient)
-        assert message["Subject"] == f"Operations and schedules: {archived.covered_day:%A %Y-%m-%d}"
+        # A new report covers the previous day: the subject names that day.
+        assert message["Subject"] == f"Operations and schedules: {archived.period_start:%A %Y-%m-%d}"
         parts = parts_of(message)
         assert "Runs by outcome" in parts["html"] and len(parts["html"].encode()) < 100_000
         [content_id] = re.findall(r'src="cid:([^"]+)"', parts["html"])

@@ -22,7 +22,7 @@ SLOT = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
 def report_form(**fields) -> dict:
     data = {
         "name": "Sales", "description": "", "recipients": "ana@example.com", "enabled": "on",
-        "send_at": "06:30", "days_of_week": "mon-fri", "timezone": "Europe/Berlin",
+        "send_at": "06:30", "days_of_week": "mon-fri", "timezone": "Europe/Berlin", "covered_period": "previous_day",
     }
     for prefix in ("operations_summary_sections", "sql_sections"):
         data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0",
@@ -91,6 +91,22 @@ def test_a_bad_address_is_refused_naming_it_and_nothing_is_saved(staff_client):
 def test_other_bad_fields_are_refused_naming_the_field(staff_client, field, value, message):
     response = staff_client.post(reverse("admin:reports_report_add"), report_form(**{field: value}))
     assert message in response.content.decode() and not Report.objects.filter(name="Sales").exists()
+
+
+def test_the_period_covered_is_chosen_on_the_reports_page(staff_client):
+    page = staff_client.get(reverse("admin:reports_report_add")).content.decode()
+    assert '<option value="previous_day" selected>The previous day</option>' in page
+    assert "The previous week (Monday to Sunday)" in page and "counted back from the time it is due" in page
+
+    response = staff_client.post(reverse("admin:reports_report_add"), report_form(covered_period="previous_week"))
+    assert response.status_code == 302
+    assert Report.objects.get(name="Sales").covered_period == Report.Period.PREVIOUS_WEEK
+
+
+def test_an_unknown_period_is_refused_naming_it(staff_client):
+    response = staff_client.post(reverse("admin:reports_report_add"), report_form(covered_period="fortnight"))
+    assert "Select a valid choice. fortnight is not one of the available choices." in response.content.decode()
+    assert not Report.objects.filter(name="Sales").exists()
 
 
 def test_a_superuser_adds_a_sql_section(staff_client):

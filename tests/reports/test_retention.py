@@ -1,6 +1,6 @@
 """Old report runs go through the one retention engine, with their files and deliveries."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -20,7 +20,7 @@ def test_old_runs_are_removed_with_their_files_and_deliveries_and_recent_ones_ke
     today = timezone.now().date()
     for age in (400, 300, 1):
         day = today - timedelta(days=age)
-        report_deliver(report=report, slot=report.slot_on(day), day=day)
+        report_deliver(report=report, slot=report.slot_on(day))
     target = retention_targets()["report_runs"]
     policy = retention_policy_for(target=target)
     policy.keep_last = 1
@@ -37,7 +37,7 @@ def test_old_runs_are_removed_with_their_files_and_deliveries_and_recent_ones_ke
 
 def test_the_newest_runs_of_each_report_are_kept_however_old():
     report = report_with(sql=[chart_section()])
-    report_deliver(report=report, slot=datetime(2020, 1, 1, 7, tzinfo=UTC), day=date(2020, 1, 1))
+    report_deliver(report=report, slot=datetime(2020, 1, 1, 7, tzinfo=UTC))
     target = retention_targets()["report_runs"]
     run = target_purge(target=target, policy=retention_policy_for(target=target), dry_run=False,
                        trigger=CleanupRun.Trigger.COMMAND)

@@ -23,7 +23,8 @@ def test_it_sends_a_day_and_a_second_call_sends_nobody_twice(smtp_server):
     report_with(sql=[chart_section()])
     first = send_report("Visits", "--date", "2026-02-27")
     assert "Report 'Visits' for 2026-02-27: OK" in first and "ana@example.com" in first and "sent" in first
-    assert smtp_server.to("ana@example.com")[0]["Subject"] == "Visits: Friday 2026-02-27"
+    # Due on the 27th, it covers the day before.
+    assert smtp_server.to("ana@example.com")[0]["Subject"] == "Visits: Thursday 2026-02-26"
 
     second = send_report("Visits", "--date", "2026-02-27")
     assert "already sent before" in second

@@ -57,7 +57,7 @@ def test_it_emails_html_text_an_inline_chart_and_the_csv(smtp_server):
     deliver_from_beat(report)
 
     (message,) = smtp_server.to("ana@example.com")
-    assert message["Subject"] == "Visits: Monday 2026-03-02"
+    assert message["Subject"] == "Visits: Sunday 2026-03-01"  # the previous day, a new report's period
     parts = parts_of(message)
     assert "Visits per day" in parts["text"] and "tue | 5" in parts["text"]
     html = parts["html"]

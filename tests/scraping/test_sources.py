@@ -239,12 +239,14 @@ def test_scrape_source_command_names_the_sources_when_the_name_is_unknown(source
 
 
 def test_the_operations_summary_counts_the_days_fetches_by_outcome_and_the_changes(changed, source, fetching):
+    from datetime import timedelta
+
     from reports.models import Report
-    from reports.sections import CoveredDay, operations_summary_tables
+    from reports.sections import CoveredPeriod, operations_summary_tables
 
     serve(fetching, b"down", status=502)
     fetch(source)
-    report = Report(name="Ops", timezone="UTC")
-    (*_, scraping) = operations_summary_tables(CoveredDay.of(report, timezone.now().date()))
+    report = Report(name="Ops", timezone="UTC", covered_period=Report.Period.LAST_24_HOURS)
+    (*_, scraping) = operations_summary_tables(CoveredPeriod.of(report, timezone.now() + timedelta(minutes=1)))
     assert scraping.title == "Scraping"
     assert scraping.rows == [("Tea prices", 3, "fetched 2, http error 1", 1, 1)]

@@ -5,17 +5,19 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from reports.models import Report, ReportDelivery, ReportRun
+from reports.models import Report, ReportDelivery, ReportRun, period_text
 from reports.services import ReportNotBuilt, report_deliver
 
 
 class Command(BaseCommand):
-    help = ("Build a report for a day and send it now, in the foreground. Each recipient gets it once per "
+    help = ("Build a report due on a day and send it now, in the foreground. Each recipient gets it once per "
             "day: recipients who already have that day's report are not sent it again.")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("name", help="The report's name, as in the admin.")
-        parser.add_argument("--date", help="The day the report covers, YYYY-MM-DD. Default: today in its timezone.")
+        parser.add_argument("--date", help="The day the report is due, YYYY-MM-DD; it covers the period counted back "
+                                           "from its time that day (a previous-day report: the day before). "
+                                           "Default: today in its timezone.")
 
     def handle(self, *args, name: str, date: str | None, **options) -> None:
         report = Report.objects.filter(name=name).first()
@@ -28,9 +30,11 @@ class Command(BaseCommand):
         already = set(ReportDelivery.objects.filter(
             run__report=report, run__covered_day=day, status=ReportDelivery.Status.SENT,
         ).values_list("recipient", flat=True))
-        self.stderr.write(f"Building {name!r} for {day:%Y-%m-%d} ({report.timezone})...")
+        slot = report.slot_on(day)
+        start, end = report.period_for(slot)
+        self.stderr.write(f"Building {name!r} for {day:%Y-%m-%d}, covering {period_text(start, end, report.zone)}...")
         try:
-            run = report_deliver(report=report, slot=report.slot_on(day), day=day)
+            run = report_deliver(report=report, slot=slot)
         except ReportNotBuilt as error:
             raise CommandError(str(error)) from None
         self.print_summary(run, already)
