@@ -73,9 +73,10 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
 
 def dashboard_context(*, window: Window, now: datetime) -> dict:
     timeline = Timeline.of(Hours.ending_at(now, count=window.hours))
+    per_hour = runs_per_hour(hours=timeline.hours)
     return {
         "window": window, "windows": WINDOWS, "now": now, "zone": f"{localtime(now):%Z}",
-        **_runs_context(timeline), **_spreads_context(timeline),
+        **_runs_context(timeline, per_hour), **_spreads_context(timeline, per_hour, now=now),
         "slowest_chart": _slowest_chart(timeline.hours),
         "health": _health_badges(health_counts()), **_now_context(now),
     }
@@ -102,8 +103,7 @@ class Timeline:
 
 # --- Runs per hour by outcome -----------------------------------------------------------------
 
-def _runs_context(timeline: Timeline) -> dict:
-    per_hour = runs_per_hour(hours=timeline.hours)
+def _runs_context(timeline: Timeline, per_hour: dict[int, dict[str, int]]) -> dict:
     counts = {o.key: [sum(per_hour.get(number, {}).get(status, 0) for status in o.statuses)
                       for number in timeline.hours.numbers] for o in OUTCOMES}
     series = [charts_svg.Series(o.key, o.label, tone_colour(o.tone), counts[o.key]) for o in OUTCOMES]
@@ -122,8 +122,8 @@ def _runs_context(timeline: Timeline) -> dict:
 
 # --- Dispatch lag and queue wait --------------------------------------------------------------
 
-def _spreads_context(timeline: Timeline) -> dict:
-    spreads = lag_and_wait_per_hour(hours=timeline.hours)
+def _spreads_context(timeline: Timeline, per_hour: dict[int, dict[str, int]], *, now: datetime) -> dict:
+    spreads = lag_and_wait_per_hour(hours=timeline.hours, counts=per_hour, now=now)
     charts = [(title, _spread_chart(key, title, getattr(spreads, key), timeline)) for key, title in SPREADS]
     return {
         "spread_charts": charts, "spread_one_in": spreads.one_in,

@@ -10,11 +10,12 @@ in UTC, in SQL, so a day with a DST change still has 24 of them.
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 from django.db.models import Count
 
+from monitoring.models import LedgerHour
 from scheduler.models import ScheduleHealth, ScheduleRun, WorkerHeartbeat
 
 TABLE = ScheduleRun._meta.db_table
@@ -142,29 +143,93 @@ class HourSpreads:
     one_in: int = 1  # measured over every run, or over a random one in this many
 
 
-def lag_and_wait_per_hour(*, hours: Hours) -> HourSpreads:
+def lag_and_wait_per_hour(*, hours: Hours, counts: dict[int, dict[str, int]], now: datetime) -> HourSpreads:
     """Dispatch lag (slot to sent) and queue wait (sent to started), p50 and p95 per hour.
 
     Percentiles by nearest rank: the smallest value with at least p% of the hour's values at or
-    below it. PostgreSQL computes them in the query (percentile_disc is that definition), over
-    every run of the window. SQLite has no percentile function: there each run's two durations
-    are computed in SQL and ranked in Python (ranking them with ROW_NUMBER in SQLite measured four
-    times slower), over every run up to SAMPLE_ABOVE in the window, else over a random sample of
-    about that many, so a busy week is neither sorted whole nor held in memory.
+    below it. A settled hour (monitoring.models.LedgerHour) is read from its summary, made the
+    first time it is asked for: a week is 168 hours, and sorting every run of each for its
+    percentiles was half of the week's page. `counts` (runs_per_hour's) says which hours are
+    settled and whether a summary still counts the runs the ledger holds.
+
+    The other hours are computed here: PostgreSQL computes the percentiles in the query
+    (percentile_disc is that definition), over every run. SQLite has no percentile function:
+    there each run's two durations are computed in SQL and ranked in Python (ranking them with
+    ROW_NUMBER in SQLite measured four times slower), over every run up to SAMPLE_ABOVE, else over
+    a random sample of about that many (never stored as a summary), so a busy week is neither
+    sorted whole nor held in memory.
     """
-    timed = (f"SELECT {_hour_of('scheduled_for')} AS hour, {_duration('scheduled_for', 'sent_at')} AS lag, "
-             f"{_duration('sent_at', 'started_at')} AS wait FROM {TABLE} "
-             "WHERE scheduled_for >= %s AND scheduled_for < %s AND sent_at IS NOT NULL")
-    if connection.vendor == "postgresql":
-        one_in, rows = 1, _rows(_percentiles_sql(timed), hours.sql_params())
+    totals = {number: sum(by_status.values()) for number, by_status in counts.items()}
+    settled = {number for number in hours.numbers
+               if hour_start(number + 1) <= now - SETTLED_AFTER
+               and not any(counts.get(number, {}).get(status) for status in UNFINISHED)}
+    spreads = HourSpreads()
+    summarised = set()
+    for summary in LedgerHour.objects.filter(hour__gte=hours.start, hour__lt=hours.end):
+        number = int(summary.hour.timestamp()) // 3600
+        if number in settled and summary.runs == totals.get(number, 0):
+            _spreads_add(spreads, number, summary.lag_runs, summary.lag_p50, summary.lag_p95, summary.wait_runs,
+                         summary.wait_p50, summary.wait_p95)
+            summarised.add(number)
+    computed = [number for number in hours.numbers if number not in summarised]
+    timed, params = _timed_sql(computed)
+    if not computed:
+        rows = []
+    elif connection.vendor == "postgresql":
+        rows = _rows(_percentiles_sql(timed), params)
     else:
-        one_in, rows = _percentiles_ranked_in_python(timed, hours)
-    spreads = HourSpreads(one_in=one_in)
-    for hour, lag_runs, lag_p50, lag_p95, wait_runs, wait_p50, wait_p95 in rows:
-        spreads.lag[_hour_number(hour)] = Spread(lag_runs, lag_p50, lag_p95)
-        if wait_runs:
-            spreads.wait[_hour_number(hour)] = Spread(wait_runs, wait_p50, wait_p95)
+        spreads.one_in, rows = _percentiles_ranked_in_python(timed, params)
+    measured = {}
+    for hour, *spread in rows:
+        measured[_hour_number(hour)] = spread
+        _spreads_add(spreads, _hour_number(hour), *spread)
+    if spreads.one_in == 1:
+        _summaries_store({number: measured.get(number) for number in computed if number in settled}, totals, now=now)
     return spreads
+
+
+# A summary is made of an hour that ended this long ago and has no unfinished run: its runs'
+# slots, sends and starts are all written.
+SETTLED_AFTER = timedelta(hours=1)
+UNFINISHED = (ScheduleRun.Status.CLAIMED, ScheduleRun.Status.SENT, ScheduleRun.Status.RUNNING)
+
+
+def _spreads_add(spreads: HourSpreads, number: int, lag_runs, lag_p50, lag_p95, wait_runs, wait_p50,
+                 wait_p95) -> None:
+    if lag_runs:
+        spreads.lag[number] = Spread(lag_runs, lag_p50, lag_p95)
+    if wait_runs:
+        spreads.wait[number] = Spread(wait_runs, wait_p50, wait_p95)
+
+
+def _summaries_store(measured: dict[int, list | None], totals: dict[int, int], *, now: datetime) -> None:
+    """A LedgerHour for each settled hour just computed (an hour without a sent run has none to
+    measure: its summary says so, with empty percentiles)."""
+    summaries = [LedgerHour(hour=hour_start(number), runs=totals.get(number, 0), made_at=now,
+                            **dict(zip(SUMMARY_FIELDS, spread or (0, None, None, 0, None, None), strict=True)))
+                 for number, spread in measured.items()]
+    # Another request may have made the same hours: the newer numbers win, both are the same.
+    LedgerHour.objects.bulk_create(summaries, update_conflicts=True, unique_fields=["hour"],
+                                   update_fields=["runs", *SUMMARY_FIELDS, "made_at"])
+
+
+SUMMARY_FIELDS = ("lag_runs", "lag_p50", "lag_p95", "wait_runs", "wait_p50", "wait_p95")
+
+
+def _timed_sql(numbers: list[int]) -> tuple[str, list]:
+    """Each sent run of the given hours with its hour, lag and wait; the hours as few ranges of
+    the slot index as they make (usually one: the hours since the newest settled one)."""
+    spans: list[list[int]] = []
+    for number in numbers:
+        if spans and spans[-1][1] == number:
+            spans[-1][1] = number + 1
+        else:
+            spans.append([number, number + 1])
+    ranges = " OR ".join(["(scheduled_for >= %s AND scheduled_for < %s)"] * len(spans)) or "FALSE"
+    params = [connection.ops.adapt_datetimefield_value(hour_start(number)) for span in spans for number in span]
+    return (f"SELECT {_hour_of('scheduled_for')} AS hour, {_duration('scheduled_for', 'sent_at')} AS lag, "
+            f"{_duration('sent_at', 'started_at')} AS wait FROM {TABLE} "
+            f"WHERE ({ranges}) AND sent_at IS NOT NULL"), params
 
 
 def _percentiles_sql(timed: str) -> str:
@@ -175,16 +240,15 @@ def _percentiles_sql(timed: str) -> str:
     return f"SELECT hour, {measures} FROM ({timed}) AS timed GROUP BY hour"
 
 
-def _percentiles_ranked_in_python(timed: str, hours: Hours) -> tuple[int, list[tuple]]:
-    # An upper bound from the index alone (runs not sent yet are counted too): enough to size it.
-    in_window = _rows(f"SELECT COUNT(*) FROM {TABLE} WHERE scheduled_for >= %s AND scheduled_for < %s",
-                      hours.sql_params())[0][0]
+def _percentiles_ranked_in_python(timed: str, params: list) -> tuple[int, list[tuple]]:
+    # An upper bound (runs not sent yet are counted too): enough to size it.
+    in_window = _rows(f"SELECT COUNT(*) FROM ({timed}) AS timed", params)[0][0]
     one_in = max(1, math.ceil(in_window / SAMPLE_ABOVE))
     # random(), not the id: beat inserts each tick's runs in the same order, so every k-th id
     # would be the same schedules every time.
     sample = f"{timed} AND abs(random()) %% {one_in} = 0" if one_in > 1 else timed
     by_hour: dict[str, tuple[list[float], list[float]]] = {}
-    for hour, lag, wait in _rows(sample, hours.sql_params()):
+    for hour, lag, wait in _rows(sample, params):
         lags, waits = by_hour.setdefault(hour, ([], []))
         lags.append(lag)
         if wait is not None:

@@ -1,5 +1,6 @@
 """What monitoring declares (shared.declarations): its alert settings on each schedule's page,
-and the retention of flips (with their deliveries) and of stopped evaluators' heartbeats."""
+and the retention of flips (with their deliveries), stopped evaluators' heartbeats and the
+dashboard's hourly summaries of the ledger."""
 
 from shared.declarations import RetentionTarget
 
@@ -19,5 +20,12 @@ RETENTION_TARGETS = [
         description="Heartbeat rows of evaluator processes that stopped.",
         age_field="last_beat_at",
         default_max_age_days=1,
+    ),
+    RetentionTarget(
+        key="ledger_hours",
+        model="monitoring.LedgerHour",
+        description="The dashboard's summaries of settled hours of the run ledger (it shows 7 days).",
+        age_field="hour",
+        default_max_age_days=30,
     ),
 ]

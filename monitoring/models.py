@@ -181,3 +181,30 @@ class EvaluatorHeartbeat(Heartbeat):
 
     def __str__(self) -> str:
         return self.node
+
+
+class LedgerHour(models.Model):
+    """One settled hour of the run ledger, summarised for the dashboard: its dispatch lag and
+    queue wait percentiles, which cost a sort of every run of the hour to compute.
+
+    An hour is settled once it ended an hour ago and none of its runs is still claimed, sent or
+    running: its runs' times no longer change. `runs` is how many runs the hour had when it was
+    summarised; if the ledger holds another number now (beat recorded missed slots after an
+    outage, cleanup removed some), the summary is made again.
+    """
+
+    hour = models.DateTimeField(unique=True, help_text="The hour's start (UTC).")
+    runs = models.PositiveIntegerField(help_text="The hour's runs when it was summarised.")
+    lag_runs = models.PositiveIntegerField(default=0)
+    lag_p50 = models.FloatField(null=True)
+    lag_p95 = models.FloatField(null=True)
+    wait_runs = models.PositiveIntegerField(default=0)
+    wait_p50 = models.FloatField(null=True)
+    wait_p95 = models.FloatField(null=True)
+    made_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["hour"]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} UTC: {self.runs} runs"

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.timezone import localtime
 
 from monitoring import dashboard_queries
+from monitoring.models import LedgerHour
 from scheduler.models import ScheduleRun, WorkerHeartbeat
 from tests.builders import interval_task, ledger_run, ledger_runs, unsaved_ledger_run
 from tests.mail import free_port
@@ -123,6 +124,53 @@ def test_it_shows_the_p50_and_p95_of_dispatch_lag_and_queue_wait_per_hour(staff_
     assert table[hour_label(busy_hour)] == ["22", "11 s", "21 s", "20", "1.0 s", "1.9 s"]
     assert table[hour_label(quiet_hour)] == ["1", "250 ms", "250 ms", "1", "40 ms", "40 ms"]
     assert table[hour_label(now)] == ["0", "", "", "0", "", ""]
+
+
+def finished_run(task, slot: datetime, *, lag: float, wait: float) -> ScheduleRun:
+    run = timed_run(task, slot, lag=lag, wait=wait)
+    run.status, run.finished_at = "succeeded", run.started_at + SECOND
+    return run
+
+
+def test_a_settled_hour_is_summarised_once_and_made_again_when_its_runs_change(staff_client, now):
+    task = interval_task("Import orders", MINUTE)
+    settled_hour = now - 3 * HOUR
+    ScheduleRun.objects.bulk_create([finished_run(task, settled_hour + k * MINUTE, lag=k, wait=k / 10)
+                                     for k in range(1, 5)])
+
+    assert numbers(page(staff_client), "lag-and-wait")[hour_label(settled_hour)] == [
+        "4", "2.0 s", "4.0 s", "4", "200 ms", "400 ms"]
+    summary = LedgerHour.objects.get(hour=settled_hour.replace(minute=0))
+    assert (summary.runs, summary.lag_p50, summary.wait_p95) == (4, 2.0, 0.4)
+
+    # The next page reads the summary, not the runs (a summary changed by hand shows).
+    LedgerHour.objects.filter(pk=summary.pk).update(lag_p50=7.0)
+    assert numbers(page(staff_client), "lag-and-wait")[hour_label(settled_hour)][1] == "7.0 s"
+
+    # A run recorded for the hour afterwards (a missed slot beat recorded after an outage): the
+    # hour is measured again, and its summary with it.
+    ScheduleRun.objects.bulk_create([finished_run(task, settled_hour + 20 * MINUTE, lag=30, wait=3)])
+    assert numbers(page(staff_client), "lag-and-wait")[hour_label(settled_hour)] == [
+        "5", "3.0 s", "30 s", "5", "300 ms", "3.0 s"]
+    assert LedgerHour.objects.values_list("runs", "lag_p50").get(pk=summary.pk) == (5, 3.0)
+
+
+def test_no_summary_while_an_hour_has_an_unfinished_run_or_ended_less_than_an_hour_ago(staff_client, now):
+    task = interval_task("Import orders", MINUTE)
+    still_running, recent = now - 4 * HOUR, now - HOUR
+    ScheduleRun.objects.bulk_create([finished_run(task, still_running, lag=1, wait=1),
+                                     timed_run(task, still_running + MINUTE, lag=2, wait=1),
+                                     finished_run(task, recent, lag=1, wait=1)])
+
+    table = numbers(page(staff_client), "lag-and-wait")
+
+    assert table[hour_label(still_running)][0] == "2"
+    assert table[hour_label(recent)][0] == "1"
+    summarised = set(LedgerHour.objects.values_list("hour", flat=True))
+    assert still_running.replace(minute=0) not in summarised
+    assert recent.replace(minute=0) not in summarised
+    # The hours with no run at all that ended an hour ago are settled: nothing will change them.
+    assert (now - 2 * HOUR).replace(minute=0) in summarised
 
 
 def test_the_lag_and_wait_charts_draw_a_point_per_hour_measured(staff_client, now):
