@@ -188,6 +188,14 @@ def lag_and_wait_per_hour(*, hours: Hours, counts: dict[int, dict[str, int]], no
     return spreads
 
 
+def week_summarised(*, now: datetime) -> None:
+    """The summaries of every settled hour the longest window shows, made now if missing: the
+    evaluator calls this every few minutes, so that even the first view of a week finds them
+    made (computing a week's hours took longer than the page may)."""
+    hours = Hours.ending_at(now, count=WINDOWS[-1].hours)
+    lag_and_wait_per_hour(hours=hours, counts=runs_per_hour(hours=hours), now=now)
+
+
 # A summary is made of an hour that ended this long ago and has no unfinished run: its runs'
 # slots, sends and starts are all written.
 SETTLED_AFTER = timedelta(hours=1)

@@ -7,12 +7,14 @@ import lxml.html
 import pytest
 import redis
 from django.contrib.auth.models import Permission
+from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.timezone import localtime
 
 from monitoring import dashboard_queries
+from monitoring.management.commands import evaluate
 from monitoring.models import LedgerHour
 from scheduler.models import ScheduleRun, WorkerHeartbeat
 from tests.builders import interval_task, ledger_run, ledger_runs, unsaved_ledger_run
@@ -325,3 +327,18 @@ def test_on_sqlite_a_busy_window_is_ranked_from_a_random_sample_and_says_so(staf
     assert texts(document, "#spread-sample")[0].startswith("Over a random sample of one run in 2")
     sampled, lag_p50, lag_p95, *_ = numbers(document, "lag-and-wait")[hour_label(hour)]
     assert 0 < int(sampled) < 40 and (lag_p50, lag_p95) == ("3.0 s", "3.0 s")
+
+
+def test_the_evaluator_summarises_the_weeks_settled_hours_before_anyone_looks(now, monkeypatch):
+    task = interval_task("Import orders", MINUTE)
+    five_days_ago = now - 5 * 24 * HOUR
+    ScheduleRun.objects.bulk_create([finished_run(task, five_days_ago + k * MINUTE, lag=k, wait=1) for k in (1, 2, 3)])
+    # The process closes stale connections before each pass; here that would close the test's.
+    monkeypatch.setattr(evaluate, "close_old_connections", lambda: None)
+
+    call_command("evaluate", "--once")
+
+    summary = LedgerHour.objects.get(hour=five_days_ago.replace(minute=0))
+    assert (summary.runs, summary.lag_runs, summary.lag_p50, summary.lag_p95) == (3, 3, 2.0, 3.0)
+    # Every settled hour of the week: 168 less the current hour and the one that ended under an hour ago.
+    assert LedgerHour.objects.count() == 7 * 24 - 2
