@@ -12,13 +12,10 @@ process, which would make a new series per run (celery-exporter's hostname label
 
 import operator
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import reduce
 
-import redis
 from django.apps import apps
-from django.conf import settings
 from django.db.models import (
     Count,
     F,
@@ -40,15 +37,13 @@ from prometheus_client.registry import Collector
 
 from cleanup.models import CleanupRun
 from monitoring.models import AlertDelivery, EvaluatorHeartbeat
+from scheduler.broker import queue_lengths
 from scheduler.health import State
 from scheduler.health_reads import liveness
 from scheduler.models import ScheduleRun
 from scraping.health import source_health
 from scraping.models import Change, FetchRecord, Source
 
-# A local Redis answers in well under a millisecond: one that takes longer is not answering,
-# and a scrape, the dashboard or a load balancer's probe must not wait on it.
-REDIS_TIMEOUT_SECONDS = 0.5
 # Dispatch lag and queue wait are read over the runs due in this window (by the ledger's
 # index on the slot), so a scrape reads the last hour, not the whole ledger.
 RECENT = timedelta(hours=1)
@@ -68,36 +63,6 @@ class LedgerCollector(Collector):
         yield from _queue_families()
         yield from _delivery_families()
         yield from _scraping_families(now=now)
-
-
-@contextmanager
-def broker_client() -> Iterator[redis.Redis]:
-    """The broker's Redis, with timeouts short enough for a scrape or a health probe; a broker
-    URL redis-py cannot read (kombu accepts more schemes) raises redis.ConnectionError, as an
-    unreachable Redis does."""
-    try:
-        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-                                      socket_timeout=REDIS_TIMEOUT_SECONDS)
-    except ValueError as error:
-        raise redis.ConnectionError("CELERY_BROKER_URL is not a Redis URL") from error
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-def queue_lengths() -> dict[str, int] | None:
-    """Messages waiting in each Celery queue (the Redis list named after it, as kombu keeps it);
-    None when Redis does not answer."""
-    names = [queue.name for queue in settings.CELERY_TASK_QUEUES]
-    try:
-        with broker_client() as client:
-            pipeline = client.pipeline(transaction=False)
-            for name in names:
-                pipeline.llen(name)
-            return dict(zip(names, pipeline.execute(), strict=True))
-    except (redis.RedisError, OSError):
-        return None
 
 
 def _schedules() -> QuerySet:

@@ -16,7 +16,6 @@ from django.utils import timezone
 from django.utils.timezone import localtime
 
 from monitoring import charts_svg
-from monitoring.collector import queue_lengths
 from monitoring.dashboard_queries import (
     WINDOWS,
     Hours,
@@ -32,6 +31,7 @@ from monitoring.dashboard_queries import (
     workers_now,
 )
 from scheduler.admin_runs import HEALTH_TONES, runs_changelist_url
+from scheduler.broker import queue_lengths
 from scheduler.health import State
 from scheduler.models import ScheduleRun
 from shared.badges import badge, tone_colour

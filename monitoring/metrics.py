@@ -17,7 +17,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from monitoring.collector import LedgerCollector, broker_client
+from monitoring.collector import LedgerCollector
+from scheduler.broker import broker_client
 from scheduler.selectors import beat_liveness
 
 logger = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from scheduler.claim import (
     due_runs_claim,
 )
 from scheduler.publish import BROKER_ERRORS, runs_publish
-from scheduler.recover import lost_runs_close, stranded_runs_recover
+from scheduler.recover import VanishedRuns, lost_runs_close, stranded_runs_recover
 from scheduler.services import beat_heartbeat_record
 from scheduler.sync import schedule_changes_version, schedules_sync, seconds_until_next_due
 from shared.claims import holder_name
@@ -63,6 +63,7 @@ class DatabaseScheduler(beat.Scheduler):
         self._liveness_recorded = float("-inf")
         self._synced = float("-inf")
         self._recovered = float("-inf")
+        self._vanished = VanishedRuns()
         self._changes_seen = None
         self._broker_down = False
         # Runs claimed ahead of their slot, in slot order, published when their time comes.
@@ -114,6 +115,10 @@ class DatabaseScheduler(beat.Scheduler):
             return
         self._recovered = time.monotonic()
         self._publish(stranded_runs_recover(now=timezone.now(), node=self.node))
+        try:
+            self._publish(self._vanished.recover(now=timezone.now(), node=self.node))
+        except BROKER_ERRORS as error:
+            logger.warning("beat: could not read the broker's messages to find lost runs: %s", error)
         lost = lost_runs_close(now=timezone.now())
         if lost:
             logger.warning("beat: %d run(s) lost with their worker recorded as failed", lost)
