@@ -5,7 +5,7 @@ permission. The email's HTML is served with a policy that lets it load nothing b
 embedded images: it holds query results, which should never run or fetch anything here.
 """
 
-from datetime import date
+from datetime import date, timedelta
 
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -17,6 +17,9 @@ from reports.rendering import html_with_embedded_images
 from reports.services import report_render
 
 EMAIL_PAGE_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+# How far from today a preview may be: ?date=9999-12-31 answered 500 (finding the due time looks
+# centuries ahead, past the last date Python has), and a day further off is a typing mistake.
+PREVIEW_REACH = timedelta(days=36525)  # a century
 
 
 def _require_view(request: HttpRequest, model) -> None:
@@ -50,11 +53,14 @@ def report_preview(request: HttpRequest, report_id: int) -> HttpResponse:
     """The report as it would be sent on a day (?date=YYYY-MM-DD, default today); sends and stores nothing."""
     _require_view(request, Report)
     report = get_object_or_404(Report, pk=report_id)
+    today = timezone.now().astimezone(report.zone).date()
     try:
-        day = date.fromisoformat(request.GET["date"]) if request.GET.get("date") else None
+        day = date.fromisoformat(request.GET["date"]) if request.GET.get("date") else today
     except ValueError:
         return HttpResponse("date: use the form YYYY-MM-DD.", status=400, content_type="text/plain")
-    day = day or timezone.now().astimezone(report.zone).date()
+    if abs(day - today) > PREVIEW_REACH:
+        return HttpResponse(f"date: {day.isoformat()} is more than a century from today; preview a day nearer to it.",
+                            status=400, content_type="text/plain")
     rendered = report_render(report=report, slot=report.slot_on(day))
     images = {file.content_id: (file.content_type, file.content)
               for file in rendered.files if file.kind == ReportFile.Kind.CHART}

@@ -42,10 +42,14 @@ def chart_png(*, kind: str, columns: list[str], rows: list[tuple], x: str, y: st
         axes.plot(range(len(values)), values, color="#417690", marker="o" if len(values) < 40 else None)
     # At most about 12 tick labels, so long x axes stay readable.
     step = max(1, len(labels) // 12)
-    axes.set_xticks(range(0, len(labels), step), labels[::step], rotation=30, ha="right", fontsize=8)
-    axes.set_xlabel(x)
-    axes.set_ylabel(y)
-    axes.set_title(title, fontsize=10)
+    # Every label is query data or a name someone typed, drawn as written: matplotlib reads text
+    # between two "$" as math, and "$$" or deeply nested braces raised (ValueError, RecursionError)
+    # or drew "$5 and $7" as a formula.
+    literal = {"parse_math": False}
+    axes.set_xticks(range(0, len(labels), step), labels[::step], rotation=30, ha="right", fontsize=8, **literal)
+    axes.set_xlabel(x, **literal)
+    axes.set_ylabel(y, **literal)
+    axes.set_title(title, fontsize=10, **literal)
     axes.grid(axis="y", alpha=0.3)
     buffer = BytesIO()
     figure.savefig(buffer, format="png")

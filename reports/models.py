@@ -1,3 +1,4 @@
+import unicodedata
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -33,6 +34,17 @@ def validate_days_of_week(value: str) -> None:
         ) from error
 
 
+def validate_report_name(value: str) -> None:
+    # The name is the email's subject: with a line break in it every copy failed the mail's
+    # header check at sending and stayed "sending".
+    for character in value:
+        if unicodedata.category(character) in ("Cc", "Zl", "Zp"):
+            raise ValidationError(
+                f"The name is the subject of the report's email: it must be one line, without line breaks or other "
+                f"control characters (it holds U+{ord(character):04X})."
+            )
+
+
 def validate_recipients(value: str) -> None:
     # Named by migration 0001; the one list parser is shared.addresses'.
     validate_email_list(value)
@@ -63,7 +75,7 @@ class Report(models.Model):
         LAST_24_HOURS = "last_24_hours", "The 24 hours before the due time"
         PREVIOUS_WEEK = "previous_week", "The previous week (Monday to Sunday)"
 
-    name = models.CharField(max_length=150, unique=True)
+    name = models.CharField(max_length=150, unique=True, validators=[validate_report_name])
     description = models.TextField(blank=True)
     recipients = models.TextField(
         blank=True, validators=[validate_recipients],

@@ -92,7 +92,14 @@ class ScheduleFilter(admin.SimpleListFilter):
         return list(PeriodicTask.objects.order_by("name").values_list("id", "name"))
 
     def queryset(self, request, queryset):
-        return queryset.filter(schedule_id=self.value()) if self.value() else queryset
+        if not self.value():
+            return queryset
+        # ?schedule=abc (or an id past the column's range) answered 500. A value naming no
+        # schedule lists no run, as an id that does not exist does; listing every run instead
+        # would look like that schedule's runs.
+        if self.value() not in {str(schedule_id) for schedule_id, _ in self.lookup_choices}:
+            return queryset.none()
+        return queryset.filter(schedule_id=self.value())
 
 
 class ScheduleRunAdmin(PageCompletingAdmin, ReviewOnlyAdmin):

@@ -5,10 +5,12 @@ wrong learns about all three at once, one line each, naming the variable; the pr
 stops with exit status 2 instead of a traceback that buries the cause.
 """
 
+import os
 import secrets
 import sys
 from ipaddress import ip_address
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from environs import Env, EnvValidationError
@@ -19,6 +21,9 @@ from scraping.gate import Refused, url_target
 from shared.addresses import email_list, validate_email_list
 
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket")
+# The two databases the product is built and tested on; any other engine failed at its first
+# query with an import error's traceback (mysql://: "Did you install mysqlclient?").
+DATABASE_ENGINES = ("django.db.backends.sqlite3", "django.db.backends.postgresql")
 
 
 class Configuration:
@@ -29,6 +34,34 @@ class Configuration:
 
     def problem(self, variable: str, message: str) -> None:
         self.problems.append(f"{variable}: {message}")
+
+    def writable_folder(self, variable: str, default: Path) -> Path | None:
+        """The folder, created if missing; None (and a problem) when this process cannot write in it."""
+        folder = self.env.path(variable, default)
+        if folder is None:
+            return None
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            self.problem(variable, f"cannot create the folder {folder}: {error.strerror}")
+            return None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            self.problem(variable, f"{folder} is not writable by the user this process runs as")
+            return None
+        return folder
+
+    def database(self, variable: str) -> dict | None:
+        """The database the URL names; None when unset (the embedded SQLite file)."""
+        url = self.env.str(variable, "")
+        if not url:
+            return None
+        database = self.env.dj_db_url(variable, conn_max_age=60, conn_health_checks=True)
+        if database is not None and database["ENGINE"] not in DATABASE_ENGINES:
+            # The scheme only: the rest of the URL may hold a password.
+            scheme = url.partition("://")[0]
+            self.problem(variable, f"{scheme}:// is not supported; use postgres://USER:PASSWORD@HOST:PORT/NAME "
+                                   "or sqlite:////ABSOLUTE/PATH")
+        return database
 
     def redis_url(self, variable: str) -> str | None:
         value = self.env.str(variable, None)
@@ -129,6 +162,14 @@ def _flatten(messages):
 def positive(value: int) -> None:
     if value <= 0:
         raise ValidationError("must be a positive number")
+
+
+def timezone_name(value: str) -> None:
+    # Django refused a bad name only when settings were first read, with a traceback.
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"{value!r} is not a timezone name; use one such as 'Europe/Berlin' or 'UTC'") from None
 
 
 # What a deployment beyond one machine must set: the embedded defaults (a SQLite file, a private

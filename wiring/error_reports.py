@@ -22,5 +22,6 @@ class SecretsFilter(SafeExceptionReporterFilter):
     def cleanse_setting(self, key, value):
         value = super().cleanse_setting(key, value)
         if isinstance(value, str):
-            return PASSWORD_IN_URL.sub(rf"\g<scheme>\g<user>:{self.cleansed_substitute}@", value)
+            # str(): a lazy string (django-axes' AXES_USERNAME_FORM_FIELD) passes isinstance, not re.
+            return PASSWORD_IN_URL.sub(rf"\g<scheme>\g<user>:{self.cleansed_substitute}@", str(value))
         return value

@@ -6,12 +6,13 @@ README.md has the table of every variable.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from kombu import Queue
 
 from wiring.embedded_redis import running_url
-from wiring.environment import Configuration, positive
+from wiring.environment import Configuration, positive, timezone_name
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -22,18 +23,14 @@ os.umask(0o077)
 config = Configuration()
 env = config.env
 
-DATA_DIR = env.path("DATA_DIR", BASE_DIR / "data")
+DATA_DIR = config.writable_folder("DATA_DIR", BASE_DIR / "data")
 DEBUG = env.bool("DEBUG", False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
 HTTPS = env.bool("HTTPS", False)
-TIME_ZONE = env.str("TIME_ZONE", "UTC")
+TIME_ZONE = env.str("TIME_ZONE", "UTC", validate=timezone_name)
 LOG_LEVEL = env.log_level("LOG_LEVEL", "INFO")
-_database = (
-    env.dj_db_url("DATABASE_URL", conn_max_age=60, conn_health_checks=True)
-    if env.str("DATABASE_URL", "")
-    else None
-)
+_database = config.database("DATABASE_URL")
 _redis_url = config.redis_url("REDIS_URL")
 EMAIL_HOST = env.str("EMAIL_HOST", "")
 EMAIL_PORT = env.int("EMAIL_PORT", 25, validate=positive)
@@ -79,6 +76,10 @@ SITE_URL = SITE_URL or f"http://{WEB_BIND}"
 ADMIN_USERNAME = env.str("ADMIN_USERNAME", "admin")
 ADMIN_EMAIL = env.str("ADMIN_EMAIL", "admin@localhost")
 ADMIN_PASSWORD = env.str("ADMIN_PASSWORD", "") or None
+# The login form: a user name is refused from an address after this many failed logins, until
+# this many minutes pass without another attempt from there (django-axes, configured below).
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", 5, validate=positive)
+LOGIN_LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", 15, validate=positive)
 
 if None not in (_task_time_limit, _task_soft_time_limit, _visibility_timeout):
     if _task_soft_time_limit >= _task_time_limit:
@@ -91,7 +92,6 @@ if None not in (_task_time_limit, _task_soft_time_limit, _visibility_timeout):
         config.problem("BROKER_VISIBILITY_TIMEOUT", "must be longer than TASK_TIME_LIMIT, or long tasks run twice")
 
 if DATA_DIR is not None:
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
     SECRET_KEY = config.secret_key("SECRET_KEY", DATA_DIR)
 
 config.seal()
@@ -114,7 +114,9 @@ INSTALLED_APPS = [
     "cleanup",
     "scraping",
     "reports",
-    # The composition root's commands: prepare and launch.
+    # Login throttling; its attempts are under Axes in the admin.
+    "axes",
+    # The composition root's commands (prepare and launch) and the login's lockout page.
     "wiring",
 ]
 
@@ -128,6 +130,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a login its backend refused into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "wiring.urls"
@@ -170,6 +174,26 @@ elif _database["ENGINE"] == "django.db.backends.postgresql":
     _database.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The throttle first: it refuses a locked-out login before a password is checked.
+AUTHENTICATION_BACKENDS = [
+    "wiring.login_lockout.LoginThrottle",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# https://django-axes.readthedocs.io/en/latest/4_configuration.html
+# By the pair, so a guesser neither locks a user out everywhere (by name alone) nor locks out
+# everyone behind one address (by address alone).
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+# A person who mistyped a few times and then got in starts again from zero.
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "wiring.login_lockout.lockout_response"
+# Left off: the expiration rows would be children of the attempts, which the retention engine
+# deletes with one raw DELETE (no Django cascade), and the cool-off already ends a lockout.
+AXES_USE_ATTEMPT_EXPIRATION = False
+# Its start-up banner would open the output of every command.
+AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -227,6 +251,8 @@ CELERY_BROKER_URL = _redis_url or running_url(DATA_DIR) or "redis://127.0.0.1:63
 # Keep retrying the broker at start-up and forever after, logging each attempt with the URL.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# Celery's consumer, trying a lost broker again every second instead of backing off to 30 s.
+CELERY_WORKER_CONSUMER = "scheduler.worker_consumer:Consumer"
 # visibility_timeout: an unacknowledged message goes back to the queue after this long, which
 # is how a killed worker's task is delivered again; it must outlast the hard time limit.
 # The restore sweep runs often enough that redelivery waits on the timeout, not on the sweep.

@@ -13,6 +13,7 @@ def test_policies_are_seeded_with_their_targets_defaults_and_kept_when_seeded_ag
         "sessions": True, "task_results": True, "cleanup_runs": True, "worker_heartbeats": True,
         "schedule_runs": True, "report_runs": True, "scraping_snapshots": True, "scraping_fetches": True,
         "beat_heartbeats": True, "alert_flips": True, "evaluator_heartbeats": True, "ledger_hours": True,
+        "login_attempts": True, "login_log": True,
     }
     RetentionPolicy.objects.filter(target="task_results").update(max_age_days=7, enabled=False)
     assert not any(created for _, created in retention_policies_seed())

@@ -93,6 +93,20 @@ def test_other_bad_fields_are_refused_naming_the_field(staff_client, field, valu
     assert message in response.content.decode() and not Report.objects.filter(name="Sales").exists()
 
 
+@pytest.mark.parametrize("name, character", [
+    ("Sales\r\nBcc: eve@example.com", "U+000D"), ("Sales\nweekly", "U+000A"), ("Sales\x1b[2J", "U+001B"),
+    ("Sales\u2028today", "U+2028"),
+])
+def test_a_report_name_that_is_not_one_line_is_refused_naming_the_field(staff_client, name, character):
+    response = staff_client.post(reverse("admin:reports_report_add"), report_form(name=name))
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["name"] == [
+        "The name is the subject of the report's email: it must be one line, without line breaks or other "
+        f"control characters (it holds {character})."
+    ]
+    assert not Report.objects.exists()
+
+
 def test_the_period_covered_is_chosen_on_the_reports_page(staff_client):
     page = staff_client.get(reverse("admin:reports_report_add")).content.decode()
     assert '<option value="previous_day" selected>The previous day</option>' in page
@@ -155,6 +169,14 @@ def test_preview_renders_in_the_browser_without_sending_or_storing(staff_client)
     assert 'src="data:image/png;base64,' in page and "cid:" not in page
     assert "img-src data:" in response["Content-Security-Policy"]
     assert mail.outbox == [] and not ReportRun.objects.exists()
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01"])
+def test_preview_of_a_day_past_the_calendars_reach_says_so_naming_the_date(staff_client, day):
+    report = report_with(summary=True)
+    response = staff_client.get(reverse("admin:reports_report_preview", args=[report.pk]), {"date": day})
+    assert response.status_code == 400
+    assert response.content.decode() == f"date: {day} is more than a century from today; preview a day nearer to it."
 
 
 def test_a_run_is_reviewed_with_its_email_files_and_deliveries(staff_client):

@@ -314,6 +314,19 @@ def test_the_chart_is_related_to_the_html_and_the_csv_is_attached_beside_them(sm
     assert message.get_body(preferencelist=("plain",)).get_content().startswith("Visits")
 
 
+def test_a_report_named_with_a_line_break_before_names_were_checked_is_sent_with_a_one_line_subject(smtp_server):
+    # Written past the form (as rows saved before the name's validator existed): the header
+    # check refused every attempt and the delivery stayed "sending".
+    report = report_with(name="Visits\r\nBcc: eve@example.com", recipients="ana@example.com")
+
+    report_deliver(report=report, slot=SLOT)
+
+    (message,) = smtp_server.to("ana@example.com")
+    assert message["Subject"] == "Visits Bcc: eve@example.com: Sunday 2026-03-01"
+    assert smtp_server.to("eve@example.com") == []
+    assert list(ReportDelivery.objects.values_list("status", flat=True)) == ["sent"]
+
+
 def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_quoted(smtp_server):
     query = "SELECT '=HYPERLINK(\"http://x\")' AS a, '+1' AS b, '-2' AS c, '@SUM(A1)' AS d, 'fine' AS e"
     report = report_with(sql=[{"name": "Cells", "query": query}], recipients="ana@example.com")

@@ -66,6 +66,18 @@ def test_the_ledger_filters_by_schedule_status_and_kind(staff_client):
     assert [row.split()[-2] for row in rows(narrowed.content.decode())] == ["celery@one"]
 
 
+@pytest.mark.parametrize("value", ["abc", "1.5", "²", "99999999999999999999999"])
+def test_a_schedule_filter_that_is_no_schedules_id_lists_no_runs(staff_client, value):
+    ledger_run(interval_task("Morning report", HOURLY), NOON, status="succeeded")
+
+    response = staff_client.get(LEDGER_URL, {"schedule": value})
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="result_list"' not in page
+    assert re.search(r'id="ledger-count">\s*0 schedule runs', page)
+
+
 def test_the_ledger_page_runs_few_queries_and_never_counts_every_run(staff_client, django_assert_max_num_queries,
                                                                      monkeypatch):
     monkeypatch.setattr(CappedCountPaginator, "CAP", 150)

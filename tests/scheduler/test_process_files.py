@@ -64,6 +64,46 @@ def test_what_only_make_run_needs_stays_out_of_the_production_image():
     assert "'.[local,test]'" in (PROJECT_DIR / "Makefile").read_text()
 
 
+def with_defaults(value: str) -> str:
+    """`value` as compose reads it when no variable is set: each `${NAME:-default}` is its default."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
+
+
+def published_address(port) -> str:
+    """The host address a `ports` entry publishes on when no variable is set."""
+    if isinstance(port, dict):
+        return with_defaults(port.get("host_ip", "0.0.0.0"))
+    parts = with_defaults(port).split(":")
+    return parts[0] if len(parts) == 3 else "0.0.0.0"
+
+
+def test_compose_publishes_every_port_on_the_hosts_loopback_unless_told_otherwise():
+    for name, service in compose()["services"].items():
+        for port in service.get("ports", []):
+            assert published_address(port) == "127.0.0.1", f"{name} publishes {port} beyond loopback"
+    (web,) = compose()["services"]["web"]["ports"]
+    assert (web["target"], web["host_ip"]) == (8000, "${WEB_ADDRESS:-127.0.0.1}")
+
+
+def test_the_product_connects_to_postgres_as_a_role_that_is_not_its_superuser():
+    services = compose()["services"]
+    postgres = services["postgres"]["environment"]
+    url = re.fullmatch(r"postgres://(?P<role>\w+):\$\{(?P<password>\w+):\?[^}]*\}@postgres:5432/(?P<db>\w+)",
+                       services["web"]["environment"]["DATABASE_URL"])
+    assert url and url["role"] != postgres["POSTGRES_USER"] and url["db"] == postgres["POSTGRES_DB"]
+    assert url["password"] != "POSTGRES_PASSWORD" and url["password"] in postgres
+    # The role is made by the image's init step from the mounted script, and owns the database.
+    (init,) = [v for v in services["postgres"]["volumes"] if ":/docker-entrypoint-initdb.d" in v]
+    assert init.endswith(":ro")
+    script = " ".join((PROJECT_DIR / init.split(":")[0] / "10-app-role.sql").read_text().split())
+    assert f"\\getenv app_password {url['password']}" in script
+    assert (f"CREATE ROLE {url['role']} LOGIN PASSWORD :'app_password' "
+            "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;") in script
+    assert f"ALTER DATABASE {url['db']} OWNER TO {url['role']};" in script
+    # Checked over TCP, which the image opens only once its init scripts have run.
+    assert "-h 127.0.0.1" in services["postgres"]["healthcheck"]["test"][1]
+
+
 def test_flower_is_an_optional_service_behind_a_password_on_loopback():
     flower = compose()["services"]["flower"]
     assert flower["profiles"] == ["flower"] and "FLOWER_BASIC_AUTH" in flower["environment"]

@@ -1,5 +1,6 @@
 """Configuration from the environment, checked the way a person meets it: by starting a command."""
 
+import os
 import secrets
 import sys
 
@@ -54,6 +55,43 @@ def test_it_refuses_a_redis_url_that_is_not_redis(tmp_path):
     assert result.returncode == 2
     assert configuration_errors(result) == [
         "configuration error: REDIS_URL: must start with one of redis://, rediss://, unix://, redis+socket://"
+    ]
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("DATABASE_URL", "mysql://reader:s3cret-pw@db.internal/sales",
+     "mysql:// is not supported; use postgres://USER:PASSWORD@HOST:PORT/NAME or sqlite:////ABSOLUTE/PATH"),
+    ("TIME_ZONE", "Mars/Olympus",
+     "invalid value: 'Mars/Olympus' is not a timezone name; use one such as 'Europe/Berlin' or 'UTC'"),
+    ("TIME_ZONE", "../../etc/passwd",
+     "invalid value: '../../etc/passwd' is not a timezone name; use one such as 'Europe/Berlin' or 'UTC'"),
+])
+def test_it_names_an_unusable_database_or_timezone_on_one_line_without_a_traceback(tmp_path, variable, value,
+                                                                                   message):
+    result = run_manage("check", env=subprocess_env(DATA_DIR=str(tmp_path), **{variable: value}))
+    assert result.returncode == 2
+    assert configuration_errors(result) == [f"configuration error: {variable}: {message}"]
+    assert "s3cret-pw" not in result.stderr
+
+
+def test_it_names_a_data_dir_that_cannot_be_created_on_one_line_without_a_traceback(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    data_dir = tmp_path / "a-file" / "data"
+    result = run_manage("check", env=subprocess_env(DATA_DIR=str(data_dir)))
+    assert result.returncode == 2
+    assert configuration_errors(result) == [
+        f"configuration error: DATA_DIR: cannot create the folder {data_dir}: Not a directory"
+    ]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write in any folder")
+def test_it_names_a_data_dir_it_may_not_write_in_on_one_line_without_a_traceback(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o500)
+    result = run_manage("check", env=subprocess_env(DATA_DIR=str(data_dir)))
+    assert result.returncode == 2
+    assert configuration_errors(result) == [
+        f"configuration error: DATA_DIR: {data_dir} is not writable by the user this process runs as"
     ]
 
 
