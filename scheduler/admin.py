@@ -1,11 +1,12 @@
 from django.contrib import admin
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from django_celery_results.admin import TaskResultAdmin as ResultsTaskResultAdmin
 from django_celery_results.models import TaskResult
 
+from scheduler.admin_crontabs import CrontabScheduleAdmin
 from scheduler.admin_runs import ScheduleRunAdmin
-from scheduler.admin_schedules import PeriodicTaskAdmin
+from scheduler.admin_schedules import IntervalScheduleAdmin, PeriodicTaskAdmin
 from scheduler.models import BeatHeartbeat, Heartbeat, ScheduleRun, WorkerHeartbeat
 from shared.admin_review import ReviewOnlyAdmin
 from shared.badges import badge
@@ -22,6 +23,10 @@ def liveness_badge(admin_view, heartbeat: Heartbeat) -> str:
 
 admin.site.unregister(PeriodicTask)
 admin.site.register(PeriodicTask, PeriodicTaskAdmin)
+admin.site.unregister(CrontabSchedule)
+admin.site.register(CrontabSchedule, CrontabScheduleAdmin)
+admin.site.unregister(IntervalSchedule)
+admin.site.register(IntervalSchedule, IntervalScheduleAdmin)
 admin.site.register(ScheduleRun, ScheduleRunAdmin)
 
 

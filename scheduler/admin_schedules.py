@@ -2,7 +2,7 @@
 ran, their missed-run policy, and "run now" through the run ledger."""
 
 import itertools
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery import current_app as celery_app
@@ -13,14 +13,16 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.module_loading import import_string
+from django_celery_beat.admin import IntervalScheduleAdmin as BeatIntervalScheduleAdmin
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.admin import PeriodicTaskForm as BeatPeriodicTaskForm
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from scheduler.admin_crontabs import crontab_unschedulable
 from scheduler.admin_runs import health_badge, run_outcome, runs_changelist_url
 from scheduler.claim import BEAT_CLAIM
 from scheduler.health_reads import knobs_for
-from scheduler.messages import message_problems
+from scheduler.messages import argument_problems, message_problems
 from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
 from scheduler.publish import BROKER_ERRORS, runs_send_now
 from scheduler.sync import schedule_state_is_current
@@ -33,9 +35,15 @@ from shared.declarations import declared_in_apps
 from shared.display import duration_in_words, in_zone, moment
 
 UPCOMING_SHOWN = 5
+# The add form's "Preview next runs" button (its submit_line.html): checks and shows, saves nothing.
+PREVIEW_BUTTON = "_preview"
 # Beat checks for due runs about every second, and a busy beat may take a few to claim a batch;
 # a shorter deadline would record runs as missed while beat runs normally.
 SHORTEST_STARTING_DEADLINE = 5
+# An interval longer than a century is a typing mistake (a run that far off is a clocked
+# schedule), and far longer ones overflow Python's dates: 999,999,999,999 days saved, then the
+# schedule's page answered 500.
+LONGEST_INTERVAL = timedelta(days=36525)
 
 
 def schedule_zone(task: PeriodicTask) -> ZoneInfo:
@@ -91,16 +99,95 @@ def _first_upcoming_slot(task: PeriodicTask, now: datetime) -> datetime | None:
     return first_slot_from(task, now)
 
 
-class PeriodicTaskForm(BeatPeriodicTaskForm):
-    """django-celery-beat's form, refusing a task name no worker could run.
+def interval_too_long(*, every: int, period: str) -> str:
+    """Why an interval of `every` `period` is refused for its length; "" when it is not."""
+    try:
+        if timedelta(**{period: every}) <= LONGEST_INTERVAL:
+            return ""
+    except OverflowError:
+        pass
+    return (f"{every:,} {period} is more than a century, the longest interval allowed; for a run that far ahead "
+            "use a clocked schedule")
 
-    The stock form accepts any text, and the mistake only shows later as failures in the
-    worker's log, so it is caught here where the person typing can fix it.
-    """
+
+def interval_problem(interval: IntervalSchedule) -> str:
+    """Why a schedule may not run at `interval`; "" when it may."""
+    # First the length: a row written past its form may be too long for interval_length's arithmetic.
+    problem = interval_too_long(every=interval.every, period=interval.period)
+    if not problem:
+        try:
+            interval_length(PeriodicTask(interval=interval))
+        except UnschedulableError as error:
+            problem = str(error)
+    return problem
+
+
+class IntervalScheduleForm(forms.ModelForm):
+    class Meta:
+        model = IntervalSchedule
+        fields = ["every", "period"]
 
     def clean(self):
         data = super().clean()
+        every, period = data.get("every"), data.get("period")
+        if every is not None and period:
+            problem = interval_too_long(every=every, period=period)
+            if problem:
+                label = self.fields["every"].label
+                self.add_error("every", f"{label}: {problem}.")
+        return data
+
+
+class IntervalScheduleAdmin(BeatIntervalScheduleAdmin):
+    form = IntervalScheduleForm
+
+
+def upcoming_in_words(task: PeriodicTask) -> str:
+    """The next runs of `task` as its page lists them, in its timezone, or why there are none."""
+    now, zone = timezone.now(), schedule_zone(task)
+    try:
+        slots = upcoming_slots(task, now=now, count=UPCOMING_SHOWN)
+    except UnschedulableError as error:
+        return toned(f"Cannot be scheduled: {error}", "bad")
+    if not slots and task.expires and task.expires <= now:
+        return f"No further runs: the schedule expired at {in_zone(task.expires, zone)}."
+    if not slots:
+        return "No further runs."
+    times = format_html_join("", "<li>{}{}</li>", (
+        (in_zone(slot, zone, weekday=True), " (already due)" if slot < now else "") for slot in slots))
+    paused = "Paused: it runs at these times once enabled. " if not task.enabled else ""
+    return format_html('<ol class="next-runs" style="margin:0;padding-left:1.5em">{}</ol>{}Times in {}.',
+                       times, paused, zone.key)
+
+
+class PeriodicTaskForm(BeatPeriodicTaskForm):
+    """django-celery-beat's form, refusing what no worker could run: an unknown task, arguments
+    the task does not take, a crontab that never fires, a message beat could not send.
+
+    The stock form accepts these, and the mistake only shows later as failures in the worker's
+    log (or as runs that never come), so it is caught here where the person typing can fix it.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The stock form leaves the registered-task box empty on every saved schedule (a seeded
+        # one too), with the task in the custom box, where a later pick in the box won silently.
+        registered = {value for value, _ in self.fields["regtask"].widget.choices if value}
+        if self.instance.task in registered:
+            self.initial.update(regtask=self.instance.task, task="")
+
+    def is_valid(self) -> bool:
+        # A preview checks the form and shows the next runs of what was entered, saving nothing.
+        return super().is_valid() and PREVIEW_BUTTON not in self.data
+
+    def clean(self):
+        custom = self.cleaned_data.get("task")
+        data = super().clean()
         task = data.get("task")
+        if custom and data.get("regtask") and custom != data["regtask"]:
+            self.add_error("task", f"Task (registered) says {data['regtask']} and Task (custom) says {custom}: "
+                                   "keep one of them, and empty the other.")
+            return data
         if task:
             celery_app.loader.import_default_modules()
             if task not in celery_app.tasks:
@@ -109,15 +196,23 @@ class PeriodicTaskForm(BeatPeriodicTaskForm):
                     "or check the spelling of the dotted path."
                 ))
         interval = data.get("interval")
-        if interval is not None:
-            try:
-                interval_length(PeriodicTask(interval=interval))
-            except UnschedulableError as error:
-                self.add_error("interval", f"{str(error)[0].upper()}{str(error)[1:]}.")
+        problem = interval_problem(interval) if interval is not None else ""
+        if problem:
+            self.add_error("interval", f"{problem[0].upper()}{problem[1:]}.")
+        crontab = data.get("crontab")
+        never = crontab_unschedulable(crontab) if crontab is not None else None
+        if never is not None:
+            # A crontab row saved before its own form refused these, or written past it.
+            self.add_error("crontab", f"This crontab can never run: {never}. Choose another, or correct it "
+                                      "under Crontabs.")
         # Beat would record every run of such a schedule as not enqueued; say it here instead.
         fields = {field: data.get(field) or "" for field in ("args", "kwargs", "headers", "task", "queue", "exchange",
                                                               "routing_key")}
-        for field, problem in message_problems(**fields).items():
+        problems = message_problems(**fields)
+        if task in celery_app.tasks and "task" not in self.errors:
+            problems = {**argument_problems(run=celery_app.tasks[task].run, args=fields["args"],
+                                            kwargs=fields["kwargs"]), **problems}
+        for field, problem in problems.items():
             if field in self.fields and field not in self.errors:
                 self.add_error(field, problem[0].upper() + problem[1:] + ".")
         return data
@@ -200,9 +295,10 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
     def get_fieldsets(self, request, obj=None):
         if obj is not None:
             return self.fieldsets
-        # A schedule being added has no next runs or past runs to show yet.
-        previews = set(self.readonly_fields)
-        return [(title, {**options, "fields": [field for field in options["fields"] if field not in previews]})
+        # A schedule being added has no past runs or health yet; its next runs are previewed from
+        # what was entered (PREVIEW_BUTTON).
+        unsaved = {"runs", "health_now"}
+        return [(title, {**options, "fields": [field for field in options["fields"] if field not in unsaved]})
                 for title, options in self.fieldsets]
 
     def page_complete(self, rows: list[PeriodicTask]) -> None:
@@ -264,20 +360,12 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
 
     @admin.display(description="next runs")
     def next_runs(self, task: PeriodicTask) -> str:
-        now, zone = timezone.now(), schedule_zone(task)
-        try:
-            slots = upcoming_slots(task, now=now, count=UPCOMING_SHOWN)
-        except UnschedulableError as error:
-            return toned(f"Cannot be scheduled: {error}", "bad")
-        if not slots and task.expires and task.expires <= now:
-            return f"No further runs: the schedule expired at {in_zone(task.expires, zone)}."
-        if not slots:
-            return "No further runs."
-        times = format_html_join("", "<li>{}{}</li>", (
-            (in_zone(slot, zone, weekday=True), " (already due)" if slot < now else "") for slot in slots))
-        paused = "Paused: it runs at these times once enabled. " if not task.enabled else ""
-        return format_html('<ol class="next-runs" style="margin:0;padding-left:1.5em">{}</ol>{}Times in {}.',
-                           times, paused, zone.key)
+        if task.pk is not None:
+            return upcoming_in_words(task)
+        # A schedule being added: its timing as entered so far (after a preview or a refusal).
+        if not any((task.interval_id, task.crontab_id, task.solar_id, task.clocked_id)):
+            return "Choose a schedule and press Preview next runs to see when it runs, before saving."
+        return format_html("Not saved yet. {}", upcoming_in_words(task))
 
     @admin.display(description="runs")
     def runs(self, task: PeriodicTask) -> str:

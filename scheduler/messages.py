@@ -5,10 +5,13 @@ The admin form and beat ask the same question of a schedule's message fields
 (`message_problems`), so what the form accepts is what beat can send.
 """
 
+import inspect
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from celery import current_app
 from django.conf import settings
 from django_celery_beat.models import PeriodicTask
 
@@ -84,12 +87,61 @@ def message_problems(*, args: str, kwargs: str, headers: str, task: str = "", qu
                                "run ledger set those themselves")
     if task.startswith(INTERNAL_TASK_PREFIX):
         problems["task"] = f"{task!r} is one of Celery's internal tasks, not a job that may be scheduled"
+    # A job whose kwargs say what to do (the HTTP call's URL, the command job's command) checks
+    # them itself: a refused URL or a command outside the list is refused here, not at the worker.
+    check = getattr(current_app.tasks.get(task), "kwargs_problems", None) if task else None
+    if check is not None and "kwargs" not in problems:
+        said = check(values["kwargs"])
+        if said:
+            problems["kwargs"] = "; ".join(said)
     queues = routed_queues()
     for field, value in (("queue", queue), ("exchange", exchange), ("routing_key", routing_key)):
         if value and value not in queues:
             problems[field] = (f"{field.replace('_', ' ')} {value!r} is not one the workers read; use one of "
                                f"{', '.join(sorted(queues))}, or leave it empty for the task's own queue")
     return problems
+
+
+def argument_problems(*, run: Callable, args: str, kwargs: str) -> dict[str, str]:
+    """What is wrong with calling a task's `run` (Celery's, without `self` for a bound task) with a
+    schedule's args and kwargs, by field: the worker would fail every run with a TypeError.
+
+    Only for args and kwargs that message_problems accepts. The slot a run is for comes in a
+    message header (scheduler.worker.scheduled_for), never as an argument the task must take."""
+    values, problems = _message_fields(args=args, kwargs=kwargs, headers="")
+    if problems:
+        return {}
+    try:
+        parameters = list(inspect.signature(run).parameters.values())
+    except (TypeError, ValueError):
+        # No signature to read (a builtin): the worker is left to say.
+        return {}
+    kinds = {parameter.kind for parameter in parameters}
+    by_position = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    given, named = values["args"], set(values["kwargs"])
+    if inspect.Parameter.VAR_POSITIONAL not in kinds and len(given) > len(by_position):
+        takes = (f"at most {len(by_position)} positional argument(s) ({_names(p.name for p in by_position)})"
+                 if by_position else "no positional arguments")
+        problems["args"] = f"the task takes {takes}, not {len(given)}"
+    filled = {p.name for p in by_position[:len(given)]}
+    by_name = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = set() if inspect.Parameter.VAR_KEYWORD in kinds else named - set(by_name)
+    missing = [p.name for p in parameters if p.default is p.empty and p.name not in filled | named
+               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    said = []
+    if unknown:
+        said.append(f"the task takes no argument named {_names(sorted(unknown))}; it takes {_names(by_name) or 'none'}")
+    if filled & named:
+        said.append(f"{_names(sorted(filled & named))} is given in args too")
+    if missing:
+        said.append(f"the task needs the argument {_names(missing)}")
+    if said:
+        problems["kwargs"] = "; ".join(said)
+    return problems
+
+
+def _names(names) -> str:
+    return ", ".join(repr(name) for name in names)
 
 
 def routed_queues() -> set[str]:

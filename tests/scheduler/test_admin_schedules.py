@@ -305,6 +305,43 @@ def test_an_interval_shorter_than_the_minimum_period_is_refused_in_the_form_and_
     assert "shorter than the shortest period allowed" in ScheduleState.objects.get(task=task).problem
 
 
+INTERVAL_ADD_URL = "/admin/django_celery_beat/intervalschedule/add/"
+# The stock page's inline of the schedules on the interval, empty on a new one.
+USED_BY_NONE = {"periodictask_set-TOTAL_FORMS": "0", "periodictask_set-INITIAL_FORMS": "0"}
+
+
+@pytest.mark.parametrize("every, period, shown", [
+    ("999999999999", "days", "999,999,999,999 days"),  # past what Python's timedelta holds
+    ("2000000000", "hours", "2,000,000,000 hours"),  # a timedelta, but past the last date Python has
+])
+def test_an_interval_longer_than_a_century_is_refused_naming_its_field(staff_client, every, period, shown):
+    response = staff_client.post(INTERVAL_ADD_URL, {"every": every, "period": period, **USED_BY_NONE})
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["every"] == [
+        f"Number of Periods: {shown} is more than a century, the longest interval allowed; for a run that far "
+        "ahead use a clocked schedule."
+    ]
+    assert not IntervalSchedule.objects.exists()
+
+
+def test_an_interval_of_a_century_is_accepted(staff_client):
+    response = staff_client.post(INTERVAL_ADD_URL, {"every": "36525", "period": "days", **USED_BY_NONE})
+    assert response.status_code == 302
+    assert IntervalSchedule.objects.get().every == 36525
+
+
+def test_a_schedule_cannot_be_put_on_an_overlong_interval_written_past_its_form(staff_client):
+    endless = IntervalSchedule.objects.create(every=2_000_000_000, period=IntervalSchedule.DAYS)
+    task = interval_task("Hourly", timedelta(hours=1))
+    response = staff_client.post(change_url(task), {**schedule_change_form(task), "interval": endless.pk})
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["interval"] == [
+        "2,000,000,000 days is more than a century, the longest interval allowed; for a run that far ahead use a "
+        "clocked schedule."
+    ]
+    assert PeriodicTask.objects.get(pk=task.pk).interval_id != endless.pk
+
+
 def test_view_only_staff_cannot_enable_disable_toggle_or_run_schedules(client, django_user_model):
     from django.contrib.auth.models import Permission
 
