@@ -1,12 +1,14 @@
 """When a schedule fires: its slots, in its own timezone, DST included.
 
 One function answers "the first slot after this moment" for every kind of django-celery-beat
-schedule. Crontabs are evaluated by cronsim, which follows cron's own DST rules: a time that
-does not exist on the spring-forward day fires once, right after the jump; a fixed-hour time
-that occurs twice on the fall-back day fires once; a wildcard hour fires in both, so an hourly
-job fires 23 and 25 times on those days. Celery's own crontab gets those days wrong.
+schedule. Crontabs follow cron's own DST rules (Vixie cron): a fixed wall time that does not
+exist on the spring-forward day fires once, right after the jump; one that occurs twice on the
+fall-back day fires at its first pass only; a wildcard one (minute or hour `*`) fires at every
+pass of a matching wall time, so an hourly job fires 23 and 25 times on those days. Celery's own
+crontab gets those days wrong.
 """
 
+import heapq
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -43,8 +45,10 @@ class CrontabTimes:
     """
 
     def __init__(self, crontab: CrontabSchedule) -> None:
-        fields = [_cron_field(getattr(crontab, name)) for name in (
-            "minute", "hour", "day_of_month", "month_of_year", "day_of_week")]
+        fields = [
+            _cron_field(getattr(crontab, name))
+            for name in ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+        ]
         self.days_of_month = None
         try:
             self.zone = ZoneInfo(str(crontab.timezone))
@@ -55,27 +59,77 @@ class CrontabTimes:
             CronSim(self.expression, datetime.now(self.zone))
         except (CronSimError, ValueError, KeyError) as error:
             raise UnschedulableError(f"crontab {' '.join(fields)} ({crontab.timezone}): {error}") from error
+        # As cron decides it: a star at the start of the minute or the hour makes a wildcard job.
+        self.fixed_time = not fields[0].startswith("*") and not fields[1].startswith("*")
 
     def fires_after(self, moment: datetime) -> Iterator[datetime]:
-        """Fire times strictly after `moment`, in UTC, for as long as asked.
+        """Fire times strictly after `moment`, in UTC, in order, for as long as asked.
 
-        Two guards around cronsim. In the repeated hour of a fall-back day, a moment in its second
-        pass (01:10 EST) comes back from cronsim as the first pass's wall time, the fold lost, so
-        it may answer a fire that already passed (01:30 EDT): anything at or before `moment` is
-        skipped. And "can never match" is judged from the last fire found, over a Gregorian cycle:
-        29 February on a Monday comes every 28 years or so, and 2096 to 2104 has no 29 February.
+        "Can never match" is judged from the last fire found, over a Gregorian cycle: 29 February
+        on a Monday comes every 28 years or so, and 2096 to 2104 has no 29 February.
         """
-        moment = moment.astimezone(UTC)
-        horizon = moment + NEVER_MATCHES_AFTER
-        for fire in CronSim(self.expression, moment.astimezone(self.zone)):
-            fire = fire.astimezone(UTC)
+        after = moment.astimezone(UTC)
+        horizon = after + NEVER_MATCHES_AFTER
+        for fire, day in self._fires_from(self._first_wall_to_read(after)):
             if fire > horizon:
                 raise UnschedulableError(f"crontab {self.expression}: matches no date in {NEVER_MATCHES_YEARS} years")
-            if fire <= moment or (self.days_of_month is not None and fire.astimezone(self.zone).day
-                                  not in self.days_of_month):
+            # Wall times are read from before `moment` (the repeated hour), and two of one skipped
+            # hour both fire right after the jump: each slot once, and only after `moment`.
+            if fire <= after or (self.days_of_month is not None and day not in self.days_of_month):
                 continue
-            horizon = fire + NEVER_MATCHES_AFTER
+            after, horizon = fire, fire + NEVER_MATCHES_AFTER
             yield fire
+
+    def _first_wall_to_read(self, moment: datetime) -> datetime:
+        # In the first pass of a repeated hour, or up to it, the wall times of the second pass
+        # are still to come although the clock has passed them: read from where it will be set
+        # back to. (No zone changes its offset twice within a day.)
+        offset = min(
+            moment.astimezone(self.zone).utcoffset(), (moment + timedelta(days=1)).astimezone(self.zone).utcoffset()
+        )
+        return (moment + offset).replace(tzinfo=None)
+
+    def _fires_from(self, wall: datetime) -> Iterator[tuple[datetime, int]]:
+        """(fire time, day of the month) of the wall times matched after `wall`, in order of
+        fire time, some before `wall`.
+
+        cronsim is asked for wall times only (naive): given a zone, it measures a wildcard job's
+        jump to its minute on the wall clock and makes it in UTC, so across a change of half an
+        hour (Lord Howe) it jumps past a wall time, 02:30 on the spring day and the second 01:30
+        in autumn. Each wall time is turned into its passes here; a second pass is held back
+        until the first passes before it are given (01:00 EST comes after 01:45 EDT).
+        """
+        second_passes: list[tuple[datetime, int]] = []
+        for matched in CronSim(self.expression, wall):
+            passes = self._passes(matched)
+            if not passes:
+                continue
+            while second_passes and second_passes[0][0] <= passes[0]:
+                yield heapq.heappop(second_passes)
+            yield passes[0], matched.day
+            for later in passes[1:]:
+                heapq.heappush(second_passes, (later, matched.day))
+
+    def _passes(self, wall: datetime) -> list[datetime]:
+        """When the job fires for the matched wall time `wall`: none, one or two UTC times."""
+        first, second = wall.replace(tzinfo=self.zone), wall.replace(tzinfo=self.zone, fold=1)
+        if first.utcoffset() == second.utcoffset():
+            return [first.astimezone(UTC)]
+        if _exists(first):
+            # The repeated hour: a wildcard job fires at both passes, a fixed one at the first.
+            return [first.astimezone(UTC)] if self.fixed_time else [first.astimezone(UTC), second.astimezone(UTC)]
+        if not self.fixed_time:
+            return []
+        # A fixed job's time in the skipped hour fires right after the jump, at the first minute
+        # the clock reads again.
+        while not _exists(first):
+            first += timedelta(minutes=1)
+        return [first.astimezone(UTC)]
+
+
+def _exists(wall: datetime) -> bool:
+    """Whether the zone's clock ever reads `wall` (aware): not in the hour a spring change skips."""
+    return wall.astimezone(UTC).astimezone(wall.tzinfo).replace(tzinfo=None) == wall.replace(tzinfo=None)
 
 
 def slots_after(task: PeriodicTask, moment: datetime) -> Iterator[datetime]:
@@ -138,8 +192,10 @@ def interval_length(task: PeriodicTask) -> timedelta:
     shortest = timedelta(seconds=settings.MIN_SCHEDULE_PERIOD_SECONDS)
     if length < shortest:
         # One microsecond wrote 14,700 ledger rows and queued 6,500 messages in 15 seconds.
-        raise UnschedulableError(f"interval {task.interval}: shorter than the shortest period allowed, "
-                                 f"{shortest.total_seconds():g} s (MIN_SCHEDULE_PERIOD_SECONDS)")
+        raise UnschedulableError(
+            f"interval {task.interval}: shorter than the shortest period allowed, "
+            f"{shortest.total_seconds():g} s (MIN_SCHEDULE_PERIOD_SECONDS)"
+        )
     return length
 
 

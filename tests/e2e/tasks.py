@@ -1,6 +1,7 @@
-"""A task for the tests only; workers load it with `--include tests.e2e.tasks`."""
+"""Tasks for the tests only (workers load them with `--include tests.e2e.tasks`), and what they record, read back."""
 
 import time
+from collections import Counter
 from pathlib import Path
 
 from celery import shared_task
@@ -26,3 +27,9 @@ def record_slot(self, notes_path: str) -> str:
     with Path(notes_path).open("a") as f:
         f.write(f"{self.request.id} {slot}\n")
     return slot
+
+
+def executions(notes: Path) -> Counter:
+    """How often each run's task executed, by Celery task id, from record_slot's notes."""
+    lines = notes.read_text().splitlines() if notes.exists() else []
+    return Counter(line.split()[0] for line in lines)

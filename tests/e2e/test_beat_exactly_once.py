@@ -11,6 +11,7 @@ from django_celery_beat.models import PeriodicTask
 from scheduler.models import BeatHeartbeat, ScheduleRun
 from tests.builders import interval_every, interval_task, with_policy
 from tests.e2e.processes import celery_argv, worker_argv
+from tests.e2e.tasks import executions
 from tests.e2e.waiting import beat_sees_paused, runs_settled, wait_until
 from wiring.embedded_redis import EmbeddedRedis
 
@@ -22,12 +23,6 @@ WORKER = worker_argv("--include", "tests.e2e.tasks", "--concurrency", "2")
 def slot_recording_schedule(name: str, notes, *, every_seconds: int) -> PeriodicTask:
     return interval_task(name, timedelta(seconds=every_seconds), task="tests.e2e.tasks.record_slot",
                          args=f'["{notes}"]')
-
-
-def executions(notes) -> Counter:
-    """How often each run's task executed, by Celery task id."""
-    lines = notes.read_text().splitlines() if notes.exists() else []
-    return Counter(line.split()[0] for line in lines)
 
 
 def test_two_beats_together_send_every_slot_exactly_once(start_process, app_env, tmp_path):

@@ -15,10 +15,10 @@ pytestmark = pytest.mark.django_db
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-def slots_on(task, day: datetime) -> list[datetime]:
-    """Every slot of `task` on the local day `day` (midnight to midnight in New York)."""
-    start = day.replace(tzinfo=NEW_YORK).astimezone(UTC) - timedelta(microseconds=1)
-    end = (day + timedelta(days=1)).replace(tzinfo=NEW_YORK).astimezone(UTC)
+def slots_on(task, day: datetime, zone: ZoneInfo = NEW_YORK) -> list[datetime]:
+    """Every slot of `task` on the local day `day` (midnight to midnight in `zone`)."""
+    start = day.replace(tzinfo=zone).astimezone(UTC) - timedelta(microseconds=1)
+    end = (day + timedelta(days=1)).replace(tzinfo=zone).astimezone(UTC)
     slots, slot = [], first_slot_after(task, start)
     while slot < end:
         slots.append(slot)
@@ -45,6 +45,25 @@ def test_an_hourly_job_fires_23_times_on_spring_forward_and_25_on_fall_back():
     assert len(slots_on(task, datetime(2026, 3, 8))) == 23
     assert len(slots_on(task, datetime(2026, 11, 1))) == 25
     assert len(slots_on(task, datetime(2026, 11, 2))) == 24
+
+
+@pytest.mark.parametrize(
+    ("day", "first_slots", "slots_that_day"),
+    [
+        # Spring: 02:00 (+10:30) becomes 02:30 (+11:00), so 02:30 exists, 30 minutes after 01:30.
+        (datetime(2026, 10, 4), ["00:30:00+10:30", "01:30:00+10:30", "02:30:00+11:00", "03:30:00+11:00"], 24),
+        # Autumn: 02:00 (+11:00) becomes 01:30 (+10:30), so 01:30 comes twice and fires at both.
+        (datetime(2026, 4, 5), ["00:30:00+11:00", "01:30:00+11:00", "01:30:00+10:30", "02:30:00+10:30"], 25),
+    ],
+)
+def test_a_half_past_job_in_lord_howe_fires_at_every_half_past_on_its_half_hour_change_days(
+    day, first_slots, slots_that_day
+):
+    lord_howe = ZoneInfo("Australia/Lord_Howe")
+    task = crontab_task("half past", "30 * * * *", zone=lord_howe.key)
+    slots = [slot.astimezone(lord_howe) for slot in slots_on(task, day, lord_howe)]
+    assert [slot.isoformat().partition("T")[2] for slot in slots[:4]] == first_slots
+    assert len(slots) == slots_that_day and all(slot.date() == day.date() for slot in slots)
 
 
 def test_a_crontab_fires_in_its_own_timezone_not_the_sites():
@@ -105,14 +124,17 @@ def test_in_the_second_pass_of_the_repeated_hour_the_first_passs_slot_is_not_ret
     assert slot > moment and slot.astimezone(new_york) == datetime(2026, 11, 2, 1, 30, tzinfo=new_york)
 
 
-@pytest.mark.parametrize(("cron", "after", "expected"), [
-    # 29 February: asked from 2027, every one of them, not only the first.
-    ("0 12 29 2 *", datetime(2027, 1, 1, tzinfo=UTC), [2028, 2032, 2036, 2040]),
-    # ...across the 2100 that has none (2096, then 2104).
-    ("0 12 29 2 *", datetime(2095, 1, 1, tzinfo=UTC), [2096, 2104]),
-    # 29 February that is a Monday (Celery's day-of-month AND day-of-week): years apart.
-    ("0 12 29 2 mon", datetime(2027, 1, 1, tzinfo=UTC), [2044, 2072]),
-])
+@pytest.mark.parametrize(
+    ("cron", "after", "expected"),
+    [
+        # 29 February: asked from 2027, every one of them, not only the first.
+        ("0 12 29 2 *", datetime(2027, 1, 1, tzinfo=UTC), [2028, 2032, 2036, 2040]),
+        # ...across the 2100 that has none (2096, then 2104).
+        ("0 12 29 2 *", datetime(2095, 1, 1, tzinfo=UTC), [2096, 2104]),
+        # 29 February that is a Monday (Celery's day-of-month AND day-of-week): years apart.
+        ("0 12 29 2 mon", datetime(2027, 1, 1, tzinfo=UTC), [2044, 2072]),
+    ],
+)
 def test_rare_dates_are_scheduled_however_far_apart_they_come(cron, after, expected):
     from scheduler.timing import slots_after
 
