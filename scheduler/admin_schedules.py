@@ -2,7 +2,7 @@
 ran, their missed-run policy, and "run now" through the run ledger."""
 
 import itertools
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery import current_app as celery_app
@@ -26,7 +26,7 @@ from scheduler.messages import argument_problems, message_problems
 from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
 from scheduler.publish import BROKER_ERRORS, runs_send_now
 from scheduler.sync import schedule_state_is_current
-from scheduler.timing import UnschedulableError, first_slot_from, interval_length, slots_after
+from scheduler.timing import UnschedulableError, first_slot_from, interval_length, interval_too_long, slots_after
 from shared.admin_inlines import OneRowInline
 from shared.admin_pages import PageCompletingAdmin, newest_of_each
 from shared.badges import toned
@@ -40,10 +40,6 @@ PREVIEW_BUTTON = "_preview"
 # Beat checks for due runs about every second, and a busy beat may take a few to claim a batch;
 # a shorter deadline would record runs as missed while beat runs normally.
 SHORTEST_STARTING_DEADLINE = 5
-# An interval longer than a century is a typing mistake (a run that far off is a clocked
-# schedule), and far longer ones overflow Python's dates: 999,999,999,999 days saved, then the
-# schedule's page answered 500.
-LONGEST_INTERVAL = timedelta(days=36525)
 
 
 def schedule_zone(task: PeriodicTask) -> ZoneInfo:
@@ -99,20 +95,8 @@ def _first_upcoming_slot(task: PeriodicTask, now: datetime) -> datetime | None:
     return first_slot_from(task, now)
 
 
-def interval_too_long(*, every: int, period: str) -> str:
-    """Why an interval of `every` `period` is refused for its length; "" when it is not."""
-    try:
-        if timedelta(**{period: every}) <= LONGEST_INTERVAL:
-            return ""
-    except OverflowError:
-        pass
-    return (f"{every:,} {period} is more than a century, the longest interval allowed; for a run that far ahead "
-            "use a clocked schedule")
-
-
 def interval_problem(interval: IntervalSchedule) -> str:
     """Why a schedule may not run at `interval`; "" when it may."""
-    # First the length: a row written past its form may be too long for interval_length's arithmetic.
     problem = interval_too_long(every=interval.every, period=interval.period)
     if not problem:
         try:

@@ -182,11 +182,33 @@ def first_slot_from(task: PeriodicTask, moment: datetime) -> datetime | None:
     return first_slot_after(task, moment - timedelta(microseconds=1))
 
 
+# An interval longer than a century is a typing mistake (a run that far off is a clocked
+# schedule), and far longer ones overflow Python's dates: 999,999,999,999 days saved, then the
+# schedule's page answered 500.
+LONGEST_INTERVAL = timedelta(days=36525)
+
+
+def interval_too_long(*, every: int, period: str) -> str:
+    """Why an interval of `every` `period` is refused for its length; "" when it is not."""
+    try:
+        if timedelta(**{period: every}) <= LONGEST_INTERVAL:
+            return ""
+    except OverflowError:
+        pass
+    return (f"{every:,} {period} is more than a century, the longest interval allowed; for a run that far ahead "
+            "use a clocked schedule")
+
+
 def interval_length(task: PeriodicTask) -> timedelta:
     try:
         length = timedelta(**{task.interval.period: task.interval.every})
     except TypeError as error:
         raise UnschedulableError(f"interval {task.interval.every} {task.interval.period!r}: {error}") from error
+    except OverflowError:
+        length = None
+    if length is None or length > LONGEST_INTERVAL:
+        interval = task.interval
+        raise UnschedulableError(f"interval {interval_too_long(every=interval.every, period=interval.period)}")
     if length <= timedelta(0):
         raise UnschedulableError(f"interval {task.interval}: must be longer than zero")
     shortest = timedelta(seconds=settings.MIN_SCHEDULE_PERIOD_SECONDS)

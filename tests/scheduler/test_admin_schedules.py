@@ -342,6 +342,19 @@ def test_a_schedule_cannot_be_put_on_an_overlong_interval_written_past_its_form(
     assert PeriodicTask.objects.get(pk=task.pk).interval_id != endless.pk
 
 
+@pytest.mark.parametrize("every, period", [(2_000_000_000, IntervalSchedule.DAYS),
+                                            (2_000_000_000, IntervalSchedule.HOURS)])
+def test_a_schedule_already_on_an_overlong_interval_shows_its_page_and_beat_says_why(staff_client, every, period):
+    endless = IntervalSchedule.objects.create(every=every, period=period)
+    task = interval_task("Hourly", timedelta(hours=1))
+    PeriodicTask.objects.filter(pk=task.pk).update(interval=endless)  # past the form
+
+    assert staff_client.get(change_url(task)).status_code == 200
+    assert staff_client.get("/admin/django_celery_beat/periodictask/").status_code == 200
+    schedules_sync(now=timezone.now())
+    assert "is more than a century" in ScheduleState.objects.get(task=task).problem
+
+
 def test_view_only_staff_cannot_enable_disable_toggle_or_run_schedules(client, django_user_model):
     from django.contrib.auth.models import Permission
 
