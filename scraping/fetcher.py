@@ -71,14 +71,17 @@ class Fetch:
 def fetch(url: str, *, client: httpx2.Client, user_agent: str, ports=(), allowed: tuple[IPNetwork, ...] = (),
           etag: str = "", last_modified: str = "", max_bytes: int = MAX_BYTES,
           total_seconds: float = TOTAL_SECONDS, other_host_check: Callable[[str], str] | None = None,
-          method: str = "GET", content: bytes | None = None, extra_headers: dict | None = None) -> Fetch:
+          method: str = "GET", content: bytes | None = None, extra_headers: dict | None = None,
+          first_bytes: int | None = None) -> Fetch:
     """GET `url` through the gate; never raises for what a server or the network does.
 
     `ports` (what an admin allowed besides 80 and 443) hold for `url`'s own host only: a redirect
     to another host on such a port is refused. `other_host_check(hop)` is asked about a redirect
     to another host before it is followed (that host's robots.txt); what it returns, when not
     empty, says why the hop is disallowed. Another `method` (a webhook's POST of `content`) is
-    sent once and never redirected: a 3xx is its answer, an HTTP error.
+    sent once and never redirected: a 3xx is its answer, an HTTP error. With `first_bytes`, the
+    first that many bytes of any answer are kept, an error's too, and a longer one is cut there
+    rather than refused (an HTTP call job records how it was answered).
     """
     result = Fetch(url=url, outcome=Outcome.UNREACHABLE)
     headers = {**(extra_headers or {}), "User-Agent": user_agent}
@@ -105,6 +108,8 @@ def fetch(url: str, *, client: httpx2.Client, user_agent: str, ports=(), allowed
                         current = _next_hop(target.url, response.headers.get("Location", ""))
                         result.hops.append(current)
                         continue
+                    if first_bytes is not None:
+                        return _read_first(result, response, first_bytes)
                     return _read(result, response, max_bytes)
             result.outcome, result.detail = Outcome.HTTP_ERROR, f"more than {MAX_REDIRECTS} redirects"
     except BadRedirect as bad:
@@ -155,6 +160,20 @@ def _read(result: Fetch, response: httpx2.Response, max_bytes: int) -> Fetch:
             return result
     result.outcome, result.body = Outcome.FETCHED, bytes(body)
     result.detail = f"HTTP {response.status_code}"
+    return result
+
+
+def _read_first(result: Fetch, response: httpx2.Response, first_bytes: int) -> Fetch:
+    result.status, result.final_url = response.status_code, str(response.url)
+    result.content_type = response.headers.get("Content-Type", "")
+    body = bytearray()
+    for piece in response.iter_bytes():
+        body += piece
+        if len(body) >= first_bytes:
+            break
+    result.body = bytes(body[:first_bytes])
+    result.outcome = Outcome.FETCHED if response.status_code < 300 else Outcome.HTTP_ERROR
+    result.detail = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
     return result
 
 

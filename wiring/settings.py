@@ -78,6 +78,10 @@ ADMIN_EMAIL = env.str("ADMIN_EMAIL", "admin@localhost")
 ADMIN_PASSWORD = env.str("ADMIN_PASSWORD", "") or None
 # The login form: a user name is refused from an address after this many failed logins, until
 # this many minutes pass without another attempt from there (django-axes, configured below).
+# A team's own Django apps (their tasks are scheduled like the product's) and the management
+# commands a schedule may run (jobs.run_command).
+EXTRA_APPS = config.importable_apps("EXTRA_APPS")
+JOB_COMMANDS = tuple(env.list("JOB_COMMANDS", ["cleanup", "send_report", "scrape"]))
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", 5, validate=positive)
 LOGIN_LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", 15, validate=positive)
 
@@ -114,6 +118,8 @@ INSTALLED_APPS = [
     "cleanup",
     "scraping",
     "reports",
+    "jobs",
+    *EXTRA_APPS,
     # Login throttling; its attempts are under Axes in the admin.
     "axes",
     # The composition root's commands (prepare and launch) and the login's lockout page.
@@ -273,6 +279,8 @@ CELERY_TASK_ROUTES = {
     "reports.*": {"queue": "reports"},
     "cleanup.*": {"queue": "cleanup"},
     "scraping.*": {"queue": "scraping"},
+    # An HTTP call waits on another host, as a fetch does.
+    "jobs.http_call": {"queue": "scraping"},
 }
 # Acknowledge after the task ran, and re-queue it if the worker process dies mid-task, so a
 # killed worker's task is delivered again instead of being lost.
