@@ -24,7 +24,7 @@ from scheduler.worker import JobFailed, run_id_of, run_note
 MAX_DEFERRALS = 20
 
 
-@shared_task(name="jobs.http_call", bind=True, max_retries=None, track_started=False, throws=(JobFailed,))
+@shared_task(name="jobs.http_call", bind=True, max_retries=None, throws=(JobFailed,))
 def http_call(self, *, deferrals: int = 0, slot: int = 0, **call_kwargs) -> dict:
     call, problems = http_call_of(call_kwargs)
     if call is None:

@@ -106,8 +106,8 @@ class VanishedRuns:
     def _resend(self, run: ScheduleRun, *, now: datetime, node: str) -> Dispatch | None:
         taken = ScheduleRun.objects.filter(id=run.id, status=ScheduleRun.Status.SENT, task_id=run.task_id)
         vanished = (f"Sent at {run.sent_at:%H:%M:%S} UTC, but its message was no longer in the broker "
-                    f"{(now - run.sent_at).total_seconds():.0f} s later (Redis restarted without its data, or lost "
-                    "the key)")
+                    f"{(now - run.sent_at).total_seconds():.0f} s later (Redis lost it, restarted without its data, or "
+                    "a worker took it and dropped it without starting the run)")
         too_late = _expired(run, now=now) or _not_to_send_late(run, now=now)
         if too_late:
             recorded = taken.update(status=ScheduleRun.Status.NOT_ENQUEUED, finished_at=now,

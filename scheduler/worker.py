@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery import Task, current_app
-from celery.exceptions import Ignore, Retry
+from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
@@ -282,8 +282,10 @@ def _outcome_keep(*, run_id: int, worker: str, **outcome) -> None:
     OUTCOME_TASK, which writes it once the database answers, instead of losing it."""
     try:
         run_finish(run_id=run_id, worker=worker, **outcome)
-    except DATABASE_DOWN as error:
-        logger.warning("run %s: its outcome cannot be written yet (%s); kept in a message until it can",
+    except (*DATABASE_DOWN, SoftTimeLimitExceeded) as error:
+        # The soft time limit too: it may strike while the write is retried (a run that ended
+        # just as the database went away), and the outcome would be lost with the write.
+        logger.warning("run %s: its outcome cannot be written yet (%r); kept in a message until it can",
                        run_id, error)
         outcome["output"] = json_safe(outcome.get("output"))
         current_app.send_task(OUTCOME_TASK, kwargs={"run_id": run_id, "worker": worker, **outcome},

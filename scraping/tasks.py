@@ -31,10 +31,9 @@ BACKOFF_BASE_SECONDS = 30.0
 BACKOFF_CAP_SECONDS = 10 * 60.0
 
 
-# STARTED is not stored: the ledger records the start; one write less for every deferral.
 # JobFailed is an outcome the run's output names (refused, HTTP error...): the worker logs it in
 # one line, not with a traceback (Celery's `throws`).
-@shared_task(bind=True, max_retries=None, track_started=False, throws=(JobFailed,))
+@shared_task(bind=True, max_retries=None, throws=(JobFailed,))
 def scrape_source(self, source_id: int, deferrals: int = 0, waited: float = 0.0, attempt: int = 1,
                   foreground: bool = False, slot: int = 0) -> dict:
     source = Source.objects.filter(pk=source_id).first()

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
 from tests.mail import SmtpServer, free_port
 from wiring.embedded_redis import EmbeddedRedis
@@ -18,6 +19,7 @@ CONFIG_VARIABLES = (
     "OUTBOUND_ALLOWED_NETWORKS", "OUTBOUND_HOSTS", "SCRAPER_CONTACT", "SCRAPER_HOST_INTERVAL_SECONDS",
     "SCRAPER_HOST_CONCURRENCY", "ALERT_EMAILS", "ALERT_WEBHOOK_URL", "WEBHOOK_ALLOWED_PORTS", "SITE_URL",
     "METRICS_TOKEN", "BEAT_STALE_SECONDS", "WORKER_STALE_SECONDS", "EMAIL_HOST",
+    "LOGIN_FAILURE_LIMIT", "LOGIN_LOCKOUT_MINUTES",
 )
 
 
@@ -38,10 +40,10 @@ def run_manage(*args: str, env: dict, timeout: float = 120) -> subprocess.Comple
     )
 
 
-# Every test in these folders carries the marker of the same name, so that `-m e2e`, `-m browser`
-# and `-m "not e2e and not browser"` select by folder. (A `pytestmark` in a conftest.py marks
+# Every test in these folders carries the marker of the same name, so that `-m e2e`, `-m browser`,
+# `-m faults` and `-m "not e2e and not browser and not faults"` select by folder. (A `pytestmark` in a conftest.py marks
 # nothing: pytest reads it from test modules only.)
-MARKED_FOLDERS = ("e2e", "browser")
+MARKED_FOLDERS = ("e2e", "browser", "faults")
 
 
 def pytest_collection_modifyitems(items) -> None:
@@ -71,6 +73,41 @@ def redis_url(tmp_path_factory) -> str:
     """A private, real Redis server for the whole test session."""
     with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
         yield server.url
+
+
+def database_url_of_this_test() -> str:
+    """The URL of the database this test uses, for the processes it starts."""
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    return f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+# The real processes of tests/e2e/ and tests/faults/: Celery workers and beats, `manage.py launch`.
+@pytest.fixture
+def start_process(tmp_path):
+    """start_process(name, argv, **env): a real process, always stopped after the test."""
+    # Imported here: tests.e2e.processes imports this module's PROJECT_DIR.
+    from tests.e2e.processes import RealProcess
+
+    started = []
+
+    def start(name: str, argv: list[str], **env: str) -> RealProcess:
+        process = RealProcess(name, argv, subprocess_env(**env), tmp_path)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+        # Shown by pytest only when the test failed.
+        print(f"----- {process.name} (exit {process.process.returncode}) -----\n{process.output()}")
+
+
+@pytest.fixture
+def app_env(redis_url, tmp_path) -> dict:
+    """What a worker or beat needs to reach this test's database and the private Redis."""
+    return {"DATABASE_URL": database_url_of_this_test(), "REDIS_URL": redis_url, "DATA_DIR": str(tmp_path / "data")}
 
 
 @pytest.fixture

@@ -296,8 +296,11 @@ CELERY_WORKER_CONCURRENCY = _worker_concurrency
 CELERY_RESULT_BACKEND = "django-db"
 # Extended results fill task_name, periodic_task_name, worker, args; without it they stay empty.
 CELERY_RESULT_EXTENDED = True
-# Record the STARTED state so the admin shows when a run began, not only when it ended.
-CELERY_TASK_TRACK_STARTED = True
+# No STARTED result: the run ledger records when each run began. Celery writes that state before
+# the task's own code, outside its error handling, so with the database down the delivery failed
+# and was acknowledged there, and its run stayed "sent" (a fault test found it); it was also a
+# database write per task for nothing the ledger does not show.
+CELERY_TASK_TRACK_STARTED = False
 # A database hiccup while storing a result is retried instead of losing the result.
 CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
 CELERY_RESULT_BACKEND_MAX_RETRIES = 10
