@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from celery import Task, current_app
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
@@ -33,8 +34,8 @@ logger = logging.getLogger(__name__)
 # A running run's lease, held by the worker process running it: renewed by a thread while the
 # task executes; a worker killed with SIGKILL stops renewing, and once the lease lapses the run
 # no longer blocks its schedule and a redelivery may take it over.
-RUN_LEASE = Claim(holder_field="worker", until_field="lease_until", lasts=timedelta(seconds=60),
-                  renew_every=timedelta(seconds=20))
+RUN_LEASE = Claim(holder_field="worker", until_field="lease_until", lasts=timedelta(seconds=settings.RUN_LEASE_SECONDS),
+                  renew_every=timedelta(seconds=settings.RUN_LEASE_SECONDS / 3))
 
 
 def run_id_of(request) -> int | None:

@@ -68,6 +68,8 @@ MIN_SCHEDULE_PERIOD_SECONDS = env.float("MIN_SCHEDULE_PERIOD_SECONDS", 1.0, vali
 # A beat or a worker silent for this long counts as stopped (the home page, health, alerts).
 BEAT_STALE_SECONDS = env.int("BEAT_STALE_SECONDS", 60, validate=positive)
 WORKER_STALE_SECONDS = env.int("WORKER_STALE_SECONDS", 90, validate=positive)
+# How long a killed worker's run holds its schedule (renewed every third of it while it runs).
+RUN_LEASE_SECONDS = env.int("RUN_LEASE_SECONDS", 60, validate=positive)
 # Where gunicorn listens (gunicorn.conf.py) and where `make run` says the admin is.
 WEB_BIND = config.host_and_port("WEB_BIND", "127.0.0.1:8000")
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", 2, validate=positive)

@@ -19,6 +19,8 @@ FAST = {
     "BROKER_VISIBILITY_TIMEOUT": "8",
     "BEAT_STALE_SECONDS": "9",
     "WORKER_STALE_SECONDS": "9",
+    # A killed worker's run is taken over once its lease lapses: 12 s, not a minute.
+    "RUN_LEASE_SECONDS": "12",
 }
 
 

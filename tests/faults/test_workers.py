@@ -1,6 +1,6 @@
 """(e) A worker killed with SIGKILL mid-task, and separately a pool child killed mid-task.
 
-Both at once, on two queues, each with its own worker: a killed run's lease (60 s) lapses for
+Both at once, on two queues, each with its own worker: a killed run's lease (RUN_LEASE_SECONDS, 12 s here) lapses for
 both within the same minute, which is what the scenario waits for.
 """
 
@@ -33,7 +33,7 @@ def test_worker_and_pool_child_killed_mid_task(campaign):
     campaign.worker("worker-whole-2", "-Q", "cleanup")
     campaign.wait_succeeded(campaign.site.counts(whole)["succeeded"] + 4, names=whole, timeout=60)
 
-    # A run of a killed process is taken over once its lease (60 s) lapses.
+    # A run of a killed process is taken over once its lease (12 s here) lapses.
     settled = campaign.settle(timeout=100)
     results = [campaign.count("e1. worker SIGKILLed mid-task", names=whole, settled=settled),
                campaign.count("e2. pool child SIGKILLed mid-task", names=child, settled=settled)]
