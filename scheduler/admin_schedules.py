@@ -2,6 +2,7 @@
 ran, their missed-run policy, and "run now" through the run ledger."""
 
 import itertools
+import json
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,6 +19,7 @@ from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.admin import PeriodicTaskForm as BeatPeriodicTaskForm
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from scheduler.admin_arguments import TaskArgumentFields, argument_fieldsets, with_argument_fields
 from scheduler.admin_crontabs import crontab_unschedulable
 from scheduler.admin_runs import health_badge, run_outcome, runs_changelist_url
 from scheduler.claim import BEAT_CLAIM
@@ -144,12 +146,14 @@ def upcoming_in_words(task: PeriodicTask) -> str:
                        times, paused, zone.key)
 
 
-class PeriodicTaskForm(BeatPeriodicTaskForm):
+class PeriodicTaskForm(TaskArgumentFields, BeatPeriodicTaskForm):
     """django-celery-beat's form, refusing what no worker could run: an unknown task, arguments
     the task does not take, a crontab that never fires, a message beat could not send.
 
     The stock form accepts these, and the mistake only shows later as failures in the worker's
     log (or as runs that never come), so it is caught here where the person typing can fix it.
+
+    A task's short form (scheduler.admin_arguments), when filled, writes the kwargs.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -159,6 +163,7 @@ class PeriodicTaskForm(BeatPeriodicTaskForm):
         registered = {value for value, _ in self.fields["regtask"].widget.choices if value}
         if self.instance.task in registered:
             self.initial.update(regtask=self.instance.task, task="")
+        self.fill_argument_fields()
 
     def is_valid(self) -> bool:
         # A preview checks the form and shows the next runs of what was entered, saving nothing.
@@ -189,6 +194,7 @@ class PeriodicTaskForm(BeatPeriodicTaskForm):
             # A crontab row saved before its own form refused these, or written past it.
             self.add_error("crontab", f"This crontab can never run: {never}. Choose another, or correct it "
                                       "under Crontabs.")
+        arguments = self.kwargs_from_argument_fields(data, task)
         # Beat would record every run of such a schedule as not enqueued; say it here instead.
         fields = {field: data.get(field) or "" for field in ("args", "kwargs", "headers", "task", "queue", "exchange",
                                                               "routing_key")}
@@ -196,8 +202,18 @@ class PeriodicTaskForm(BeatPeriodicTaskForm):
         if task in celery_app.tasks and "task" not in self.errors:
             problems = {**argument_problems(run=celery_app.tasks[task].run, args=fields["args"],
                                             kwargs=fields["kwargs"]), **problems}
+        if self.argument_fields_refused(task):
+            # Its kwargs are written once the boxes of its short form are right: until then, a
+            # check of the kwargs would only say that what those boxes hold is missing.
+            problems.pop("kwargs", None)
+        check = getattr(celery_app.tasks.get(task), "kwargs_problems", None)
+        if arguments is not None and check is not None and "kwargs" in problems:
+            said = check(json.loads(fields["kwargs"]))
+            if said:
+                # Each on the short form's field of the key it names, where it was typed.
+                problems["kwargs"] = "; ".join(self.add_argument_problems(arguments, said))
         for field, problem in problems.items():
-            if field in self.fields and field not in self.errors:
+            if problem and field in self.fields and field not in self.errors:
                 self.add_error(field, problem[0].upper() + problem[1:] + ".")
         return data
 
@@ -270,6 +286,15 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
     ]
     readonly_fields = ["in_words", "next_runs", "runs", "health_now"]
 
+    class Media:
+        # Shows the chosen task's short form of arguments only; without it, all are shown.
+        js = ["scheduler/task_arguments.js"]
+
+    def __init__(self, model, admin_site) -> None:
+        super().__init__(model, admin_site)
+        # The short forms of arguments the task apps declare, as fields of the schedule form.
+        self.form = with_argument_fields(self.form)
+
     def get_inlines(self, request, obj):
         return [*self.inlines, *declared_inlines()]
 
@@ -277,13 +302,17 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
         return super().get_queryset(request).select_related("scheduler_state", "health")
 
     def get_fieldsets(self, request, obj=None):
+        first, *rest = self.fieldsets
+        # A viewer reads the kwargs as saved; the short forms are for writing them.
+        writes = obj is None or self.has_change_permission(request, obj)
+        fieldsets = [first, *(argument_fieldsets(self.form.argument_forms) if writes else []), *rest]
         if obj is not None:
-            return self.fieldsets
+            return fieldsets
         # A schedule being added has no past runs or health yet; its next runs are previewed from
         # what was entered (PREVIEW_BUTTON).
         unsaved = {"runs", "health_now"}
         return [(title, {**options, "fields": [field for field in options["fields"] if field not in unsaved]})
-                for title, options in self.fieldsets]
+                for title, options in fieldsets]
 
     def page_complete(self, rows: list[PeriodicTask]) -> None:
         # Per schedule, its newest run by slot: one probe of the (schedule, slot) unique index.

@@ -6,7 +6,10 @@ Each app may have a `declarations.py` holding any of these lists:
 - `RETENTION_TARGETS = [RetentionTarget(...), ...]`: what the cleanup engine may remove;
 - `SEEDS = [Seed(...), ...]`: rows `prepare` makes sure of (policies, a default report...);
 - `SCHEDULE_INLINES = ["app.admin.SomeInline", ...]`: a one-per-schedule row of the app shown
-  on each schedule's admin page (monitoring's alert settings).
+  on each schedule's admin page (monitoring's alert settings);
+- `SCHEDULE_ARGUMENT_FORMS = ["app.admin_forms.SomeFields", ...]`: the short form of one task's
+  keyword arguments on a schedule's page (scheduler.admin_arguments.TaskArgumentsForm; the jobs'
+  URL and method, command and arguments).
 
 So a new app adds its own by declaring them, never by editing a central list, and nothing here
 knows which apps exist.

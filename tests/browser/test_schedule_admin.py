@@ -1,5 +1,6 @@
 """A schedule's page and the run ledger, as a staff member sees them in a real browser."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -8,7 +9,7 @@ from django_celery_beat.models import PeriodicTask
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from tests.builders import crontab_of, crontab_task, ledger_run
+from tests.builders import crontab_of, crontab_task, interval_every, ledger_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,3 +55,33 @@ def test_a_new_schedule_previews_its_next_runs_before_it_is_saved(logged_in):
     logged_in.find_element(By.NAME, "_save").click()
     logged_in.find_element(By.CSS_SELECTOR, ".messagelist .success")
     assert PeriodicTask.objects.get(name="Weekday export").crontab.hour == "2"
+
+
+def test_choosing_the_http_call_shows_its_fields_hides_the_commands_and_saves_its_kwargs(logged_in):
+    interval_every(timedelta(minutes=5))
+    logged_in.get(f"{logged_in.base_url}/admin/django_celery_beat/periodictask/add/")
+    url = logged_in.find_element(By.NAME, "jobs_http_call__url")
+    command = logged_in.find_element(By.NAME, "jobs_run_command__command")
+    assert not url.is_displayed() and not command.is_displayed()
+    task = Select(logged_in.find_element(By.NAME, "regtask"))
+    # A command picked, then another task chosen: what the hidden box holds is not saved.
+    task.select_by_value("jobs.run_command")
+    assert command.is_displayed() and not url.is_displayed()
+    Select(command).select_by_value("cleanup")
+
+    task.select_by_value("jobs.http_call")
+    assert url.is_displayed() and not command.is_displayed()
+    assert not logged_in.find_element(By.NAME, "jobs_run_command__arguments").is_displayed()
+    logged_in.find_element(By.NAME, "name").send_keys("Ping ops")
+    Select(logged_in.find_element(By.NAME, "interval")).select_by_index(1)
+    url.send_keys("https://ops.example.com/hooks/nightly")
+    Select(logged_in.find_element(By.NAME, "jobs_http_call__method")).select_by_value("POST")
+    logged_in.find_element(By.NAME, "jobs_http_call__expected_status").send_keys("200, 204")
+    logged_in.find_element(By.NAME, "jobs_http_call__headers").send_keys("X-Team: ops")
+    logged_in.find_element(By.NAME, "_save").click()
+
+    logged_in.find_element(By.CSS_SELECTOR, ".messagelist .success")
+    schedule = PeriodicTask.objects.get(name="Ping ops")
+    assert schedule.task == "jobs.http_call"
+    assert json.loads(schedule.kwargs) == {"url": "https://ops.example.com/hooks/nightly", "method": "POST",
+                                           "expected_status": [200, 204], "headers": {"X-Team": "ops"}}
