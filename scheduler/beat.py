@@ -10,11 +10,13 @@ Celery's loop around them.
 """
 
 import logging
+import threading
 import time
 from datetime import timedelta
 
 import redis
-from celery import beat
+from celery import beat, platforms
+from celery.signals import beat_init
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
@@ -66,6 +68,8 @@ class DatabaseScheduler(beat.Scheduler):
         self._vanished = VanishedRuns()
         self._changes_seen = None
         self._broker_down = False
+        # Set by SIGTERM or SIGINT (stop_between_ticks): the tick in progress ends its batch.
+        self.stopping = threading.Event()
         # Runs claimed ahead of their slot, in slot order, published when their time comes.
         self._ahead: list = []
         kwargs["max_interval"] = self.max_interval
@@ -131,7 +135,7 @@ class DatabaseScheduler(beat.Scheduler):
             # policy once Redis is back, as after beat's own downtime.
             return True
         started = time.monotonic()
-        while time.monotonic() - started < DISPATCH_SLICE_SECONDS:
+        while time.monotonic() - started < DISPATCH_SLICE_SECONDS and not self.stopping.is_set():
             now = timezone.now()
             dispatches, handled = due_runs_claim(now=now, until=now + CLAIM_AHEAD, node=self.node)
             self._ahead.extend(dispatches)
@@ -169,7 +173,8 @@ class DatabaseScheduler(beat.Scheduler):
         if not self._ahead:
             return
         try:
-            claimed_ahead_release(self._ahead, node=self.node)
+            given_back = claimed_ahead_release(self._ahead, node=self.node)
+            logger.info("beat: gave back %d run(s) claimed ahead", given_back)
         except Exception:
             logger.exception("beat: could not give back %d run(s) claimed ahead; recovery will send them",
                              len(self._ahead))
@@ -244,3 +249,23 @@ class DatabaseScheduler(beat.Scheduler):
         return self.connection.ensure_connection(
             report_unreachable, self.app.conf.broker_connection_max_retries
         )
+
+
+@beat_init.connect
+def stop_between_ticks(sender: beat.Service, **kwargs) -> None:
+    """SIGTERM and SIGINT only ask beat to stop; it stops between two statements of its own.
+
+    Celery's handler gives the claimed-ahead runs back from inside the signal handler, which runs
+    wherever the main thread was, in the middle of a database call too: at 100,000 schedules it
+    waited for good on the connection's lock the interrupted call held (beat was killed after
+    90 s, its thousands of claims left held). Here the loop ends at its next check, at most a
+    batch later, and Celery's own shutdown path (Service.sync, our close) gives them back.
+    """
+    scheduler = sender.scheduler
+
+    def stop(signum, frame) -> None:
+        if isinstance(scheduler, DatabaseScheduler):
+            scheduler.stopping.set()
+        sender.stop()
+
+    platforms.signals.update(SIGTERM=stop, SIGINT=stop)

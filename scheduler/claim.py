@@ -99,17 +99,36 @@ def claimed_ahead_still_valid(dispatches: list[Dispatch], *, node: str) -> list[
     return valid
 
 
-def claimed_ahead_release(dispatches: list[Dispatch], *, node: str) -> None:
+def claimed_ahead_release(dispatches: list[Dispatch], *, node: str) -> int:
     """Give back runs claimed ahead that this beat will not send (it is stopping): the slot
-    becomes due again for whichever beat runs next, instead of waiting for recovery."""
-    for dispatch in dispatches:
+    becomes due again for whichever beat runs next, instead of waiting for recovery. How many
+    were given back.
+
+    A few statements per thousand runs: one transaction per run took 29 s for 29,000 claims, longer
+    than a supervisor waits after SIGTERM, and the rest stayed claimed."""
+    given_back = 0
+    for start in range(0, len(dispatches), RELEASE_BATCH):
+        batch = dispatches[start:start + RELEASE_BATCH]
         with transaction.atomic():
-            deleted, _ = ScheduleRun.objects.filter(
-                BEAT_CLAIM.held_by(node), id=dispatch.run_id, status=ScheduleRun.Status.CLAIMED).delete()
-            if deleted:
-                ScheduleState.objects.filter(task_id=dispatch.schedule_id, next_due_at__gt=dispatch.scheduled_for,
-                                             fingerprint=dispatch.fingerprint).update(
-                    next_due_at=dispatch.scheduled_for)
+            # Locked, so recovery cannot take one over between reading and deleting it.
+            held = set(ScheduleRun.objects.select_for_update().filter(
+                BEAT_CLAIM.held_by(node), id__in=[dispatch.run_id for dispatch in batch],
+                status=ScheduleRun.Status.CLAIMED).values_list("id", flat=True))
+            ScheduleRun.objects.filter(id__in=held).delete()
+            due_again = defaultdict(list)
+            for dispatch in batch:
+                if dispatch.run_id in held:
+                    due_again[(dispatch.scheduled_for, dispatch.fingerprint)].append(dispatch.schedule_id)
+            # Each schedule due again at its earliest slot given back (the condition keeps the
+            # earliest, whatever the order), unless an edit computed its due time since.
+            for (slot, fingerprint), schedule_ids in due_again.items():
+                ScheduleState.objects.filter(task_id__in=schedule_ids, next_due_at__gt=slot,
+                                             fingerprint=fingerprint).update(next_due_at=slot)
+        given_back += len(held)
+    return given_back
+
+
+RELEASE_BATCH = 1000
 
 
 def _plan_shared(plans: dict, task: PeriodicTask, *, next_due_at: datetime, now: datetime, until: datetime):
