@@ -6,8 +6,9 @@ class SchedulerConfig(AppConfig):
     verbose_name = "Scheduler"
 
     def ready(self) -> None:
-        # Connects the worker's liveness to Celery's event heartbeat (a signal receiver).
-        from scheduler import worker_liveness  # noqa: F401
+        # Signal receivers: the worker's liveness on Celery's event heartbeat, and its database
+        # connections checked (not closed) before each task.
+        from scheduler import worker_connections, worker_liveness  # noqa: F401
         from scheduler.crontab_zones import tolerate_unknown_zones
 
         tolerate_unknown_zones()

@@ -303,6 +303,10 @@ CELERY_RESULT_EXTENDED = True
 # and was acknowledged there, and its run stayed "sent" (a fault test found it); it was also a
 # database write per task for nothing the ledger does not show.
 CELERY_TASK_TRACK_STARTED = False
+# Celery closes the database connections around every task unless told it may reuse them for
+# this many; scheduler.worker_connections closes them as Django does for a request instead
+# (CONN_MAX_AGE, health checks).
+CELERY_DB_REUSE_MAX = 1_000_000
 # A database hiccup while storing a result is retried instead of losing the result.
 CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
 CELERY_RESULT_BACKEND_MAX_RETRIES = 10

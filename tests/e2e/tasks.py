@@ -33,3 +33,15 @@ def executions(notes: Path) -> Counter:
     """How often each run's task executed, by Celery task id, from record_slot's notes."""
     lines = notes.read_text().splitlines() if notes.exists() else []
     return Counter(line.split()[0] for line in lines)
+
+
+@shared_task
+def database_session() -> str:
+    """Which database session ran this task: PostgreSQL's backend pid, or SQLite's connection."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_backend_pid()")
+            return str(cursor.fetchone()[0])
+    return str(id(connection.connection))
