@@ -71,12 +71,13 @@ class VanishedRuns:
     still sent under the same task id, so of several beats one acts.
     """
 
-    CHECK_EVERY_SECONDS = 20
-    CONFIRM_AFTER_SECONDS = 15
-    # Never sooner than this after the send, whatever the start grace.
-    AT_LEAST = timedelta(seconds=30)
-
     def __init__(self) -> None:
+        # LOST_MESSAGE_CHECK_SECONDS (15): how often the broker is read, and how far apart two
+        # readings must be; a run is looked at no sooner than twice that after it was sent,
+        # whatever its start grace.
+        every = settings.LOST_MESSAGE_CHECK_SECONDS
+        self.CHECK_EVERY_SECONDS = self.CONFIRM_AFTER_SECONDS = every
+        self.AT_LEAST = timedelta(seconds=2 * every)
         self._checked = float("-inf")
         self._missing: dict[tuple[int, str], float] = {}
 

@@ -70,6 +70,8 @@ BEAT_STALE_SECONDS = env.int("BEAT_STALE_SECONDS", 60, validate=positive)
 WORKER_STALE_SECONDS = env.int("WORKER_STALE_SECONDS", 90, validate=positive)
 # How long a killed worker's run holds its schedule (renewed every third of it while it runs).
 RUN_LEASE_SECONDS = env.int("RUN_LEASE_SECONDS", 60, validate=positive)
+# How often beat reads the broker for sent runs whose message it lost (scheduler.recover).
+LOST_MESSAGE_CHECK_SECONDS = env.int("LOST_MESSAGE_CHECK_SECONDS", 15, validate=positive)
 # Where gunicorn listens (gunicorn.conf.py) and where `make run` says the admin is.
 WEB_BIND = config.host_and_port("WEB_BIND", "127.0.0.1:8000")
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", 2, validate=positive)

@@ -21,6 +21,8 @@ FAST = {
     "WORKER_STALE_SECONDS": "9",
     # A killed worker's run is taken over once its lease lapses: 12 s, not a minute.
     "RUN_LEASE_SECONDS": "12",
+    # Runs whose message Redis lost are looked for every 3 s, not every 15.
+    "LOST_MESSAGE_CHECK_SECONDS": "3",
 }
 
 
