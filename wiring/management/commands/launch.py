@@ -15,9 +15,11 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.utils import timezone
 from honcho.environ import parse_procfile
 
-from wiring.celery import app as celery_app
+from scheduler.models import WorkerHeartbeat
 from wiring.embedded_redis import EmbeddedRedis
 from wiring.staff_login import staff_login_ensure
 from wiring.supervisor import Supervisor
@@ -41,9 +43,8 @@ class Command(BaseCommand):
         if not os.environ.get("REDIS_URL"):
             redis = EmbeddedRedis(Path(settings.DATA_DIR) / "redis", publish_url=True)
             env["REDIS_URL"] = redis.start()
-            # Settings were read before this Redis existed; point this process's app at it.
-            celery_app.conf.broker_url = env["REDIS_URL"]
-            self.say(f"Embedded Redis started on {redis.url.rsplit('@', 1)[1]} (password-protected)")
+            self.say(f"Embedded Redis started on {redis.url.rsplit('@', 1)[1]} ({redis.version}, "
+                     "password-protected)")
         try:
             call_command("prepare", stdout=self.stdout)
             login = staff_login_ensure(
@@ -51,7 +52,7 @@ class Command(BaseCommand):
                 email=settings.ADMIN_EMAIL,
                 password=settings.ADMIN_PASSWORD,
             )
-            announce = threading.Thread(target=self.announce_when_ready, args=(login,), daemon=True)
+            announce = threading.Thread(target=self.announce_when_ready, args=(login, timezone.now()), daemon=True)
             announce.start()
             sys.exit(self.run_processes(env))
         finally:
@@ -84,7 +85,7 @@ class Command(BaseCommand):
         # anything else is the status of the process that stopped on its own.
         return 0 if manager.returncode in (130, 143) else manager.returncode or 0
 
-    def announce_when_ready(self, login) -> None:
+    def announce_when_ready(self, login, launched) -> None:
         host, port = web_host_and_port()
         # Listening on every address: the browser on this machine reaches it on loopback.
         host = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
@@ -99,9 +100,13 @@ class Command(BaseCommand):
         else:
             self.say(f"The web process did not answer at {url} within 2 minutes; see its log above.")
             return
-        # The banner goes last, after the worker's start-up output, where a person sees it.
-        while time.monotonic() < deadline and not celery_app.control.ping(timeout=1):
+        # The banner goes last, after the worker's start-up output, where a person sees it: once
+        # a worker has recorded itself since this launch. Read from the database, not by a Celery
+        # ping: the ping left kombu's connection pools in this process, whose after-fork hooks
+        # then hung every process the supervisor started again, blocked on their sockets.
+        while time.monotonic() < deadline and not WorkerHeartbeat.objects.filter(last_beat_at__gte=launched).exists():
             time.sleep(0.5)
+        connection.close()  # this thread's
         if login.generated_password:
             how = f"password {login.generated_password}  (shown only this once; set ADMIN_PASSWORD to choose one)"
         elif settings.ADMIN_PASSWORD:
