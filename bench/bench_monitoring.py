@@ -180,12 +180,14 @@ def child_env(database_url: str, redis_url: str, data_dir: Path) -> dict:
 
 
 class Database(PostgresServer):
+    name = RUN_DB  # the scratch database; bench_admin.py loads the same data into its own
+
     @property
     def url(self) -> str:
-        return self.database_url(RUN_DB)
+        return self.database_url(self.name)
 
     def create(self, workdir: Path, redis_url: str) -> None:
-        self.admin(f"DROP DATABASE IF EXISTS {RUN_DB} WITH (FORCE)", f"CREATE DATABASE {RUN_DB}")
+        self.admin(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)", f"CREATE DATABASE {self.name}")
         # collectstatic too: the admin pages render with DEBUG off, which needs its manifest (a
         # fresh checkout that never ran `make run` has none).
         for command in (["migrate", "-v", "0"], ["collectstatic", "--noinput", "-v", "0"]):
@@ -248,7 +250,7 @@ class Database(PostgresServer):
                 "server": server}
 
     def drop(self) -> None:
-        self.admin(f"DROP DATABASE IF EXISTS {RUN_DB} WITH (FORCE)")
+        self.admin(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
 
 
 # Each schedule's runs, newest (k = 0) first in the series, inserted in slot order. The newest

@@ -1,10 +1,10 @@
 from django.contrib import admin
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
-from django_celery_results.admin import TaskResultAdmin as ResultsTaskResultAdmin
 from django_celery_results.models import TaskResult
 
 from scheduler.admin_crontabs import CrontabScheduleAdmin
+from scheduler.admin_results import TaskResultAdmin
 from scheduler.admin_runs import ScheduleRunAdmin
 from scheduler.admin_schedules import IntervalScheduleAdmin, PeriodicTaskAdmin
 from scheduler.models import BeatHeartbeat, Heartbeat, ScheduleRun, WorkerHeartbeat
@@ -39,22 +39,7 @@ class WorkerHeartbeatAdmin(ReviewOnlyAdmin):
 
 
 admin.site.unregister(TaskResult)
-
-
-@admin.register(TaskResult)
-class TaskResultAdmin(ReviewOnlyAdmin, ResultsTaskResultAdmin):
-    """django-celery-results' page, narrowed to what a person reviews, and read-only.
-
-    The stock list leads with the 36-character task id, which wraps and pushes the state and
-    worker off screen; results are written by workers, never added or edited by hand.
-    """
-
-    list_display = ["periodic_task_name", "task_name", "status", "worker", "date_started", "date_done", "short_id"]
-    list_display_links = ["periodic_task_name", "task_name"]
-
-    @admin.display(description="task id")
-    def short_id(self, result: TaskResult) -> str:
-        return result.task_id[:8]
+admin.site.register(TaskResult, TaskResultAdmin)
 
 
 @admin.register(BeatHeartbeat)

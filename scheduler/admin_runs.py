@@ -10,9 +10,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
-from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
+from scheduler.admin_filters import RunScheduleFilter, schedule_name_matches
 from scheduler.health import State
 from scheduler.health_reads import start_graces
 from scheduler.models import ScheduleHealth, ScheduleRun
@@ -83,37 +83,21 @@ def run_time(field: str, description: str):
     return show
 
 
-class ScheduleFilter(admin.SimpleListFilter):
-    title = "schedule"
-    parameter_name = "schedule"
-
-    def lookups(self, request, model_admin):
-        # Names from the schedules table: a DISTINCT over the runs would read every run.
-        return list(PeriodicTask.objects.order_by("name").values_list("id", "name"))
-
-    def queryset(self, request, queryset):
-        if not self.value():
-            return queryset
-        # ?schedule=abc (or an id past the column's range) answered 500. A value naming no
-        # schedule lists no run, as an id that does not exist does; listing every run instead
-        # would look like that schedule's runs.
-        if self.value() not in {str(schedule_id) for schedule_id, _ in self.lookup_choices}:
-            return queryset.none()
-        return queryset.filter(schedule_id=self.value())
-
-
 class ScheduleRunAdmin(PageCompletingAdmin, ReviewOnlyAdmin):
     """What ran, when it was due and started, how long it took, what it produced or why not.
 
     The ledger grows by a row per slot of every schedule, so the list never counts the whole
     table (no full count, no facet counts, no date hierarchy) and sorts only by the indexed
-    scheduled time. The schedule and status filters follow their indexes; the kind filter
-    walks the runs newest first until a page is full.
+    scheduled time. Each filter follows an index: the schedule's (schedule, slot), the status's
+    (status, slot), the kind's partial index of the runs that are not scheduled ones (migration
+    0006). The schedule filter and the search find schedules by name in the schedules table.
     """
 
     list_display = ["scheduled", "schedule_name", "status_and_kind", "short_reason", "started_took", "worker",
                     "result"]
-    list_filter = [ScheduleFilter, "status", "kind"]
+    list_filter = [RunScheduleFilter, "status", "kind"]
+    search_fields = ["schedule_name"]
+    search_help_text = "Part of a schedule's name."
     sortable_by = ["scheduled"]
     paginator = CappedCountPaginator
     show_full_result_count = False
@@ -136,6 +120,12 @@ class ScheduleRunAdmin(PageCompletingAdmin, ReviewOnlyAdmin):
     started_time = run_time("started_at", "started at")
     finished_time = run_time("finished_at", "finished at")
     lease_until_time = run_time("lease_until", "lease until")
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(schedule_name_matches(term, id_field="schedule_id", name_field="schedule_name")), False
 
     def page_complete(self, rows: list[ScheduleRun]) -> None:
         results = TaskResult.objects.filter(task_id__in=[run.task_id for run in rows]).order_by()
