@@ -81,7 +81,8 @@ def http_call_of(kwargs: dict) -> tuple[HttpCall | None, list[str]]:
         try:
             url_target(url, ports=ports, allowed=settings.OUTBOUND_ALLOWED_NETWORKS)
         except Refused as refused:
-            problems.append(f"'url' {url!r} is refused by the outbound gate: {refused.rule}")
+            problems.append(" ".join(filter(None, [f"'url' {url!r} is refused by the outbound gate: {refused.rule}.",
+                                                    refused.hint])))
     method = kwargs.get("method", "GET")
     if not isinstance(method, str) or method.upper() not in METHODS:
         problems.append(f"'method' must be one of {', '.join(METHODS)}, not {method!r}")

@@ -13,6 +13,7 @@ import re
 from typing import ClassVar
 
 from django import forms
+from django.forms.utils import pretty_name
 from django.utils.html import format_html
 from django.utils.module_loading import import_string
 
@@ -76,6 +77,9 @@ def with_argument_fields(form_class: type[forms.ModelForm]) -> type[forms.ModelF
     for arguments in argument_forms:
         for name, field in arguments.base_fields.items():
             field = copy.deepcopy(field)
+            # Labelled by its own name ("Method"), not by the prefixed one it has in the schedule's
+            # form ("Jobs http call method").
+            field.label = field.label or pretty_name(name)
             # Read by the page's script (task_arguments.js) to show only the chosen task's fields.
             field.widget.attrs["data-for-task"] = arguments.task
             fields[arguments.prefixed(name)] = field

@@ -12,5 +12,8 @@ from django.db import close_old_connections
 
 
 @task_prerun.connect
-def connections_checked(**kwargs) -> None:
-    close_old_connections()
+def connections_checked(sender=None, **kwargs) -> None:
+    # Not for a task run in the caller's own process (apply(), eager): the connections are the
+    # caller's, in the middle of its work (a test's transaction).
+    if not getattr(getattr(sender, "request", None), "is_eager", False):
+        close_old_connections()

@@ -53,9 +53,18 @@ TIMEOUT = httpx2.Timeout(30.0, connect=5.0, read=15.0)
 class Refused(Exception):
     """The gate refused a URL or an address; `rule` says which rule, for the run's output."""
 
-    def __init__(self, url: str, rule: str) -> None:
+    def __init__(self, url: str, rule: str, *, by_address: bool = False) -> None:
         super().__init__(f"refused by the gate: {url}: {rule}")
         self.url, self.rule = url, rule
+        # Refused for where it leads (loopback, a private network...), not for how it is written.
+        self.by_address = by_address
+
+    @property
+    def hint(self) -> str:
+        """What a person can do about it, when there is something: reach their own network."""
+        if not self.by_address:
+            return ""
+        return "A network of your own is reached by listing it in OUTBOUND_ALLOWED_NETWORKS."
 
 
 @dataclass(frozen=True)
@@ -94,7 +103,7 @@ def url_target(text: str, *, ports: Iterable[int] = (), allowed: tuple[IPNetwork
     if literal is not None:
         why = refusal(literal, allowed=allowed)
         if why:
-            raise Refused(text, why)
+            raise Refused(text, why, by_address=True)
     return Target(url=url, host=host, port=port)
 
 
@@ -188,7 +197,7 @@ class GatedBackend(SyncBackend):
             why = refusal(address, allowed=self.allowed)
             if why:
                 # One refused answer refuses the name: a rebinding server mixes one in.
-                raise Refused(f"{host}:{port}", f"{host} resolves to {why}")
+                raise Refused(f"{host}:{port}", f"{host} resolves to {why}", by_address=True)
         if not addresses:
             raise httpcore2.ConnectError(f"{host} has no address")
         failure: OSError | None = None

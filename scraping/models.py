@@ -130,9 +130,7 @@ class Source(models.Model):
         try:
             url_target(self.url, ports=self.ports, allowed=settings.OUTBOUND_ALLOWED_NETWORKS)
         except Refused as refused:
-            errors["url"] = f"Refused by the gate: {refused.rule}." + (
-                " A network of your own is reached by listing it in OUTBOUND_ALLOWED_NETWORKS."
-                if " is in " in refused.rule else "")
+            errors["url"] = " ".join(filter(None, [f"Refused by the gate: {refused.rule}.", refused.hint]))
         try:
             Extractor(Kind(self.extract), self.expression.strip()).check()
         except ExtractError as error:

@@ -3,6 +3,7 @@ written into the schedule's kwargs at save, filled from them on its change page,
 the problem on the field it concerns."""
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -44,6 +45,10 @@ def test_the_add_page_shows_each_jobs_short_form_saying_which_task_it_is_for(sta
     assert '<option value="send_report">' not in page
     assert "One argument a line" in page
     assert '<script src="/static/scheduler/task_arguments.js"></script>' in page
+    # Each field labelled by its own name, not by its prefixed one ("Jobs http call method").
+    labels = re.findall(r'<label[^>]*for="id_jobs_[^"]*">([^<]*)</label>', page)
+    assert {"Method:", "Body:", "Headers:", "Command:", "Arguments:"} <= set(labels), labels
+    assert not [label for label in labels if label.startswith("Jobs ")], labels
 
 
 def test_the_http_call_fields_write_the_schedules_kwargs(staff_client):

@@ -78,3 +78,12 @@ def test_a_refused_address_is_never_called(fetching, settings):
     with pytest.raises(JobFailed, match="refused by the outbound gate"):
         http_call.apply(kwargs=call(fetching), throw=True).get()
     assert fetching.requests == []
+
+
+def test_an_address_refusal_says_how_to_reach_a_network_of_ones_own():
+    _, problems = http_call_of({"url": "http://127.0.0.5:8899/", "allowed_port": 8899})
+    assert problems == ["'url' 'http://127.0.0.5:8899/' is refused by the outbound gate: 127.0.0.5 is in "
+                        "127.0.0.0/8: loopback (RFC 1122). A network of your own is reached by listing it in "
+                        "OUTBOUND_ALLOWED_NETWORKS."]
+    _, problems = http_call_of({"url": "ftp://example.com/"})
+    assert "OUTBOUND_ALLOWED_NETWORKS" not in problems[0]
