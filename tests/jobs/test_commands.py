@@ -16,6 +16,7 @@ def test_a_listed_command_runs_with_its_arguments_and_its_output_is_recorded():
     assert (output["command"], output["arguments"], output["exit_status"]) == (
         "cleanup", ["sessions", "--dry-run"], 0)
     assert "sessions" in output["output"] and not output["output_cut"]
+    assert "\r" not in output["output"] and "rows/s" not in output["output"]  # no progress bar off a terminal
 
 
 def test_a_command_that_fails_fails_the_run_with_its_status_and_output():

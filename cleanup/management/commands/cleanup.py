@@ -34,6 +34,9 @@ class Command(BaseCommand):
             bar = tqdm(
                 total=self.count_or_none(target, policy), desc=target.key, unit=" rows",
                 file=self.stderr._out, dynamic_ncols=True,
+                # Only on a terminal: in a log or a job's captured output, a bar is a line of
+                # carriage returns per batch, before the summary anyone reads.
+                disable=None,
             )
             bars.append(bar)
             return lambda progress: bar.update(progress.matched - bar.n)
