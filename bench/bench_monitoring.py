@@ -389,6 +389,14 @@ def child_main(figures_path: Path, repetitions: int, reference: datetime, explai
         if repetition:  # the first one warms up
             times["evaluator_first"].append(time.perf_counter() - began)
     first_flips = passes["flips"][-1]
+    first_rows = ScheduleHealth.objects.count()
+    # A pass records at most QUIET_FIRST_PER_PASS quiet first-seen schedules: the passes after the
+    # first record the rest (timed too); the steady passes come once every schedule has its row.
+    catch_up = []
+    while ScheduleHealth.objects.count() < passes["schedules"] and len(catch_up) < 20:
+        began = time.perf_counter()
+        evaluator_pass()
+        catch_up.append(time.perf_counter() - began)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     for repetition in range(repetitions + 1):
@@ -488,7 +496,8 @@ def child_main(figures_path: Path, repetitions: int, reference: datetime, explai
     states = dict(ScheduleHealth.objects.values_list("state").annotate(n=Count("pk")).order_by())
     figures_path.write_text(json.dumps({
         "times": times, "sizes": sizes, "first_flips": first_flips, "steady_flips": steady_flips,
-        "schedules_watched": passes["schedules"], "states": states, "queries": queries, "profiles": profiles,
+        "schedules_watched": passes["schedules"], "first_rows": first_rows, "catch_up": catch_up,
+        "states": states, "queries": queries, "profiles": profiles,
         "machine": machine,
     }))
 
@@ -572,8 +581,11 @@ def report(args, loaded: dict, figures: dict) -> None:
     print("health after the first pass: " + ", ".join(f"{state} {count:,}" for state, count in
                                                        sorted(figures["states"].items(), key=lambda kv: -kv[1])))
     rows = [
-        (f"evaluator, first pass ({figures['schedules_watched']:,} health rows made, {figures['first_flips']} "
-         "flips)", median["evaluator_first"], f"goal < {GOAL_EVALUATOR_S:g} s", GOAL_EVALUATOR_S),
+        (f"evaluator, first pass ({figures['first_rows']:,} of {figures['schedules_watched']:,} health rows made, "
+         f"{figures['first_flips']} flips)", median["evaluator_first"], f"goal < {GOAL_EVALUATOR_S:g} s",
+         GOAL_EVALUATOR_S),
+        (f"evaluator, the {len(figures['catch_up'])} passes recording the rest (the slowest)",
+         max(figures["catch_up"] or [0.0]), f"goal < {GOAL_EVALUATOR_S:g} s", GOAL_EVALUATOR_S),
         (f"evaluator, steady pass ({figures['steady_flips']} flips)", median["evaluator_steady"],
          f"goal < {GOAL_EVALUATOR_S:g} s", GOAL_EVALUATOR_S),
         ("/metrics, uncached render", median["metrics"], f"goal < {GOAL_METRICS_S * 1000:.0f} ms", GOAL_METRICS_S),

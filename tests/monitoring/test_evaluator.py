@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from monitoring import evaluator
 from monitoring.alerts import deliveries_send
 from monitoring.evaluator import evaluation_pass
 from monitoring.models import AlertDelivery, AlertSettings, Flip
@@ -217,3 +218,22 @@ def test_a_run_waiting_since_after_the_workers_last_heartbeat_is_not_alerted_lat
     evaluate(now + MINUTE)
     assert [m["Subject"] for m in smtp_server.to("ops@example.com")] == ["[scheduler] Workers: up → down"]
     assert Flip.objects.get(subject="schedule").silenced == "covered by the “no workers” alert"
+
+
+def test_a_pass_records_a_bounded_number_of_quiet_new_schedules_and_every_one_with_news(alive, smtp_server,
+                                                                                     monkeypatch):
+    monkeypatch.setattr(evaluator, "QUIET_FIRST_PER_PASS", 2)
+    quiet = [interval_task(f"quiet {number}", timedelta(minutes=10)) for number in range(5)]
+    now = timezone.now()
+    failing = nightly()
+    ledger_runs(failing, [now - k * timedelta(minutes=10) for k in (3, 2, 1)], status="failed", error="boom")
+
+    evaluate(now)
+    assert ScheduleHealth.objects.filter(task__in=quiet).count() == 2
+    assert ScheduleHealth.objects.get(task=failing).state == "failing"
+    assert Flip.objects.filter(schedule=failing).count() == 1
+
+    evaluate(now + timedelta(seconds=10))
+    evaluate(now + timedelta(seconds=20))
+    assert ScheduleHealth.objects.filter(task__in=quiet).count() == 5
+    assert not Flip.objects.filter(schedule__in=quiet).exists()  # new is no news
