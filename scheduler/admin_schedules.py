@@ -17,6 +17,7 @@ from django.utils.module_loading import import_string
 from django_celery_beat.admin import IntervalScheduleAdmin as BeatIntervalScheduleAdmin
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.admin import PeriodicTaskForm as BeatPeriodicTaskForm
+from django_celery_beat.admin import TaskSelectWidget
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from scheduler.admin_arguments import TaskArgumentFields, argument_fieldsets, with_argument_fields
@@ -24,7 +25,7 @@ from scheduler.admin_crontabs import crontab_unschedulable
 from scheduler.admin_runs import health_badge, run_outcome, runs_changelist_url
 from scheduler.claim import BEAT_CLAIM
 from scheduler.health_reads import knobs_for
-from scheduler.messages import argument_problems, message_problems
+from scheduler.messages import argument_problems, message_problems, task_schedulable
 from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
 from scheduler.publish import BROKER_ERRORS, runs_send_now
 from scheduler.sync import schedule_state_is_current
@@ -146,6 +147,13 @@ def upcoming_in_words(task: PeriodicTask) -> str:
                        times, paused, zone.key)
 
 
+class JobTaskSelect(TaskSelectWidget):
+    """The registered tasks a schedule may run: not Celery's own, not the product's internal ones."""
+
+    def tasks_as_choices(self):
+        return tuple(choice for choice in super().tasks_as_choices() if not choice[0] or task_schedulable(choice[0]))
+
+
 class PeriodicTaskForm(TaskArgumentFields, BeatPeriodicTaskForm):
     """django-celery-beat's form, refusing what no worker could run: an unknown task, arguments
     the task does not take, a crontab that never fires, a message beat could not send.
@@ -158,6 +166,7 @@ class PeriodicTaskForm(TaskArgumentFields, BeatPeriodicTaskForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["regtask"].widget = JobTaskSelect()
         # The stock form leaves the registered-task box empty on every saved schedule (a seeded
         # one too), with the task in the custom box, where a later pick in the box won silently.
         registered = {value for value, _ in self.fields["regtask"].widget.choices if value}

@@ -87,6 +87,8 @@ def message_problems(*, args: str, kwargs: str, headers: str, task: str = "", qu
                                "run ledger set those themselves")
     if task.startswith(INTERNAL_TASK_PREFIX):
         problems["task"] = f"{task!r} is one of Celery's internal tasks, not a job that may be scheduled"
+    elif not task_schedulable(task):
+        problems["task"] = f"{task!r} is one of the product's internal tasks, not a job that may be scheduled"
     # A job whose kwargs say what to do (the HTTP call's URL, the command job's command) checks
     # them itself: a refused URL or a command outside the list is refused here, not at the worker.
     check = getattr(current_app.tasks.get(task), "kwargs_problems", None) if task else None
@@ -100,6 +102,11 @@ def message_problems(*, args: str, kwargs: str, headers: str, task: str = "", qu
             problems[field] = (f"{field.replace('_', ' ')} {value!r} is not one the workers read; use one of "
                                f"{', '.join(sorted(queues))}, or leave it empty for the task's own queue")
     return problems
+
+
+def task_schedulable(name: str) -> bool:
+    """Whether a registered task may be a schedule's (an internal one says `schedulable = False`)."""
+    return not name.startswith(INTERNAL_TASK_PREFIX) and getattr(current_app.tasks.get(name), "schedulable", True)
 
 
 def argument_problems(*, run: Callable, args: str, kwargs: str) -> dict[str, str]:

@@ -31,3 +31,7 @@ def run_outcome_write(self, *, run_id: int, worker: str, succeeded: bool, output
     except DATABASE_DOWN:
         raise self.retry(countdown=DATABASE_WAIT_SECONDS) from None
     return {"run": run_id, "succeeded": succeeded}
+
+
+# The worker's own, not a job: never offered or accepted as a schedule's task.
+run_outcome_write.schedulable = False

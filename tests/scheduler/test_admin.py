@@ -224,3 +224,12 @@ def test_two_different_tasks_in_the_registered_and_custom_boxes_are_refused_nami
 
     assert list(errors) == ["task"], errors
     assert "scheduler.tasks.heartbeat" in errors["task"][0] and "cleanup.tasks.retention_sweep_all" in errors["task"][0]
+
+
+def test_the_products_internal_tasks_are_neither_offered_nor_accepted(staff_client):
+    page = staff_client.get(ADD_URL).content.decode()
+    assert '<option value="scheduler.tasks.heartbeat">' in page
+    assert "scheduler.tasks.run_outcome_write" not in page
+
+    errors = form_errors(staff_client.post(ADD_URL, schedule_form(task="scheduler.tasks.run_outcome_write")))
+    assert "is one of the product&#x27;s internal tasks" in str(errors["task"])
