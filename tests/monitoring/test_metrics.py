@@ -247,3 +247,25 @@ def test_healthz_is_503_when_redis_does_not_answer_and_never_shows_the_broker_ur
     assert response.status_code == 503
     assert response.json() == {"database": "ok", "redis": "error", "beat": "fresh", "status": "error"}
     assert b"hunter2" not in response.content and b"127.0.0.1" not in response.content
+
+
+def test_each_scrape_reads_the_values_anew_and_a_deleted_schedule_goes(client):
+    nightly, hourly = interval_task("Nightly import", HOUR), interval_task("Hourly sync", HOUR)
+    ScheduleState.objects.update_or_create(task=nightly, defaults={
+        "next_due_at": timezone.now() + HOUR, "fingerprint": "f", "synced_at": timezone.now()})
+    families = scrape(client)
+    assert sample(families, "sched_schedule_state", schedule="Nightly import", state="new") == 1
+
+    # Samples are made again for what changed (they are kept by the values they were made from).
+    ScheduleHealth.objects.create(task=nightly, state="down", since=timezone.now(), evaluated_at=timezone.now())
+    later = timezone.now() + 2 * HOUR
+    ScheduleState.objects.filter(task=nightly).update(next_due_at=later)
+    hourly.delete()
+    metrics._rendered["at"] = float("-inf")
+    families = scrape(client)
+
+    assert sample(families, "sched_schedule_state", schedule="Nightly import", state="down") == 1
+    assert sample(families, "sched_schedule_state", schedule="Nightly import", state="new") is None
+    assert sample(families, "sched_schedule_next_due_timestamp_seconds", schedule="Nightly import") == pytest.approx(
+        later.timestamp(), abs=0.01)
+    assert sample(families, "sched_schedule_state", schedule="Hourly sync", state="new") is None
