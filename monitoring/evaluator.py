@@ -128,7 +128,7 @@ QUIET_FIRST_STATES = (State.NEW, State.UP, State.PAUSED)
 # so that the first pass over 10,000 schedules takes as long as any other (making 10,000 rows
 # was half of it); the rest are recorded by the next passes, seconds apart. Every first-seen
 # schedule with something to tell is recorded, and alerted, in the pass that sees it.
-QUIET_FIRST_PER_PASS = 2500
+QUIET_FIRST_PER_PASS = 1000
 
 
 def _undecided(health: Health, live: Liveness) -> bool:
