@@ -37,11 +37,9 @@ def executions(notes: Path) -> Counter:
 
 @shared_task
 def database_session() -> str:
-    """Which database session ran this task: PostgreSQL's backend pid, or SQLite's connection."""
+    """Which PostgreSQL session ran this task: its backend's pid."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("SELECT pg_backend_pid()")
-            return str(cursor.fetchone()[0])
-    return str(id(connection.connection))
+        cursor.execute("SELECT pg_backend_pid()")
+        return str(cursor.fetchone()[0])
