@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from scraping.fetcher import Fetch, Outcome, fetch
+from scraping.fetcher import Fetch, Outcome
 from scraping.gate import Refused, url_target
-from scraping.outbound import client, host_limits, user_agent
+from scraping.outbound import host_limits, send
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 SECRET_PREFIX = "JOB_SECRET_"
@@ -158,9 +158,8 @@ def http_call_send(call: HttpCall, *, slot_ms: int = 0) -> tuple[Fetch, float]:
                                 "on this worker")
         headers[name] = value
     began = time.monotonic()
-    result = fetch(call.url, client=client(), user_agent=user_agent(), ports=call.ports,
-                   allowed=settings.OUTBOUND_ALLOWED_NETWORKS, method=call.method, content=call.body.encode() or None,
-                   extra_headers=headers, total_seconds=call.timeout, first_bytes=ANSWER_BYTES)
+    result = send(call.url, method=call.method, ports=call.ports, content=call.body.encode() or None,
+                  extra_headers=headers, total_seconds=call.timeout, first_bytes=ANSWER_BYTES)
     return result, time.monotonic() - began
 
 

@@ -2,8 +2,8 @@
 (its pooled connections reused from fetch to fetch), the resolver with OUTBOUND_HOSTS in front
 of the system's, and the Redis every worker shares for robots.txt and per-host limits.
 
-Everything that makes a request (a source's fetch, Test fetch, `scrape URL`, robots.txt, and
-later webhooks) goes through `get()`.
+Everything that makes a request goes through here: a source's fetch, Test fetch, `scrape URL` and
+robots.txt through `get()`, webhooks and HTTP call jobs through `send()`.
 """
 
 import json
@@ -97,9 +97,15 @@ def robots_refusal(url: str, *, cache: redis.Redis | None) -> str:
     return "" if verdict.allowed else verdict.detail
 
 
+def send(url: str, *, method: str, ports: tuple[int, ...] = (), **options) -> Fetch:
+    """Any other request through the gate with this process's client (`options` as fetch takes
+    them): a webhook's POST, an HTTP call job's request."""
+    return fetch(url, client=client(), user_agent=user_agent(), allowed=settings.OUTBOUND_ALLOWED_NETWORKS,
+                 ports=ports, method=method, **options)
+
+
 def post_json(url: str, payload: dict, *, max_bytes: int = 64 * 1024) -> Fetch:
     """POST `payload` as JSON to `url` through the gate (a webhook): once, never redirected."""
     body = json.dumps(payload, cls=DjangoJSONEncoder, sort_keys=True).encode()
-    return fetch(url, client=client(), user_agent=user_agent(), allowed=settings.OUTBOUND_ALLOWED_NETWORKS,
-                 ports=settings.WEBHOOK_ALLOWED_PORTS, max_bytes=max_bytes, method="POST", content=body,
-                 extra_headers={"Content-Type": "application/json"})
+    return send(url, method="POST", ports=settings.WEBHOOK_ALLOWED_PORTS, max_bytes=max_bytes, content=body,
+                extra_headers={"Content-Type": "application/json"})
