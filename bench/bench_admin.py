@@ -29,7 +29,6 @@ statement; and each page's size (the stock schedule filter renders every schedul
         [--postgres-url postgres://postgres@127.0.0.1:5432/postgres]
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -42,7 +41,7 @@ from pathlib import Path
 
 import psycopg
 from bench_monitoring import Database as MonitoringDatabase
-from bench_monitoring import child_env, machine_busy, plan, shortened
+from bench_monitoring import bench_arguments, child_env, machine_busy, plan, reachable_database, shortened
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
@@ -297,26 +296,15 @@ def report(args, described: dict, figures: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--schedules", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=1_000_000)
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="500 schedules, 50,000 runs and results, 3 repetitions")
-    parser.add_argument("--keep", action="store_true", help=f"keep the scratch database ({RUN_DB})")
+    parser = bench_arguments(__doc__.splitlines()[0], quick="500 schedules, 50,000 runs and results, 3 repetitions",
+                             explain="EXPLAIN ANALYZE each page's slowest statement", database=RUN_DB)
     parser.add_argument("--reuse", action="store_true", help=f"measure a kept {RUN_DB} again (migrated first)")
-    parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE each page's slowest statement")
-    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL",
-                                                                 "postgres://postgres@127.0.0.1:5432/postgres"))
-    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child_main(args.child, args.repetitions, args.explain)
         return
-    if args.quick:
-        args.schedules, args.runs, args.repetitions = 500, 50_000, 3
-    database = Database(args.postgres_url)
-    if not database.reachable():
-        print(f"\n== PostgreSQL: not reachable at {args.postgres_url}; skipped (set BENCH_POSTGRES_URL)")
+    database = reachable_database(args, Database)
+    if database is None:
         return
     with tempfile.TemporaryDirectory(prefix="bench-admin-") as tmp:
         workdir = Path(tmp)

@@ -648,28 +648,43 @@ def shortened(sql: str) -> str:
                   lambda found: f"<{found.group(0).count(',') + 1} ids>", sql)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def bench_arguments(description: str, *, quick: str, explain: str, database: str) -> argparse.ArgumentParser:
+    """The options this bench and bench_admin.py share (the data's size, repetitions, the server)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--schedules", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=1_000_000)
     parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="500 schedules, 50,000 runs, 3 repetitions")
-    parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE each figure's slowest statements")
-    parser.add_argument("--profile", action="store_true", help="cProfile each figure once")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch database (bench_monitoring)")
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--explain", action="store_true", help=explain)
+    parser.add_argument("--keep", action="store_true", help=f"keep the scratch database ({database})")
     parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL",
                                                                  "postgres://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    return parser
+
+
+def reachable_database(args, database_class: type) -> "Database | None":
+    """The server to load into, with --quick applied to `args`; None (said) when it is not reachable."""
+    if args.quick:
+        args.schedules, args.runs, args.repetitions = 500, 50_000, 3
+    database = database_class(args.postgres_url)
+    if not database.reachable():
+        print(f"\n== PostgreSQL: not reachable at {args.postgres_url}; skipped (set BENCH_POSTGRES_URL)")
+        return None
+    return database
+
+
+def main() -> None:
+    parser = bench_arguments(__doc__.splitlines()[0], quick="500 schedules, 50,000 runs, 3 repetitions",
+                             explain="EXPLAIN ANALYZE each figure's slowest statements", database=RUN_DB)
+    parser.add_argument("--profile", action="store_true", help="cProfile each figure once")
     parser.add_argument("--reference", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child_main(args.child, args.repetitions, datetime.fromisoformat(args.reference), args.explain, args.profile)
         return
-    if args.quick:
-        args.schedules, args.runs, args.repetitions = 500, 50_000, 3
-    database = Database(args.postgres_url)
-    if not database.reachable():
-        print(f"\n== PostgreSQL: not reachable at {args.postgres_url}; skipped (set BENCH_POSTGRES_URL)")
+    database = reachable_database(args, Database)
+    if database is None:
         return
     planned = plan(args.schedules, args.runs)
     with tempfile.TemporaryDirectory(prefix="bench-monitoring-") as tmp:
