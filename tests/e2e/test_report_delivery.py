@@ -94,7 +94,9 @@ def test_the_scheduled_run_emails_each_recipient_once_with_the_chart_inline_and_
     assert archived.scheduled_for == ledger_run.scheduled_for
     assert archived.covered_day == ledger_run.scheduled_for.date()
     assert sorted(archived.deliveries.values_list("recipient", "status")) == [(r, "sent") for r in RECIPIENTS]
-    result = TaskResult.objects.get(task_id=ledger_run.task_id)
+    # Celery stores the result after the task returned, a moment after the ledger's outcome.
+    result = wait_until(lambda: TaskResult.objects.filter(task_id=ledger_run.task_id, status="SUCCESS").first(),
+                        timeout=30, what="the task's result")
     assert result.status == "SUCCESS" and json.loads(result.result)["sent"] == len(RECIPIENTS)
 
     for recipient in RECIPIENTS:

@@ -39,5 +39,7 @@ def test_a_task_whose_worker_was_killed_is_delivered_again(start_process, app_en
 
     start_process("worker-2", worker_argv("--include", "tests.e2e.tasks"), **env)
     wait_for_lines(notes, ["started", "started", "finished"], timeout=60)
-    result = TaskResult.objects.get(task_id=sent.id)
+    # Celery stores the result after the task returned (and no STARTED row is written before).
+    result = wait_until(lambda: TaskResult.objects.filter(task_id=sent.id, status="SUCCESS").first(), timeout=30,
+                        what=lambda: f"the task's result ({list(TaskResult.objects.values_list('status', flat=True))})")
     assert result.status == "SUCCESS" and result.result == '"finished"'
