@@ -20,7 +20,13 @@ measured minute, since it is shared. At 10,000 schedules with two beats of ours,
 printed as PASS or FAIL.
 
     .venv/bin/python bench/bench_beat.py [--sizes 1000 10000] [--only ours|stock]
-        [--postgres-url postgres://postgres@127.0.0.1:5432/test]
+        [--postgres-url postgres://postgres@127.0.0.1:5432/test] [--profile DIR]
+
+--profile DIR samples each beat with py-spy (not a project dependency: `pip install py-spy`, or
+name its path in PY_SPY) from 2 s before the second boundary until that minute's window ends, and
+writes one collapsed-stack file per configuration and beat, plus the top frames by own and total
+time, to DIR. A sampler outside the process leaves beat's own CPU figures as they are; cProfile's
+tracing inside it would not.
 """
 
 import argparse
@@ -42,6 +48,7 @@ from pathlib import Path
 import psutil
 import psycopg
 import redis
+from beat_profile import Sampler
 from postgres_server import PostgresServer
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -133,7 +140,11 @@ class Database(PostgresServer):
 def child_env(database_url: str, redis_url: str, data_dir: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(DATABASE_URL=database_url, DATA_DIR=str(data_dir), SECRET_KEY="bench-only-key-" + "x" * 40,
-               LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="scheduler.settings")
+               LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="scheduler.settings",
+               # The bench takes the messages off the queue itself, as no worker would: a run whose
+               # message left the broker unstarted looks lost to beat's check and is sent again.
+               # With no worker that check measures nothing, so it does not run within the bench.
+               LOST_MESSAGE_CHECK_SECONDS="3600")
     if redis_url:
         env["REDIS_URL"] = redis_url
     return env
@@ -305,7 +316,8 @@ def minute_of(messages: list[Message], boundary: float, size: int) -> Minute:
                   missing=size - len(names), lateness=sorted(m.at - boundary for m in inside))
 
 
-def measure(config: Config, size: int, database: Database, redis_url: str, workdir: Path) -> Result:
+def measure(config: Config, size: int, database: Database, redis_url: str, workdir: Path,
+            profile: Path | None = None) -> Result:
     database.fresh(size)
     redis.Redis.from_url(redis_url).flushall()
     env = child_env(database.url(), redis_url, workdir)
@@ -318,9 +330,13 @@ def measure(config: Config, size: int, database: Database, redis_url: str, workd
     messages: list[Message] = []
     notes = []
     machine = [machine_busy()]
+    samplers = []
     try:
         last = boundaries[-1]
         while time.time() < last + WINDOW:
+            if profile and not samplers and time.time() >= last - 2:
+                stem = f"{config.scheduler}-{config.beats}beats-{size}"
+                samplers = [Sampler(beat.process.pid, profile / f"{stem}-{i + 1}") for i, beat in enumerate(beats)]
             for beat in beats:
                 beat.sample()
             machine.append(machine_busy())
@@ -337,6 +353,8 @@ def measure(config: Config, size: int, database: Database, redis_url: str, workd
             beat.sample()
             beat.read_peak()
     finally:
+        for sampler in samplers:
+            sampler.stop()
         for beat in beats:
             beat.stop()
         drain.stop()
@@ -468,7 +486,10 @@ def main() -> None:
     parser.add_argument("--only", choices=["ours", "stock"], help="run one scheduler's configurations only")
     parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL",
                                                                  "postgres://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--profile", type=Path, help="sample each beat with py-spy over the second minute, into DIR")
     args = parser.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     database = Database(args.postgres_url)
     if not database.reachable():
         print(f"\n== PostgreSQL: not reachable at {args.postgres_url}; skipped (set BENCH_POSTGRES_URL)")
@@ -484,7 +505,7 @@ def main() -> None:
                 results = []
                 for config in configs:
                     print(f"-- {config.label}, {size:,} schedules ...", file=sys.stderr, flush=True)
-                    results.append(measure(config, size, database, broker.url, workdir))
+                    results.append(measure(config, size, database, broker.url, workdir, args.profile))
                 report(size, results)
                 everything.extend(results)
         finally:

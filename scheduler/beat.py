@@ -17,15 +17,16 @@ from datetime import timedelta
 import redis
 from celery import beat, platforms
 from celery.signals import beat_init
+from celery.utils.collections import DictAttribute
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from scheduler.claim import (
-    BEAT_CLAIM,
     CLAIM_BATCH,
     claimed_ahead_release,
     claimed_ahead_still_valid,
+    due_at_least,
     due_runs_claim,
 )
 from scheduler.publish import BROKER_ERRORS, runs_publish
@@ -46,13 +47,22 @@ RECOVER_EVERY_SECONDS = 5
 # One tick never dispatches for longer than this, so liveness and edits stay current.
 DISPATCH_SLICE_SECONDS = 10
 # Slots are claimed this long before they are due, so that at a busy minute boundary (10,000
-# schedules at once) the claims are already in the ledger and only publishing is left. Far
-# shorter than a beat claim lasts, so a run waiting for its slot never looks stranded.
+# schedules at once) the claims are already in the ledger and only publishing is left.
 CLAIM_AHEAD = timedelta(seconds=8)
-if CLAIM_AHEAD * 2 > BEAT_CLAIM.lasts:
-    raise ValueError(f"CLAIM_AHEAD ({CLAIM_AHEAD}) must be under half a beat claim ({BEAT_CLAIM.lasts})")
+# When a burst is coming (at least BURST_RUNS due within CLAIM_AHEAD_MOST), further ahead: at
+# 100,000 schedules in one minute, claiming took about half of beat's time, more than 8 s
+# holds, so the slots went out up to a minute late (bench_beat.py --profile). Claiming is then
+# done before the minute, and publishing is all that is left at it. A small site keeps the
+# short horizon, so an edit made just before a slot still applies to it. A claim lasts until
+# its slot and BEAT_CLAIM.lasts past it (claim._ledger_rows), however far ahead it was taken.
+CLAIM_AHEAD_MOST = timedelta(seconds=45)
+BURST_RUNS = 5_000
+# Runs one beat holds claimed ahead at most (about 1 KB of memory each); past this it claims
+# only CLAIM_AHEAD ahead. Giving them all back when it stops takes a few statements per 5,000.
+HOLD_AT_MOST = 60_000
 ERROR_BACKOFF_SECONDS = 5
 PUBLISH_CHUNK = 250
+VALIDATE_CHUNK = 4 * PUBLISH_CHUNK
 
 
 class DatabaseScheduler(beat.Scheduler):
@@ -74,6 +84,11 @@ class DatabaseScheduler(beat.Scheduler):
         self._ahead: list = []
         kwargs["max_interval"] = self.max_interval
         super().__init__(*args, **kwargs)
+        # No task-sent event per run from beat: the ledger records each send (sent_at), the
+        # workers still send received, started and finished events for monitoring tools, and at
+        # a busy minute the events were a tenth of beat's CPU (bench_beat.py --profile).
+        self.app.conf.task_send_sent_event = False
+        celery_settings_copied(self.app.conf)
 
     def setup_schedule(self):
         # Schedules live in the database and are read on each tick; nothing to load up front.
@@ -135,9 +150,12 @@ class DatabaseScheduler(beat.Scheduler):
             # policy once Redis is back, as after beat's own downtime.
             return True
         started = time.monotonic()
+        ahead = self._claim_horizon(timezone.now())
         while time.monotonic() - started < DISPATCH_SLICE_SECONDS and not self.stopping.is_set():
             now = timezone.now()
-            dispatches, handled = due_runs_claim(now=now, until=now + CLAIM_AHEAD, node=self.node)
+            if len(self._ahead) >= HOLD_AT_MOST:
+                ahead = CLAIM_AHEAD
+            dispatches, handled = due_runs_claim(now=now, until=now + ahead, node=self.node)
             self._ahead.extend(dispatches)
             self._ahead.sort(key=lambda d: d.scheduled_for)
             if not self._publish_come():
@@ -146,14 +164,28 @@ class DatabaseScheduler(beat.Scheduler):
                 return True
         return False
 
+    @staticmethod
+    def _claim_horizon(now) -> timedelta:
+        """How far ahead of its slot to claim a run, this tick (CLAIM_AHEAD_MOST)."""
+        if due_at_least(until=now + CLAIM_AHEAD_MOST, count=BURST_RUNS):
+            return CLAIM_AHEAD_MOST
+        return CLAIM_AHEAD
+
     def _publish_come(self) -> bool:
         """Publish the runs claimed ahead whose slot has come; False if the broker failed."""
         now = timezone.now()
         come = [d for d in self._ahead if d.scheduled_for <= now]
         if not come:
             return True
-        self._ahead = self._ahead[len(come):]
-        return self._publish(claimed_ahead_still_valid(come, node=self.node))
+        later = self._ahead[len(come):]
+        # A thousand at a time: the first reach the workers sooner, and the check of each batch's
+        # schedules stays one short statement (tens of thousands of ids were one IN list).
+        for start in range(0, len(come), VALIDATE_CHUNK):
+            # What is not published yet stays held, so that a broker failure gives it back too.
+            self._ahead = come[start + VALIDATE_CHUNK:] + later
+            if not self._publish(claimed_ahead_still_valid(come[start:start + VALIDATE_CHUNK], node=self.node)):
+                return False
+        return True
 
     def _seconds_to_sleep(self) -> float:
         now = timezone.now()
@@ -249,6 +281,22 @@ class DatabaseScheduler(beat.Scheduler):
         return self.connection.ensure_connection(
             report_unreachable, self.app.conf.broker_connection_max_retries
         )
+
+
+def celery_settings_copied(conf) -> None:
+    """Make Celery read its CELERY_* settings from a copy taken now, not from Django's settings.
+
+    Celery looks up a dozen settings for every message it sends, each under three spellings,
+    and through Django's lazy settings object every miss raises and catches an AttributeError:
+    41 µs a lookup instead of 7, an eighth of beat's CPU at a busy minute (bench_beat.py
+    --profile). Beat's settings do not change while it runs; what is set on `conf` itself
+    (conf.changes, the first map) still wins over the copy.
+    """
+    for position, source in enumerate(conf.maps):
+        if isinstance(source, DictAttribute):
+            # conf.prefix: the namespace the app was configured with ("CELERY_").
+            conf.maps[position] = {name: getattr(settings, name) for name in dir(settings)
+                                   if name.startswith(conf.prefix)}
 
 
 @beat_init.connect

@@ -22,18 +22,25 @@ from scheduler.policy import plan_slots, policy_of
 from scheduler.sync import SCHEDULE_RELATIONS
 from scheduler.timing import UnschedulableError
 from shared.claims import Claim
+from shared.first_inserts import inserted_first
 
 logger = logging.getLogger(__name__)
 
 # A beat's claim on a run it has not published yet. Publishing a batch takes well under a
-# second; a claim this old was stranded by a beat that stopped (or lost the broker) between
-# claiming and publishing. Never renewed: a claim ends when its run is sent.
+# second; a claim this long past its slot (or past the moment it was taken, for a slot already
+# due) was stranded by a beat that stopped (or lost the broker) between claiming and publishing.
+# Renewed only just before the run is published; the claim ends when its run is sent.
 BEAT_CLAIM = Claim(holder_field="claimed_by", until_field="claimed_until", lasts=timedelta(seconds=20))
 CLAIM_BATCH = 500
 
 
 def _due(until: datetime):
     return ScheduleState.objects.filter(next_due_at__lte=until, task__enabled=True)
+
+
+def due_at_least(*, until: datetime, count: int) -> bool:
+    """Whether at least `count` enabled schedules are due by `until`; counts no further than that."""
+    return _due(until)[:count].count() >= count
 
 
 def _due_states(until: datetime):
@@ -71,17 +78,20 @@ def due_runs_claim(*, now: datetime, node: str, until: datetime | None = None) -
                 one_offs.append(task.id)
             tasks[task.id] = task
             runs.extend(_ledger_rows(task, plan.slots, now=now, node=node))
-        # A slot someone else already holds is skipped here: the unique constraint decides.
-        ScheduleRun.objects.bulk_create(runs, ignore_conflicts=True, batch_size=CLAIM_BATCH)
+        # A slot someone else already holds is skipped here: the unique constraint decides, and
+        # the INSERT returns the rows this beat wrote, so they need no second read.
+        written = dict(inserted_first(runs, returning=("task_id", "id")))
         _states_advance(states)
         if one_offs:
             # As in django-celery-beat: a one-off schedule turns itself off once sent.
             PeriodicTask.objects.filter(id__in=one_offs).update(enabled=False)
-        claimed = ScheduleRun.objects.filter(
-            task_id__in=[run.task_id for run in runs if run.status == ScheduleRun.Status.CLAIMED]
-        ).order_by("scheduled_for")
+        claimed = sorted((run for run in runs if run.status == ScheduleRun.Status.CLAIMED and run.task_id in written),
+                         key=lambda run: run.scheduled_for)
         fingerprints = {state.task_id: state.fingerprint for state in states}
-        dispatches = [dispatch_for(run, tasks[run.schedule_id], fingerprints[run.schedule_id]) for run in claimed]
+        dispatches = []
+        for run in claimed:
+            run.id = written[run.task_id]
+            dispatches.append(dispatch_for(run, tasks[run.schedule_id], fingerprints[run.schedule_id]))
     return dispatches, len(states)
 
 
@@ -128,7 +138,7 @@ def claimed_ahead_release(dispatches: list[Dispatch], *, node: str) -> int:
     return given_back
 
 
-RELEASE_BATCH = 1000
+RELEASE_BATCH = 5000
 
 
 def _plan_shared(plans: dict, task: PeriodicTask, *, next_due_at: datetime, now: datetime, until: datetime):
@@ -166,7 +176,10 @@ def _ledger_rows(task: PeriodicTask, slots, *, now: datetime, node: str) -> list
             schedule_id=task.id, schedule_name=task.name, task_name=task.task, scheduled_for=slot.scheduled_for,
             kind=slot.kind, status=status, reason=reason, task_id=str(uuid.uuid4()), claimed_by=node,
             claimed_at=now, finished_at=None if status == ScheduleRun.Status.CLAIMED else now,
-            claimed_until=now + BEAT_CLAIM.lasts if status == ScheduleRun.Status.CLAIMED else None,
+            # A slot claimed ahead is held until it comes and `lasts` past it: recovery leaves a
+            # run alone while its beat waits for the slot, however far ahead it was claimed.
+            claimed_until=max(now, slot.scheduled_for) + BEAT_CLAIM.lasts
+            if status == ScheduleRun.Status.CLAIMED else None,
         ))
     return rows
 

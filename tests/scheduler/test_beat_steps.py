@@ -4,9 +4,11 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from celery.app.defaults import DEFAULTS
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from scheduler.claim import claimed_ahead_release, claimed_ahead_still_valid, due_runs_claim
+from scheduler import beat
+from scheduler.claim import BEAT_CLAIM, claimed_ahead_release, claimed_ahead_still_valid, due_runs_claim
 from scheduler.models import ScheduleRun, ScheduleState
 from scheduler.publish import runs_publish
 from scheduler.recover import lost_runs_close, stranded_runs_recover
@@ -288,3 +290,42 @@ def test_a_claim_taken_over_while_the_broker_was_down_is_sent_by_its_new_holder_
         assert runs_publish(taken_over, app=celery_app, producer=producer, node="beat-2") == taken_over
     assert queue.llen("default") == 1
     assert ScheduleRun.objects.get().status == ScheduleRun.Status.SENT
+
+
+def test_a_slot_claimed_far_ahead_stays_its_beats_until_past_the_slot():
+    # At 100,000 schedules in one minute beat claims up to 45 s ahead; the claim is held until
+    # the slot comes and a claim's length past it, so recovery does not take the run over while
+    # its beat waits for the slot.
+    task = crontab_task("every minute", "* * * * *")
+    schedules_sync(now=NOON - MINUTE + timedelta(seconds=10))
+    claimed, _ = due_runs_claim(now=NOON - timedelta(seconds=40), until=NOON, node="beat")
+    assert [d.scheduled_for for d in claimed] == [NOON]
+    assert ScheduleRun.objects.get(schedule=task).claimed_until == NOON + BEAT_CLAIM.lasts
+    assert stranded_runs_recover(now=NOON + timedelta(seconds=10), node="other beat") == []
+    taken = stranded_runs_recover(now=NOON + BEAT_CLAIM.lasts + timedelta(seconds=1), node="other beat")
+    assert [d.schedule_name for d in taken] == [task.name]
+
+
+def test_beat_claims_further_ahead_only_while_a_burst_is_due(monkeypatch):
+    for number in range(3):
+        crontab_task(f"every minute {number}", "* * * * *")
+    schedules_sync(now=NOON - MINUTE + timedelta(seconds=10))
+    thirty_before = NOON - timedelta(seconds=30)
+    monkeypatch.setattr(beat, "BURST_RUNS", 4)
+    assert beat.DatabaseScheduler._claim_horizon(thirty_before) == beat.CLAIM_AHEAD
+    monkeypatch.setattr(beat, "BURST_RUNS", 3)
+    assert beat.DatabaseScheduler._claim_horizon(thirty_before) == beat.CLAIM_AHEAD_MOST
+    # Beyond the longest horizon nothing counts.
+    assert beat.DatabaseScheduler._claim_horizon(NOON - timedelta(seconds=50)) == beat.CLAIM_AHEAD
+
+
+def test_beats_copy_of_the_celery_settings_reads_as_django_settings_do(settings):
+    conf = celery_app.conf.copy()
+    before = {key: conf[key] for key in DEFAULTS}
+    assert before["broker_url"] == settings.CELERY_BROKER_URL and before["task_send_sent_event"] is True
+    beat.celery_settings_copied(conf)
+    assert {key: conf[key] for key in DEFAULTS} == before
+    assert not any(type(source).__name__ == "DictAttribute" for source in conf.maps)
+    # What is set on the app itself still wins over the copy.
+    conf.task_send_sent_event = not before["task_send_sent_event"]
+    assert conf.task_send_sent_event is not before["task_send_sent_event"]

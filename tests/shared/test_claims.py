@@ -76,7 +76,8 @@ def test_every_holder_name_is_place_pid_and_a_token_of_its_own():
 
 
 def test_the_timing_rules_between_the_claims_hold():
-    # A run claimed ahead waits for its slot inside its beat claim, with room to publish.
+    # A run claimed the usual distance ahead waits for its slot inside a claim taken at that
+    # moment; one claimed further ahead holds its claim until past the slot (test_beat_steps).
     assert CLAIM_AHEAD * 2 <= BEAT_CLAIM.lasts
     # Leases renewed while work runs are renewed at least twice per lease.
     assert RUN_LEASE.renew_every * 2 <= RUN_LEASE.lasts
