@@ -16,12 +16,9 @@ RSS under 250 MB, HTML under 100 KB.
         [--postgres-url postgres://postgres@127.0.0.1:5432/postgres]
 """
 
-import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,11 +26,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from postgres_server import PostgresServer
+from postgres_server import PostgresServer, ReaderRole
+from report_process import PROJECT, bench_arguments, child_env, measure_in_child
 
-PROJECT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
 SOURCE_DB = "bench_reports_orders"
+READER = "bench_reports_reader"
 SOURCE_NAME = "orders"
 GOAL_RATIO, GOAL_RSS_MB, GOAL_HTML_BYTES = 1.3, 250, 100_000
 
@@ -55,15 +52,6 @@ SECTIONS = [
                  "FROM orders GROUP BY 1, 2 ORDER BY 1, 2",
     },
 ]
-
-
-def child_env(workdir: Path, source_url: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    # The app's own database (the report's definition) is a SQLite file of this run; the
-    # sections read the scratch PostgreSQL database through their named data source.
-    env.update(DATA_DIR=str(workdir), SECRET_KEY="bench-only-key-" + "x" * 40, LOG_LEVEL="ERROR",
-               DJANGO_SETTINGS_MODULE="scheduler.settings", REPORT_SOURCE_ORDERS_URL=source_url)
-    return env
 
 
 class OrdersDatabase(PostgresServer):
@@ -92,19 +80,10 @@ class OrdersDatabase(PostgresServer):
         self.admin(f"DROP DATABASE IF EXISTS {SOURCE_DB}")
 
 
-def measure_in_child(workdir: Path, source_url: str, repetitions: int) -> dict:
-    env = child_env(workdir, source_url)
-    subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=PROJECT, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    figures_path = workdir / "figures.json"
-    process = subprocess.Popen([PYTHON, __file__, "--child", str(figures_path), "--repetitions", str(repetitions)],
-                               cwd=PROJECT, env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"the measuring process failed (exit {os.waitstatus_to_exitcode(status)})")
-    figures = json.loads(figures_path.read_text())
-    figures["peak_rss_mb"] = usage.ru_maxrss / 1024
-    return figures
+def measure(workdir: Path, source_url: str, repetitions: int) -> dict:
+    # The sections read the scratch PostgreSQL database through their named data source.
+    env = child_env(workdir, REPORT_SOURCE_ORDERS_URL=source_url)
+    return measure_in_child(__file__, workdir, env, "--repetitions", str(repetitions))
 
 
 # --- the child: Django set up, the report defined, both contenders timed ------------------------
@@ -209,12 +188,9 @@ def report(server: str, rows: int, repetitions: int, figures: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_arguments(__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repetitions", type=int, default=7)
-    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL",
-                                                                 "postgres://postgres@127.0.0.1:5432/postgres"))
-    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child_main(args.child, args.repetitions)
@@ -223,12 +199,16 @@ def main() -> None:
     if not database.reachable():
         print(f"\n== PostgreSQL: not reachable at {args.postgres_url}; skipped (set BENCH_POSTGRES_URL)")
         return
+    reader = ReaderRole(args.postgres_url, READER)
     try:
         server = database.load(args.rows)
+        # Reports refuse to run SQL as a superuser: the sections read as a role that may only read.
+        source_url = reader.create(database=SOURCE_DB, tables=("orders",))
         with tempfile.TemporaryDirectory(prefix="bench-reports-") as tmp:
-            figures = measure_in_child(Path(tmp), database.url, args.repetitions)
+            figures = measure(Path(tmp), source_url, args.repetitions)
     finally:
         database.drop()
+        reader.drop()
     report(server, args.rows, args.repetitions, figures)
 
 

@@ -23,3 +23,28 @@ class PostgresServer:
         with psycopg.connect(self.server_url, autocommit=True) as db:
             for statement in statements:
                 db.execute(statement)
+
+
+class ReaderRole(PostgresServer):
+    """A login role with no rights past reading, as reports require of the role their SQL runs
+    as (README, "A reader role for reports"); made for one run and dropped after it."""
+
+    def __init__(self, server_url: str, name: str) -> None:
+        super().__init__(server_url)
+        self.name = name
+
+    def create(self, *, database: str | None = None, tables: tuple[str, ...] = ()) -> str:
+        """Make the role, with SELECT on `tables` of `database` (default: the server URL's); its URL there."""
+        self.drop()
+        self.admin(f"CREATE ROLE {self.name} LOGIN NOSUPERUSER NOREPLICATION NOBYPASSRLS",
+                   f"ALTER ROLE {self.name} SET default_transaction_read_only = on",
+                   f"ALTER ROLE {self.name} SET statement_timeout = '10min'")
+        url = self.database_url(database) if database else self.server_url
+        if tables:
+            with psycopg.connect(url, autocommit=True) as db:
+                db.execute(f"GRANT SELECT ON {', '.join(tables)} TO {self.name}")
+        return f"postgresql://{self.name}@{url.split('@', 1)[1]}"
+
+    def drop(self) -> None:
+        """Drop the role; the database it was granted reading in must be dropped first."""
+        self.admin(f"DROP ROLE IF EXISTS {self.name}")

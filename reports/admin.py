@@ -7,7 +7,9 @@ from django.utils.html import format_html, format_html_join
 
 from reports import admin_views
 from reports.models import Report, ReportDelivery, ReportRun, ReportSection
+from reports.permissions import RUN_SQL_REFUSED, may_build_report, may_run_report_sql
 from reports.services import delivery_resend, report_delete, report_save
+from shared.addresses import email_list
 from shared.admin_owners import ScheduleOwnerAdmin
 from shared.admin_pages import PageCompletingAdmin, newest_of_each
 from shared.admin_review import ReviewOnlyAdmin
@@ -60,9 +62,24 @@ class SqlSectionForm(SectionForm):
     def clean(self):
         # The inline's permissions already hide the editable form from others; this refuses a
         # forged POST too, since a query runs with the site's own database access.
-        if self.has_changed() and not (self.user and self.user.is_superuser):
-            raise forms.ValidationError("Only superusers may add or change SQL sections.")
+        if self.has_changed() and not may_run_report_sql(self.user):
+            raise forms.ValidationError(RUN_SQL_REFUSED.format("add or change SQL sections"))
         return super().clean()
+
+
+class ReportForm(forms.ModelForm):
+    user = None  # set per request by ReportAdmin.get_form
+
+    def clean_recipients(self) -> str:
+        # Whoever receives a report with SQL sections reads what its queries return with the
+        # data source's access: choosing who that is needs the right to run them, on a forged
+        # POST too.
+        recipients = self.cleaned_data["recipients"]
+        changed = set(email_list(recipients)) != set(email_list(self.instance.recipients))
+        if changed and self.instance.has_sql_sections() and not may_run_report_sql(self.user):
+            raise forms.ValidationError(RUN_SQL_REFUSED.format("change the recipients of a report that has SQL "
+                                                               "sections"))
+        return recipients
 
 
 class SectionInline(admin.StackedInline):
@@ -90,21 +107,21 @@ class SqlSectionInline(SectionInline):
     form = SqlSectionForm
     formset = type("SqlSectionFormSet", (SectionFormSet,), {"kind": ReportSection.Kind.SQL})
     fields = ["position", "name", "data_source", "query", "timeout_seconds", "row_limit",
-              "chart", "chart_x", "chart_y"]
+              "byte_limit", "chart", "chart_x", "chart_y"]
     verbose_name = "SQL section"
     verbose_name_plural = "SQL sections (only superusers may add or change them)"
 
     def has_add_permission(self, request, obj=None) -> bool:
-        return request.user.is_superuser
+        return may_run_report_sql(request.user)
 
     def has_change_permission(self, request, obj=None) -> bool:
-        return request.user.is_superuser
+        return may_run_report_sql(request.user)
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        return request.user.is_superuser
+        return may_run_report_sql(request.user)
 
     def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.is_superuser or request.user.has_perm("reports.view_report")
+        return may_run_report_sql(request.user) or request.user.has_perm("reports.view_report")
 
 
 @admin.register(Report)
@@ -120,6 +137,15 @@ class ReportAdmin(PageCompletingAdmin, ScheduleOwnerAdmin):
         ("When", {"fields": ["send_at", "days_of_week", "timezone", "covered_period", "schedule_link", "runs_link"]}),
     ]
     change_form_template = "admin/reports/report/change_form.html"
+    form = ReportForm
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        return type(form.__name__, (form,), {"user": request.user})
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["may_preview"] = obj is not None and may_build_report(request.user, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def owner_save(self, owner: Report) -> None:
         report_save(report=owner)
@@ -138,9 +164,11 @@ class ReportAdmin(PageCompletingAdmin, ScheduleOwnerAdmin):
             report.last_report_run = runs.get(report.pk)
 
     def get_urls(self):
+        view = self.admin_site.admin_view
         return [
-            path("<int:report_id>/preview/", self.admin_site.admin_view(admin_views.report_preview),
-                 name="reports_report_preview"),
+            path("<int:report_id>/preview/", view(admin_views.report_preview), name="reports_report_preview"),
+            path("<int:report_id>/preview/<int:preview_id>/", view(admin_views.report_preview_page),
+                 name="reports_report_preview_page"),
             *super().get_urls(),
         ]
 
@@ -261,6 +289,7 @@ class ReportDeliveryAdmin(ReviewOnlyAdmin):
 
     @admin.action(description="Re-send to the selected recipients", permissions=["resend"])
     def resend(self, request, queryset) -> None:
+        # No SQL runs here: the archived email goes again to a recipient it was already sent to.
         for delivery in queryset.select_related("run"):
             error = delivery_resend(delivery=delivery)
             if not error:

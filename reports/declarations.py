@@ -1,5 +1,5 @@
-"""What reports declare (shared.declarations): the retention of archived runs and the
-"Daily operations" report. A report owns its schedule, so none is declared here."""
+"""What reports declare (shared.declarations): the retention of archived runs and previews, and
+the "Daily operations" report. A report owns its schedule, so none is declared here."""
 
 from reports.services import reports_seed
 from shared.declarations import RetentionTarget, Seed
@@ -13,6 +13,13 @@ RETENTION_TARGETS = [
         group_field="report",
         default_max_age_days=180,
         default_keep_last=30,
+    ),
+    RetentionTarget(
+        key="report_previews",
+        model="reports.ReportPreview",
+        description="Previews built for staff in the admin; each is looked at once, right after it is built.",
+        age_field="requested_at",
+        default_max_age_days=1,
     ),
 ]
 

@@ -126,6 +126,10 @@ class Report(models.Model):
     def is_due_to_run(self) -> bool:
         return self.enabled and bool(self.recipient_list())
 
+    def has_sql_sections(self) -> bool:
+        """Whether building the report runs SQL (reports.permissions: who may have it built)."""
+        return self.pk is not None and self.sections.filter(kind=ReportSection.Kind.SQL).exists()
+
     def run_day(self, slot: datetime) -> date:
         """The day of the run for `slot` (ReportRun.covered_day): the slot's date where the report is read."""
         return slot.astimezone(self.zone).date()
@@ -189,6 +193,13 @@ class ReportSection(models.Model):
     row_limit = models.PositiveIntegerField(
         default=10_000, validators=[MinValueValidator(1), MaxValueValidator(100_000)],
         help_text="At most this many rows are read; the email says when the result was cut.",
+    )
+    # Null: the site's REPORT_SECTION_BYTES. At most 20 MB: past about 3.7 MB the CSV is too big
+    # to attach anyway (the archive keeps it), and a worker holds all of it while the email is built.
+    byte_limit = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(10_000), MaxValueValidator(20_000_000)],
+        help_text="Rows are read while their values fit in this many bytes, each value cut to REPORT_CELL_BYTES; "
+                  "blank: REPORT_SECTION_BYTES (2,000,000 unless set). The email says what was cut.",
     )
     chart = models.CharField(max_length=8, choices=Chart.choices, default=Chart.NONE)
     chart_x = models.CharField("x column", max_length=150, blank=True)
@@ -334,3 +345,60 @@ class ReportDelivery(models.Model):
 
     def is_stale_sending(self) -> bool:
         return self.status == self.Status.SENDING and DELIVERY_CLAIM.is_stale(self, now=now())
+
+
+# A preview no worker has taken after this long will not be taken soon: the page says so
+# rather than wait for ever (reports.admin_views).
+PREVIEW_START_GRACE = timedelta(minutes=1)
+# The worker's hard limit on a preview's build passes its soft limit by this much, and the page
+# stops waiting for a started build this long after that.
+PREVIEW_KILL_SECONDS = 15
+
+
+class ReportPreview(models.Model):
+    """A report built for one day by a worker at one staff member's request, shown to them only.
+
+    Built in a worker with the sections' timeouts, not in the web request: a heavy report ran past
+    the web server's timeout and got its process killed. Kept by the report_previews retention
+    target; a staff member's new preview of a report replaces their finished ones.
+    """
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting for a worker"
+        BUILDING = "building", "Being built"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="previews")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField(help_text="The day previewed, in the report's timezone.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.WAITING)
+    time_limit_seconds = models.PositiveIntegerField(
+        help_text="The worker's soft time limit for the build: the SQL sections' timeouts and a margin.",
+    )
+    requested_at = models.DateTimeField(default=now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    page = models.TextField(blank=True, help_text="The email's HTML with its charts embedded, as a browser shows it.")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Preview of {self.report} for {self.day:%Y-%m-%d}"
+
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.READY, self.Status.FAILED)
+
+    def gave_up_because(self, *, now: datetime) -> str:
+        """Why the page no longer waits for this preview; "" while it may still come."""
+        if self.status == self.Status.WAITING and now - self.requested_at > PREVIEW_START_GRACE:
+            return (f"No worker took the preview within {PREVIEW_START_GRACE.total_seconds():.0f} seconds: is a "
+                    "worker reading the reports queue running? Open Preview now again once one is.")
+        limit = timedelta(seconds=self.time_limit_seconds + 2 * PREVIEW_KILL_SECONDS)
+        if self.status == self.Status.BUILDING and now - self.started_at > limit:
+            return (f"The worker that took the preview did not finish it within its time limit of "
+                    f"{self.time_limit_seconds} seconds (the SQL sections' timeouts and a margin): it stopped or was "
+                    "killed. See the worker's log.")
+        return ""

@@ -14,7 +14,7 @@ from cleanup.selectors import cleanup_totals
 from reports import selectors
 from reports.charts import ChartError, chart_png
 from reports.models import Report, ReportSection, period_text
-from reports.sources import QueryFailed, QueryRefused, QueryTimedOut, query_run
+from reports.sources import QueryFailed, QueryRefused, QueryResult, QueryTimedOut, query_run
 from scheduler.models import ScheduleRun
 from scraping.selectors import scraping_totals
 from shared.display import last_line
@@ -102,14 +102,46 @@ def section_build(section: ReportSection, *, covered: CoveredPeriod, position: i
 def _sql_section_fill(output: SectionOutput, section: ReportSection, *, position: int) -> None:
     output.query = section.query
     result = query_run(source=section.data_source or "default", query=section.query,
-                       timeout_seconds=section.timeout_seconds, row_limit=section.row_limit)
+                       timeout_seconds=section.timeout_seconds, row_limit=section.row_limit,
+                       byte_limit=section.byte_limit)
     stem = f"{position:02d}-{slugify(section.name) or 'section'}"
-    note = f"The result was cut at the row limit of {section.row_limit} rows." if result.truncated else ""
-    output.tables = [Table(section.name, result.columns, result.rows, note=note, csv_filename=f"{stem}.csv")]
+    output.tables = [Table(section.name, result.columns, result.rows, note=_cut_note(result),
+                           csv_filename=f"{stem}.csv")]
     if section.chart != ReportSection.Chart.NONE:
         png = chart_png(kind=section.chart, columns=result.columns, rows=result.rows,
                         x=section.chart_x, y=section.chart_y, title=section.name)
         output.charts = [ChartImage(filename=f"{stem}.png", content_id=f"chart-{stem}@reports", png=png)]
+
+
+def _cut_note(result: QueryResult) -> str:
+    """What the row and byte limits left out of a section's result, as the email says it."""
+    kept = result.kept
+    notes = []
+    if kept.over_row_limit:
+        notes.append(f"The result was cut at the row limit of {kept.row_limit} rows.")
+    if kept.over_byte_limit:
+        cut = (f"Rows after row {len(kept.rows):,} were not read: the values kept reached" if kept.rows
+               else "No row was kept: the first row's values alone are over")
+        notes.append(f"{cut} the section's limit of {kept.byte_limit:,} bytes.")
+    if kept.shortened:
+        columns = "; ".join(f"{result.columns[position]} in {_row_numbers(rows)}"
+                            for position, rows in sorted(kept.shortened.items()))
+        notes.append(f"Values over {kept.cell_bytes:,} bytes were shortened to that size (in the CSV each ends "
+                     f"with \"… [cut from N bytes]\"): {columns}.")
+    return " ".join(notes)
+
+
+def _row_numbers(numbers: list[int], *, most: int = 5) -> str:
+    """E.g. "rows 1-100, 102": the first `most` runs of consecutive numbers, then how many more rows."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][-1] + 1:
+            runs[-1].append(number)
+        else:
+            runs.append([number])
+    text = ", ".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else f"{run[0]}" for run in runs[:most])
+    left = sum(len(run) for run in runs[most:])
+    return ("rows " if len(numbers) > 1 else "row ") + text + (f" and {left} more" if left else "")
 
 
 def operations_summary_tables(covered: CoveredPeriod) -> list[Table]:

@@ -11,7 +11,9 @@ from celery import shared_task
 from celery.exceptions import Reject
 
 from reports.delivery import ATTEMPTS, backoff_seconds
-from reports.models import Report, ReportDelivery, ReportRun
+from reports.models import PREVIEW_KILL_SECONDS, Report, ReportDelivery, ReportPreview, ReportRun
+from reports.permissions import RUN_SQL_REFUSED, may_build_report
+from reports.previews import preview_build
 from reports.services import report_deliver, report_schedules_orphaned_delete
 from scheduler.worker import scheduled_for
 
@@ -69,7 +71,40 @@ def report_send(self, report_id: int) -> dict:
             "sent": run.deliveries.filter(status=ReportDelivery.Status.SENT).count()}
 
 
+def _run_now_refused(user, kwargs: dict) -> str:
+    """"Run now" on a report's schedule builds the report: for one with SQL sections, only for
+    whoever may run them (reports.permissions)."""
+    report = Report.objects.filter(pk=kwargs.get("report_id")).first()
+    if report is None or may_build_report(user, report):
+        return ""
+    return RUN_SQL_REFUSED.format("run a report that has SQL sections")
+
+
+report_send.run_now_refused = _run_now_refused
+
+
 def _pending(run: ReportRun, recipients: list[str]) -> list[str]:
     """The recipients whose last try failed for now: a retry sends to them."""
     return list(run.deliveries.filter(recipient__in=recipients, status=ReportDelivery.Status.PENDING)
                 .values_list("recipient", flat=True))
+
+
+@shared_task(ignore_result=True)
+def report_preview_build(preview_id: int) -> dict:
+    """Build a preview a staff member asked for (reports.previews); its page shows the outcome."""
+    preview = preview_build(preview_id=preview_id)
+    if preview is None:
+        return {"skipped": f"preview {preview_id} is gone or was taken by another delivery"}
+    return {"preview": preview_id, "status": preview.status}
+
+
+# Sent by the admin's preview page, never by beat: not offered or accepted as a schedule's task.
+report_preview_build.schedulable = False
+
+
+def report_preview_send(preview: ReportPreview) -> None:
+    """Hand `preview` to a worker on the reports queue, with its time limits."""
+    report_preview_build.apply_async(
+        args=[preview.pk], soft_time_limit=preview.time_limit_seconds,
+        time_limit=preview.time_limit_seconds + PREVIEW_KILL_SECONDS,
+    )

@@ -25,7 +25,7 @@ from scheduler.admin_crontabs import crontab_unschedulable
 from scheduler.admin_runs import health_badge, run_outcome, runs_changelist_url
 from scheduler.claim import BEAT_CLAIM
 from scheduler.health_reads import knobs_for
-from scheduler.messages import argument_problems, message_problems, task_schedulable
+from scheduler.messages import argument_problems, message_problems, run_now_refused, task_schedulable
 from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
 from scheduler.publish import BROKER_ERRORS, runs_send_now
 from scheduler.sync import schedule_state_is_current
@@ -419,6 +419,10 @@ class PeriodicTaskAdmin(PageCompletingAdmin, BeatPeriodicTaskAdmin):
         unknown = [task.name for task in tasks if task.task not in celery_app.tasks]
         if unknown:
             messages.error(request, f"Nothing was run: no worker knows the task of {', '.join(unknown)}.")
+            return
+        refused = [f"{task.name!r}: {reason}" for task in tasks if (reason := run_now_refused(task, request.user))]
+        if refused:
+            messages.error(request, "Nothing was run. " + " ".join(refused))
             return
         names = ", ".join(task.name for task in tasks)
         ledger = runs_changelist_url(kind=ScheduleRun.Kind.MANUAL)

@@ -109,6 +109,15 @@ def task_schedulable(name: str) -> bool:
     return not name.startswith(INTERNAL_TASK_PREFIX) and getattr(current_app.tasks.get(name), "schedulable", True)
 
 
+def run_now_refused(schedule: PeriodicTask, user) -> str:
+    """Why `user` may not run `schedule` by hand, in a sentence, as its task says through a
+    `run_now_refused(user, kwargs)` of its own (a report with SQL sections runs its queries with
+    the site's database access); "" when they may."""
+    check = getattr(current_app.tasks.get(schedule.task), "run_now_refused", None)
+    values, problems = _message_fields(args=schedule.args, kwargs=schedule.kwargs, headers="")
+    return "" if check is None or problems else check(user, values["kwargs"])
+
+
 def argument_problems(*, run: Callable, args: str, kwargs: str) -> dict[str, str]:
     """What is wrong with calling a task's `run` (Celery's, without `self` for a bound task) with a
     schedule's args and kwargs, by field: the worker would fail every run with a TypeError.

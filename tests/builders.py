@@ -56,6 +56,15 @@ def clocked_task(name: str, at: datetime, **fields) -> PeriodicTask:
     return periodic_task(name, clocked=clocked_at(at), one_off=True, **fields)
 
 
+def due_once_at(task: PeriodicTask, at: datetime) -> PeriodicTask:
+    """`task` pointed at one clocked time instead of its timing, as an admin could on its page."""
+    task.crontab = task.interval = None
+    task.clocked = clocked_at(at)
+    task.one_off = True
+    task.save()
+    return task
+
+
 def with_policy(task: PeriodicTask, **fields) -> PeriodicTask:
     """`task` with its missed-run and overlap policy set as given, as the admin's inline saves it."""
     SchedulePolicy.objects.update_or_create(task=task, defaults=fields)

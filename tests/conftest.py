@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ CONFIG_VARIABLES = (
     "SCRAPER_HOST_CONCURRENCY", "ALERT_EMAILS", "ALERT_WEBHOOK_URL", "WEBHOOK_ALLOWED_PORTS", "SITE_URL",
     "METRICS_TOKEN", "BEAT_STALE_SECONDS", "WORKER_STALE_SECONDS", "EMAIL_HOST",
     "LOGIN_FAILURE_LIMIT", "LOGIN_LOCKOUT_MINUTES", "RUN_LEASE_SECONDS", "LOST_MESSAGE_CHECK_SECONDS",
-    "EXTRA_APPS", "JOB_COMMANDS",
+    "MAIL_RETRY_BASE_SECONDS", "EXTRA_APPS", "JOB_COMMANDS", "REPORT_SOURCE_DEFAULT_URL",
 )
 
 
@@ -69,6 +70,17 @@ def static_files_without_collectstatic(settings):
     }
 
 
+@pytest.fixture(autouse=True)
+def quick_password_hashing(settings):
+    """Passwords hashed in this process use MD5, as Django's testing docs advise.
+
+    The site's PBKDF2 takes a million rounds (0.2 s of CPU) per hash, and nearly every admin
+    test makes a staff login: minutes of CPU per suite for no test's sake. The processes that
+    tests start (launch, workers) keep the site's hashers, and log in only users they made.
+    """
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> str:
     """A private, real Redis server for the whole test session."""
@@ -106,9 +118,67 @@ def start_process(tmp_path):
 
 
 @pytest.fixture
-def app_env(redis_url, tmp_path) -> dict:
-    """What a worker or beat needs to reach this test's database and the private Redis."""
-    return {"DATABASE_URL": database_url_of_this_test(), "REDIS_URL": redis_url, "DATA_DIR": str(tmp_path / "data")}
+def app_env(redis_url, tmp_path, request) -> dict:
+    """What a worker or beat needs to reach this test's database (reports: as the reader role) and the private Redis."""
+    env = {"DATABASE_URL": database_url_of_this_test(), "REDIS_URL": redis_url, "DATA_DIR": str(tmp_path / "data")}
+    if connection.vendor == "postgresql":
+        env["REPORT_SOURCE_DEFAULT_URL"] = request.getfixturevalue("report_reader_url")
+    return env
+
+
+@pytest.fixture(scope="session")
+def report_reader_url(django_db_setup, django_db_blocker) -> str:
+    """A real reader role for reports on the PostgreSQL test database, made by the compose file's own
+    script (compose/reports-reader.sql) and dropped after the session; its URL."""
+    s = connection.settings_dict
+    role, password = f"{s['NAME']}_reports_reader".lower(), "reader-pw-for-tests"
+    where = ["-h", s["HOST"] or "127.0.0.1", "-p", str(s["PORT"] or 5432), "-U", s["USER"], "-d", s["NAME"]]
+    if not shutil.which("psql"):
+        pytest.fail("PostgreSQL tests make the reports' reader role with psql (compose/reports-reader.sql): install it")
+    made = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", f"reader={role}", *where,
+                           "-f", str(PROJECT_DIR / "compose" / "reports-reader.sql")],
+                          env={**os.environ, "PGPASSWORD": s["PASSWORD"] or "", "POSTGRES_REPORTS_PASSWORD": password},
+                          capture_output=True, text=True)
+    if made.returncode:
+        pytest.fail(f"compose/reports-reader.sql failed: {made.stderr}")
+    yield (f"postgres://{role}:{password}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}")
+    from reports.sources import data_source_connections_close
+
+    data_source_connections_close()
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(f'DROP OWNED BY "{role}"')
+        cursor.execute(f'DROP ROLE "{role}"')
+
+
+@pytest.fixture(autouse=True)
+def reports_read_as_the_reader_role(request, monkeypatch):
+    """On PostgreSQL, SQL sections read the site's database through the reader role, as in production
+    (the tests' own role is a superuser, which reports refuse)."""
+    uses_database = request.node.get_closest_marker("django_db") or {"db", "transactional_db", "live_server"} & set(
+        request.fixturenames)
+    if connection.vendor == "postgresql" and uses_database:
+        monkeypatch.setenv("REPORT_SOURCE_DEFAULT_URL", request.getfixturevalue("report_reader_url"))
+
+
+@pytest.fixture
+def broker_at():
+    """Points this process's Celery app (the admin's) at a broker URL for one test."""
+    from wiring.celery import app, broker_connections_forget
+
+    original = app.conf.broker_url
+
+    def point(url: str) -> None:
+        app.conf.broker_url = url
+        broker_connections_forget()
+
+    yield point
+    point(original)
+
+
+@pytest.fixture
+def app_publishing_to_test_redis(redis_url, broker_at):
+    """This process's Celery app publishing to the test's private Redis, as the admin's does to its own."""
+    broker_at(redis_url)
 
 
 @pytest.fixture

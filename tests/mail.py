@@ -3,6 +3,7 @@
 import email
 import email.policy
 import socket
+import time
 from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
@@ -14,6 +15,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+GREYLISTED = "451 4.7.1 Greylisted, please try again later"
+
+
 @dataclass
 class MailHandler:
     """What the loopback SMTP server received, and the replies it is told to give."""
@@ -21,12 +25,25 @@ class MailHandler:
     received: list = field(default_factory=list)
     # recipient -> list of replies to give to RCPT TO, one per attempt ("" accepts).
     rcpt_replies: dict = field(default_factory=dict)
+    # Greylisting, as Postgrey and its kind do it: RCPT TO of a (sender, recipient) pair is
+    # refused for now until this many seconds have passed since the pair's first attempt.
+    greylist_seconds: float = 0.0
+    first_attempts: dict = field(default_factory=dict)
+    # (recipient, reply) of every RCPT TO refused.
+    refused: list = field(default_factory=list)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.greylist_seconds:
+            pair = ((envelope.mail_from or "").lower(), address.lower())
+            first = self.first_attempts.setdefault(pair, time.monotonic())
+            if time.monotonic() - first < self.greylist_seconds:
+                self.refused.append((address, GREYLISTED))
+                return GREYLISTED
         replies = self.rcpt_replies.get(address.lower())
         if replies:
             reply = replies.pop(0)
             if reply:
+                self.refused.append((address, reply))
                 return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -42,6 +59,10 @@ class MailHandler:
 
 
 class SmtpServer:
+    """Listening between start() and stop(); stopped, its port is closed (connections are
+    refused, as of a mail server that is down), and start() opens the same port again with
+    the same handler, so what it received and the greylist survive an outage."""
+
     def __init__(self, port: int) -> None:
         self.port = port
         self.handler = MailHandler()

@@ -63,6 +63,12 @@ ALERT_WEBHOOK_URL = config.outbound_url("ALERT_WEBHOOK_URL", ports=WEBHOOK_ALLOW
                                         allowed=OUTBOUND_ALLOWED_NETWORKS)
 SITE_URL = env.str("SITE_URL", "").rstrip("/")
 METRICS_TOKEN = env.str("METRICS_TOKEN", "")
+# What a report's SQL section keeps (reports.result_budget): each value at most REPORT_CELL_BYTES
+# (the email shows 200 characters of it; 10 KB keeps any readable text whole in the CSV), and
+# rows while their values fit REPORT_SECTION_BYTES (a section may set its own): 2 MB keeps the
+# section's CSV well inside the 5 MB attachment limit and far above a usual 10,000-row result.
+REPORT_CELL_BYTES = env.int("REPORT_CELL_BYTES", 10_000, validate=positive)
+REPORT_SECTION_BYTES = env.int("REPORT_SECTION_BYTES", 2_000_000, validate=positive)
 # The shortest interval a schedule may have, in the form and in beat.
 MIN_SCHEDULE_PERIOD_SECONDS = env.float("MIN_SCHEDULE_PERIOD_SECONDS", 1.0, validate=positive)
 # A beat or a worker silent for this long counts as stopped (the home page, health, alerts).
@@ -72,6 +78,9 @@ WORKER_STALE_SECONDS = env.int("WORKER_STALE_SECONDS", 90, validate=positive)
 RUN_LEASE_SECONDS = env.int("RUN_LEASE_SECONDS", 60, validate=positive)
 # How often beat reads the broker for sent runs whose message it lost (scheduler.recover).
 LOST_MESSAGE_CHECK_SECONDS = env.int("LOST_MESSAGE_CHECK_SECONDS", 15, validate=positive)
+# The first wait before a report email is tried again (each next wait doubles it: 30+60+120+240 s
+# outlast greylisting's five minutes); the fault suite shortens it (reports.delivery).
+MAIL_RETRY_BASE_SECONDS = env.float("MAIL_RETRY_BASE_SECONDS", 30.0, validate=positive)
 # Where gunicorn listens (gunicorn.conf.py) and where `make run` says the admin is.
 WEB_BIND = config.host_and_port("WEB_BIND", "127.0.0.1:8000")
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", 2, validate=positive)

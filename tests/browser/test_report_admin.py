@@ -1,10 +1,12 @@
-"""A superuser defines a report in the admin and previews it, in a real browser."""
+"""A superuser defines a report in the admin and previews it, in a real browser; a real worker
+builds the preview."""
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from reports.models import Report, ReportRun
+from tests.e2e.processes import worker_argv
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,8 +32,11 @@ def fill(browser, fields: dict) -> None:
             element.send_keys(value)
 
 
-def test_a_superuser_creates_a_report_with_a_summary_and_a_chart_and_previews_it(logged_in):
+def test_a_superuser_creates_a_report_with_a_summary_and_a_chart_and_previews_it(
+    logged_in, start_process, app_env, app_publishing_to_test_redis
+):
     browser = logged_in
+    start_process("worker", worker_argv("-Q", "reports"), **app_env)
     browser.get(f"{browser.base_url}/admin/reports/report/add/")
     fill(browser, {"name": "Morning operations", "recipients": "ana@example.com\nbo@example.com"})
     summary = add_inline(browser, "operations_summary_sections")
@@ -53,6 +58,8 @@ def test_a_superuser_creates_a_report_with_a_summary_and_a_chart_and_previews_it
     WebDriverWait(browser, 10).until(lambda b: len(b.window_handles) == 2)
     browser.switch_to.window(next(handle for handle in browser.window_handles if handle != editor))
 
+    # The page looks again by itself until the worker has built the email.
+    WebDriverWait(browser, 90).until(lambda b: "Runs by outcome" in b.find_element(By.TAG_NAME, "body").text)
     page = browser.find_element(By.TAG_NAME, "body").text
     assert "Morning operations" in page and "Operations summary" in page and "Runs by outcome" in page
     assert "reports.tasks.report_send" in page and "section failed" not in page.lower()
@@ -60,5 +67,5 @@ def test_a_superuser_creates_a_report_with_a_summary_and_a_chart_and_previews_it
     WebDriverWait(browser, 10).until(lambda b: b.execute_script("return arguments[0].complete", chart))
     assert browser.execute_script("return arguments[0].naturalWidth", chart) > 0
     assert chart.size["width"] > 0 and chart.is_displayed()
-    # A preview stores and sends nothing.
+    # A preview sends nothing and archives no run.
     assert not ReportRun.objects.exists()

@@ -11,7 +11,8 @@ pytestmark = pytest.mark.django_db
 def test_policies_are_seeded_with_their_targets_defaults_and_kept_when_seeded_again():
     assert dict(retention_policies_seed()) == {
         "sessions": True, "task_results": True, "cleanup_runs": True, "worker_heartbeats": True,
-        "schedule_runs": True, "report_runs": True, "scraping_snapshots": True, "scraping_fetches": True,
+        "schedule_runs": True, "report_runs": True, "report_previews": True, "scraping_snapshots": True,
+        "scraping_fetches": True,
         "beat_heartbeats": True, "alert_flips": True, "evaluator_heartbeats": True, "ledger_hours": True,
         "login_attempts": True, "login_log": True,
     }

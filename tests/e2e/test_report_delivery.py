@@ -16,7 +16,7 @@ from django_celery_results.models import TaskResult
 from reports.models import Report, ReportRun, ReportSection
 from reports.services import report_schedule_sync
 from scheduler.models import BeatHeartbeat, ScheduleRun
-from tests.builders import clocked_at
+from tests.builders import due_once_at
 from tests.e2e.processes import celery_argv, worker_argv
 from tests.e2e.waiting import wait_until
 from tests.mail import SmtpServer, free_port
@@ -51,15 +51,6 @@ def report_with_summary_and_chart() -> Report:
     return report
 
 
-def due_once_in(report: Report, seconds: int) -> None:
-    """Point the report's schedule at one clocked time, as an admin could on the schedule's page."""
-    schedule = report.schedule
-    schedule.crontab = None
-    schedule.clocked = clocked_at(timezone.now() + timedelta(seconds=seconds))
-    schedule.one_off = True
-    schedule.save()
-
-
 def parts_of(message) -> dict:
     found = {"images": {}, "attachments": {}}
     for part in message.walk():
@@ -81,7 +72,7 @@ def test_the_scheduled_run_emails_each_recipient_once_with_the_chart_inline_and_
     wait_until(lambda: BeatHeartbeat.objects.exists(), timeout=30, what="beat looping")
 
     report = report_with_summary_and_chart()
-    due_once_in(report, seconds=2)
+    due_once_at(report.schedule, timezone.now() + timedelta(seconds=2))
     runs = ScheduleRun.objects.filter(schedule=report.schedule)
     wait_until(lambda: runs.filter(status__in=ScheduleRun.FINISHED).exists(), timeout=40,
                what=lambda: f"the report's run to finish (ledger: {list(runs.values_list('status', flat=True))})")

@@ -4,6 +4,7 @@ count each (schedule, slot) from the probe's notes and the ledger (tests/faults/
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.e2e.processes import RealProcess, celery_argv, worker_argv
@@ -82,13 +83,16 @@ class Campaign:
         settled = self.settle(timeout=settle_timeout)
         return self.count(scenario, settled=settled)
 
-    def count(self, scenario: str, *, names: list[str] | None = None, settled: float = 0.0) -> Tally:
-        """The slots of `names` (default: every schedule), kept as a row of the session's table."""
+    def count(self, scenario: str, *, names: list[str] | None = None, settled: float = 0.0,
+              notes: Callable[[list[dict]], dict] | None = None) -> Tally:
+        """The slots of `names` (default: every schedule), kept as a row of the session's table;
+        `notes` adds the executions of schedules other than the probe's, from the ledger rows."""
         names = names or self.names
         rows = self.site.ledger(names)
         # The whole ledger of the scenario, for a look after the test.
         (self.tmp_path / f"ledger-{scenario.split('.')[0]}.json").write_text(json.dumps(rows, indent=1))
-        result = tally(scenario, names, rows, self.log, every=self.every)
+        executions = {**probe_notes(self.log), **(notes(rows) if notes else {})}
+        result = tally(scenario, names, rows, executions, every=self.every)
         result.settle_seconds = settled
         ROWS.append(result)
         report = result.report()

@@ -29,6 +29,14 @@ def probe_notes(log: Path) -> dict[tuple[str, datetime], dict]:
     return notes
 
 
+def report_notes(rows: list[dict], *, schedule: str, received: dict[str, int]) -> dict[tuple[str, datetime], dict]:
+    """The notes of a report's one-off schedule, as the probe's: its slot executed as often as
+    a recipient got the email (`received`: recipient -> emails), the report's own output."""
+    done = max(received.values(), default=0)
+    return {(schedule, datetime.fromisoformat(row["scheduled_for"])): {"start": done, "done": done, "pids": []}
+            for row in rows if row["schedule_name"] == schedule}
+
+
 @dataclass
 class Tally:
     scenario: str
@@ -65,15 +73,15 @@ class Tally:
         return "\n".join([self.HEADER, self.row(), *examples, *(f"  {problem}" for problem in shown)]) + more
 
 
-def tally(scenario: str, names: list[str], rows: list[dict], log: Path, *, every: float) -> Tally:
+def tally(scenario: str, names: list[str], rows: list[dict], notes: dict, *, every: float) -> Tally:
     """Count each (schedule, slot) of the schedules `names` in the ledger `rows` and the
-    probe's `log` once.
+    execution `notes` (probe_notes, report_notes) once.
 
     The slots expected are every slot of each schedule from its first to its last one seen in
     either, `every` seconds apart: a slot missing from both in between was skipped silently.
     """
     result = Tally(scenario)
-    notes = {key: note for key, note in probe_notes(log).items() if key[0] in names}
+    notes = {key: note for key, note in notes.items() if key[0] in names}
     ledger = {}
     for row in rows:
         ledger[(row["schedule_name"], datetime.fromisoformat(row["scheduled_for"]))] = row

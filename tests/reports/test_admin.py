@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from reports.admin import SqlSectionForm
-from reports.models import Report, ReportDelivery, ReportRun, ReportSection
+from reports.models import Report, ReportDelivery, ReportSection
 from reports.services import report_deliver
 from tests.reports.conftest import COUNTS_BY_DAY, chart_section, report_with
 
@@ -159,16 +159,6 @@ def test_staff_see_existing_sql_sections_read_only(ops_client):
     report = report_with(sql=[chart_section()])
     page = ops_client.get(reverse("admin:reports_report_change", args=[report.pk])).content.decode()
     assert "Visits per day" in page and 'name="sql_sections-0-query"' not in page
-
-
-def test_preview_renders_in_the_browser_without_sending_or_storing(staff_client):
-    report = report_with(summary=True, sql=[chart_section()])
-    response = staff_client.get(reverse("admin:reports_report_preview", args=[report.pk]) + "?date=2026-03-02")
-    page = response.content.decode()
-    assert response.status_code == 200 and "Visits per day" in page and "Runs by outcome" in page
-    assert 'src="data:image/png;base64,' in page and "cid:" not in page
-    assert "img-src data:" in response["Content-Security-Policy"]
-    assert mail.outbox == [] and not ReportRun.objects.exists()
 
 
 @pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01"])

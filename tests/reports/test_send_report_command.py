@@ -1,5 +1,6 @@
 """`manage.py send_report NAME [--date YYYY-MM-DD]`: outside checks call it; keep it stable."""
 
+import os
 from datetime import date
 from io import StringIO
 
@@ -71,8 +72,10 @@ def test_it_runs_as_a_real_command_and_exits_non_zero_on_failure(smtp_server, sm
     from tests.e2e.conftest import database_url_of_this_test
 
     report_with(sql=[chart_section()])
+    # On PostgreSQL, the reader role the SQL section reads through (tests/conftest.py).
     env = subprocess_env(DATABASE_URL=database_url_of_this_test(), DATA_DIR=str(tmp_path),
-                         EMAIL_HOST="127.0.0.1", EMAIL_PORT=str(smtp_port))
+                         EMAIL_HOST="127.0.0.1", EMAIL_PORT=str(smtp_port),
+                         REPORT_SOURCE_DEFAULT_URL=os.environ.get("REPORT_SOURCE_DEFAULT_URL"))
 
     sent = run_manage("send_report", "Visits", "--date", "2026-02-27", env=env)
     assert sent.returncode == 0, sent.stderr

@@ -104,6 +104,25 @@ def test_the_product_connects_to_postgres_as_a_role_that_is_not_its_superuser():
     assert "-h 127.0.0.1" in services["postgres"]["healthcheck"]["test"][1]
 
 
+def test_reports_read_through_their_own_reader_role_made_once_the_migrations_ran():
+    services = compose()["services"]
+    url = re.fullmatch(r"postgres://(?P<role>\w+):\$\{(?P<password>\w+):\?[^}]*\}@postgres:5432/(?P<db>\w+)",
+                       services["worker"]["environment"]["REPORT_SOURCE_DEFAULT_URL"])
+    app = re.match(r"postgres://(\w+):", services["worker"]["environment"]["DATABASE_URL"])[1]
+    assert url and url["role"] not in (app, services["postgres"]["environment"]["POSTGRES_USER"])
+    assert url["password"] not in ("POSTGRES_PASSWORD", "POSTGRES_APP_PASSWORD")
+    # The script that makes it (tests/conftest.py runs the same one for every PostgreSQL test) runs
+    # after `prepare`, and every process that runs reports waits for it.
+    reader = services["reports-reader"]
+    assert reader["depends_on"] == {"prepare": {"condition": "service_completed_successfully"}}
+    assert reader["environment"]["POSTGRES_REPORTS_PASSWORD"].startswith(f"${{{url['password']}:?")
+    (script,) = [v.split(":")[0] for v in reader["volumes"]]
+    assert f"\\set reader {url['role']}" in (PROJECT_DIR / script).read_text()
+    assert "ON_ERROR_STOP=1" in reader["command"]
+    for name in APP_SERVICES[1:]:
+        assert services[name]["depends_on"]["reports-reader"] == {"condition": "service_completed_successfully"}
+
+
 def test_flower_is_an_optional_service_behind_a_password_on_loopback():
     flower = compose()["services"]["flower"]
     assert flower["profiles"] == ["flower"] and "FLOWER_BASIC_AUTH" in flower["environment"]

@@ -39,6 +39,8 @@ def test_it_names_each_bad_variable_on_one_line_and_stops(tmp_path):
     ("WEB_BIND", "127.0.0.1:99999", "'127.0.0.1:99999' is not HOST:PORT, e.g. 127.0.0.1:8000"),
     ("WEB_CONCURRENCY", "zero", "invalid value: Not a valid integer."),
     ("WORKER_CONCURRENCY", "0", "invalid value: must be a positive number"),
+    ("MAIL_RETRY_BASE_SECONDS", "0", "invalid value: must be a positive number"),
+    ("MAIL_RETRY_BASE_SECONDS", "soon", "invalid value: Not a valid number."),
     ("OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8,169.254.169.254/32",
      "169.254.169.254/32 would allow 169.254.0.0/16: link-local, where cloud metadata services answer (RFC 3927); "
      "metadata addresses can never be allowed"),
