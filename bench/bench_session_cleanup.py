@@ -1,7 +1,8 @@
 """Expired-session cleanup under live traffic: our batched engine beside Django's clearsessions.
 
-For each database: load N expired and M live sessions once (see SPREAD), then for each contender start from
-an identical copy, run a probe (bench/session_probe.py) that reads, updates and creates sessions
+For each database: load N expired and M live sessions once (see SPREAD), each holding what a
+site's visitor's session holds (160-240 bytes, bench/session_data.py), then for each contender
+start from an identical copy, run a probe (bench/session_probe.py) that reads, updates and creates sessions
 every 20 ms, run the cleanup as a separate process, and report wall time, the cleanup's peak
 RSS, the probe's p99 and max latency and errors, expired rows left and live rows lost. On
 PostgreSQL both run again under statement_timeout=500ms (a long single statement is cancelled),
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import psycopg
 from postgres_server import PostgresServer
+from session_data import session_data_pool
 
 PROJECT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -38,11 +40,18 @@ TEMPLATE_DB, RUN_DB = "bench_cleanup_template", "bench_cleanup_run"
 # rise with the order rows were written in; expired ones over the last two weeks, live ones
 # over the next two (the default SESSION_COOKIE_AGE). Keys are random, as Django makes them.
 SPREAD = timedelta(days=14)
+# Distinct session data to fill the rows from (bench/session_data.py), each used in turn.
+POOL_SIZE = 20_000
+SECRET_KEY = "bench-only-key-" + "x" * 40
+
+
+def session_pool() -> list[str]:
+    return session_data_pool(POOL_SIZE, secret_key=SECRET_KEY)
 
 
 def child_env(database_url: str, data_dir: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(DATABASE_URL=database_url, DATA_DIR=str(data_dir), SECRET_KEY="bench-only-key-" + "x" * 40,
+    env.update(DATABASE_URL=database_url, DATA_DIR=str(data_dir), SECRET_KEY=SECRET_KEY,
                LOG_LEVEL="ERROR", DJANGO_SETTINGS_MODULE="scheduler.settings")
     return env
 
@@ -66,16 +75,18 @@ class SQLiteDatabase:
         manage(self.url(template=True), workdir, "migrate", "-v", "0")
         now = datetime.now(UTC)
         with sqlite3.connect(self.template) as db:
+            db.execute("CREATE TEMP TABLE pool (i INTEGER PRIMARY KEY, data TEXT)")
+            db.executemany("INSERT INTO pool VALUES (?, ?)", enumerate(session_pool()))
             for count, start in ((expired, now - SPREAD), (live, now + timedelta(minutes=10))):
                 # Django's own text form of a datetime on SQLite: six digits of microseconds,
                 # none at all when they are zero.
                 db.execute(
                     "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < ?), "
-                    "at(e) AS (SELECT ? + i * ? FROM seq) "
-                    "INSERT INTO django_session SELECT lower(hex(randomblob(16))), 'e30=', "
+                    "at(i, e) AS (SELECT i, ? + i * ? FROM seq) "
+                    "INSERT INTO django_session SELECT lower(hex(randomblob(16))), pool.data, "
                     "strftime('%Y-%m-%d %H:%M:%S', e, 'unixepoch') || CASE WHEN e = floor(e) THEN '' "
-                    "ELSE printf('.%06d', (e - floor(e)) * 1000000) END FROM at",
-                    (count, start.timestamp(), (SPREAD.total_seconds() - 1200) / count),
+                    "ELSE printf('.%06d', (e - floor(e)) * 1000000) END FROM at JOIN pool ON pool.i = at.i % ?",
+                    (count, start.timestamp(), (SPREAD.total_seconds() - 1200) / count, POOL_SIZE),
                 )
         with sqlite3.connect(self.template) as db:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -106,11 +117,13 @@ class PostgresDatabase(PostgresServer):
                    f"CREATE DATABASE {TEMPLATE_DB}")
         manage(self.url(template=True), workdir, "migrate", "-v", "0")
         with psycopg.connect(self.url(template=True), autocommit=True) as db:
+            db.execute("CREATE TEMP TABLE pool AS SELECT i - 1 AS i, data FROM unnest(%s::text[]) "
+                       "WITH ORDINALITY AS p(data, i)", (session_pool(),))
             for count, start in ((expired, -SPREAD), (live, timedelta(minutes=10))):
                 db.execute(
-                    "INSERT INTO django_session SELECT md5(random()::text || i::text), 'e30=', "
-                    "now() + %s + i * %s FROM generate_series(1, %s) AS i",
-                    (start, (SPREAD - timedelta(minutes=20)) / count, count),
+                    "INSERT INTO django_session SELECT md5(random()::text || g.i::text), pool.data, "
+                    "now() + %s + g.i * %s FROM generate_series(1, %s) AS g(i) JOIN pool ON pool.i = g.i %% %s",
+                    (start, (SPREAD - timedelta(minutes=20)) / count, count, POOL_SIZE),
                 )
             db.execute("VACUUM ANALYZE django_session")
 

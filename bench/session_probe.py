@@ -1,5 +1,6 @@
 """The bench's stand-in for site traffic: every 20 ms it reads and updates a random live session
-and creates a new one, each its own short transaction, timing each and counting errors.
+and creates a new one (a visitor's data, bench/session_data.py), each its own short transaction,
+timing each and counting errors.
 
 Run by bench_session_cleanup.py with DATABASE_URL set; writes its figures as JSON on SIGTERM.
 """
@@ -22,6 +23,7 @@ django.setup()
 from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
 from django.contrib.sessions.models import Session  # noqa: E402
 from django.utils import timezone  # noqa: E402
+from session_data import site_session  # noqa: E402
 
 INTERVAL = 0.020
 
@@ -32,6 +34,7 @@ def main(out_path: str, ready_path: str) -> None:
     latencies: list[float] = []
     errors: list[str] = []
     created = 0
+    rng = random.Random()
     stopping = False
 
     def stop(*_):
@@ -53,7 +56,9 @@ def main(out_path: str, ready_path: str) -> None:
                     store["seen"] = time.time()
                     store.save()
                 else:
-                    SessionStore().create()
+                    store = SessionStore()
+                    store.update(site_session(rng))
+                    store.create()
                     created += 1
             except Exception as error:  # every failure a visitor would see counts
                 errors.append(f"{operation}: {type(error).__name__}: {error}")

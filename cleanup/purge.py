@@ -37,10 +37,12 @@ from cleanup.targets import RetentionTarget
 
 MIN_BATCH, MAX_BATCH = 100, 20_000
 # On SQLite a batch stops here however fast it runs: its dirty pages stay in memory until it
-# commits, and a site's writer waits out the whole batch. On 1,000,000 sessions, with batches
-# of 10,000 the bench's probe waited 56 ms at most. It also keeps key lists far under SQLite's
-# bound-variable limit where they go as parameters.
-MAX_BATCH_SQLITE = 10_000
+# commits, and a site's writer waits out the whole batch. On 1,000,000 empty sessions, with
+# batches of 10,000 the bench's probe waited 56 ms at most; with sessions of a real site's size
+# (160-240 bytes) a batch of 10,000 held the lock 45-96 ms, often right after two of 5,000 had
+# taken 25-35 ms and the size had doubled, and the probe's slowest operations waited for those.
+# It also keeps key lists far under SQLite's bound-variable limit where they go as parameters.
+MAX_BATCH_SQLITE = 8_000
 # Rows per slice on SQLite (see the module's docstring): a larger slice spreads each batch over
 # more of the table's pages, a smaller one over more of a random key's index. 40,000 wrote the
 # fewest pages on 1,000,000 sessions.

@@ -4,6 +4,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from cleanup.models import CleanupRun
@@ -30,6 +31,29 @@ def test_a_dry_run_says_what_would_go():
     call_command("cleanup", "--dry-run", stdout=out, stderr=StringIO())
     assert "would delete" in out.getvalue()
     assert "sessions             Succeeded                   4            4" in out.getvalue()
+
+
+class Terminal(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.django_db
+def test_its_progress_bar_counts_the_rows_first_on_a_terminal_only():
+    factories.sessions(6, expires_in=-timedelta(minutes=1))
+    terminal = Terminal()
+    with CaptureQueriesContext(connection) as on_a_terminal:
+        call_command("cleanup", "sessions", "--dry-run", stdout=StringIO(), stderr=terminal)
+    with CaptureQueriesContext(connection) as in_a_log:
+        call_command("cleanup", "sessions", "--dry-run", stdout=StringIO(), stderr=StringIO())
+
+    def counts(queries):
+        return [q["sql"] for q in queries if "COUNT(*)" in q["sql"] and "django_session" in q["sql"]]
+
+    # The same run both times (a dry run on PostgreSQL counts its batches), with the bar's total
+    # counted first on a terminal only.
+    assert "6/6" in terminal.getvalue()
+    assert len(counts(on_a_terminal)) == len(counts(in_a_log)) + 1
 
 
 def test_an_unknown_target_is_refused_with_the_known_ones_and_a_nonzero_status(tmp_path):

@@ -1,3 +1,5 @@
+import operator
+import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -5,7 +7,11 @@ from django.contrib.sessions.models import Session
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
 from django.utils import timezone
 
+from cleanup import sqlite_turns
+from cleanup.models import CleanupRun, RetentionPolicy
+from cleanup.services import retention_policy_for, target_purge
 from cleanup.sqlite_turns import SQLiteTurns
+from cleanup.targets import retention_targets
 from tests.cleanup import factories
 
 pytestmark = pytest.mark.django_db
@@ -35,3 +41,77 @@ def test_its_settings_are_handed_back_from_a_transaction_marked_for_rollback():
                 Session.objects.create(session_key=taken, session_data="", expire_date=timezone.now())
 
     assert pragma("wal_autocheckpoint") == 777
+
+
+def site_connection() -> sqlite3.Connection:
+    """A connection of the site's own, as another process opens it."""
+    site = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+    site.execute("PRAGMA busy_timeout=5000")
+    return site
+
+
+def wal_frames(site: sqlite3.Connection) -> tuple[int, int]:
+    """(frames in the WAL, frames copied into the database file), copying what may be copied."""
+    _, log, copied = site.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return log, copied
+
+
+def purge_sessions_watching(watch) -> CleanupRun:
+    """Ten sessions a batch, `watch` called after each."""
+    target = retention_targets()["sessions"]
+    policy = retention_policy_for(target=target)
+    RetentionPolicy.objects.filter(pk=policy.pk).update(batch_size=10, batch_target_ms=None)
+    policy.refresh_from_db()
+    return target_purge(target=target, policy=policy, dry_run=False, trigger="command", watch=watch)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_between_batches_no_writer_copies_the_runs_pages_until_its_own_checkpoint():
+    factories.sessions(40, expires_in=-timedelta(minutes=5))
+    site = site_connection()
+    site.execute("PRAGMA wal_autocheckpoint=1")  # the site's every commit tries a checkpoint
+    left_in_the_wal = []
+
+    def site_writes(progress):
+        site.execute("INSERT INTO django_session VALUES (?, 'e30=', '2100-01-01 00:00:00')",
+                     (f"site-{progress.batches}",))
+        log, copied = wal_frames(site)
+        left_in_the_wal.append(log - copied)
+
+    run = purge_sessions_watching(site_writes)
+
+    assert (run.status, run.rows_deleted, run.batches) == ("succeeded", 40, 4)
+    # Neither the site's auto-checkpoints nor anyone's PASSIVE one copied the batches' pages...
+    assert all(left_in_the_wal), left_in_the_wal
+    # ...and the run copied every one before it ended.
+    log, copied = wal_frames(site)
+    assert log == copied
+    assert Session.objects.filter(session_key__startswith="site-").count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_run_copies_the_wal_whenever_it_reaches_its_frame_budget(monkeypatch):
+    monkeypatch.setattr(sqlite_turns, "CHECKPOINT_FRAMES", 1)
+    factories.sessions(30, expires_in=-timedelta(minutes=5))
+    site = site_connection()
+    left_in_the_wal = []
+
+    run = purge_sessions_watching(lambda progress: left_in_the_wal.append(operator.sub(*wal_frames(site))))
+
+    assert run.rows_deleted == 30 and left_in_the_wal == [0, 0, 0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_run_leaves_no_reader_holding_the_wal():
+    factories.sessions(30, expires_in=-timedelta(minutes=5))
+
+    def fail(progress):
+        raise OSError("disk gone")
+
+    run = purge_sessions_watching(fail)
+
+    assert run.status == "failed" and "disk gone" in run.error
+    site = site_connection()
+    site.execute("PRAGMA busy_timeout=0")
+    # TRUNCATE waits for every reader to finish: a reader left open would make it busy.
+    assert site.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone() == (0, 0, 0)

@@ -31,12 +31,13 @@ class Command(BaseCommand):
             # Targets run one after the other: the previous one's bar is complete.
             for finished in bars:
                 finished.close()
+            # Only on a terminal: in a log or a job's captured output, a bar is a line of
+            # carriage returns per batch, before the summary anyone reads. Nor is its total
+            # counted there: a COUNT over a million expired sessions took 0.1-0.4 s.
+            on_terminal = self.stderr.isatty()
             bar = tqdm(
-                total=self.count_or_none(target, policy), desc=target.key, unit=" rows",
-                file=self.stderr._out, dynamic_ncols=True,
-                # Only on a terminal: in a log or a job's captured output, a bar is a line of
-                # carriage returns per batch, before the summary anyone reads.
-                disable=None,
+                total=self.count_or_none(target, policy) if on_terminal else None, desc=target.key,
+                unit=" rows", file=self.stderr._out, dynamic_ncols=True, disable=not on_terminal,
             )
             bars.append(bar)
             return lambda progress: bar.update(progress.matched - bar.n)
