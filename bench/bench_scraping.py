@@ -66,7 +66,6 @@ import argparse
 import json
 import math
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -79,6 +78,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
 from pathlib import Path
+
+from worker_processes import Worker, machine_busy, process_cpu, workers_start
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
@@ -263,103 +264,6 @@ def child_env(*, database_url: str, redis_url: str, data_dir: Path, sites: Sites
 
 # --- worker processes ----------------------------------------------------------------------------
 
-@dataclass
-class Worker:
-    name: str
-    process: subprocess.Popen
-    log: Path
-    cpu_start: float = 0.0
-    cpu_end: float = 0.0
-    peaks: dict[int, int] = field(default_factory=dict)  # pid -> VmHWM bytes
-    pss_peak: int = 0
-    rss_peak: int = 0
-
-    def procs(self):
-        import psutil
-
-        try:
-            root = psutil.Process(self.process.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return []
-
-    def cpu(self) -> float:
-        import psutil
-
-        total = 0.0
-        for proc in self.procs():
-            try:
-                times = proc.cpu_times()
-                total += times.user + times.system
-            except psutil.Error:
-                pass
-        return total
-
-    def sample_memory(self, with_pss: bool) -> None:
-        import psutil
-
-        rss = pss = 0
-        for proc in self.procs():
-            try:
-                if with_pss:
-                    info = proc.memory_full_info()
-                    pss += info.pss
-                    rss += info.rss
-                else:
-                    rss += proc.memory_info().rss
-            except psutil.Error:
-                pass
-        self.rss_peak = max(self.rss_peak, rss)
-        self.pss_peak = max(self.pss_peak, pss)
-
-    def read_peaks(self) -> None:
-        for proc in self.procs():
-            try:
-                status = Path(f"/proc/{proc.pid}/status").read_text()
-                line = next(line for line in status.splitlines() if line.startswith("VmHWM"))
-                self.peaks[proc.pid] = int(line.split()[1]) * 1024
-            except (OSError, StopIteration):
-                pass
-
-    def ready(self) -> bool:
-        return " ready." in self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
-
-
-def workers_start(count: int, concurrency: int, pool: str, env: dict, workdir: Path) -> list[Worker]:
-    workers = []
-    for index in range(count):
-        name = f"bench{index + 1}"
-        log = workdir / f"worker-{name}.log"
-        argv = [PYTHON, "-m", "celery", "-A", "scheduler", "worker", "--loglevel", "INFO", "-n", f"{name}@%h",
-                "-P", pool, "-c", str(concurrency), "--without-mingle", "--without-gossip"]
-        with log.open("w") as output:
-            process = subprocess.Popen(argv, cwd=PROJECT, env=env, stdout=output, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
-        workers.append(Worker(name, process, log))
-    deadline = time.monotonic() + 90
-    while not all(worker.ready() for worker in workers):
-        for worker in workers:
-            if worker.process.poll() is not None:
-                sys.exit(f"worker {worker.name} exited ({worker.process.returncode}) at start-up; see {worker.log}")
-        if time.monotonic() > deadline:
-            sys.exit(f"the workers were not ready within 90 s; see {workdir}")
-        time.sleep(0.2)
-    return workers
-
-
 class Sampler(threading.Thread):
     """Each worker tree's memory every SAMPLE_EVERY s; PSS every PSS_EVERY samples, since it reads
     every process's smaps (memory only grows in these processes, and it is read once more at the end)."""
@@ -379,23 +283,6 @@ class Sampler(threading.Thread):
     def stop(self) -> None:
         self.stopping.set()
         self.join(timeout=5)
-
-
-def machine_busy() -> float:
-    import psutil
-
-    times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
-
-
-def process_cpu(pid: int) -> float:
-    import psutil
-
-    try:
-        times = psutil.Process(pid).cpu_times()
-        return times.user + times.system
-    except psutil.Error:
-        return 0.0
 
 
 # --- the measured run -----------------------------------------------------------------------------

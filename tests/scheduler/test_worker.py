@@ -2,19 +2,32 @@
 
 import base64
 import json
+import threading
 import uuid
 from datetime import datetime, timedelta
 
 import pytest
 from celery import shared_task
 from django.db import OperationalError, connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from scheduler.messages import RUN_HEADER, SCHEDULED_FOR_HEADER
 from scheduler.models import ScheduleRun, WorkerHeartbeat
 from scheduler.tasks import heartbeat, run_outcome_write
-from scheduler.worker import DATABASE_WAIT_SECONDS, LEASE_WAITS, LEASE_WAITS_HEADER, OUTCOME_TASK, scheduled_for
+from scheduler.worker import (
+    DATABASE_WAIT_SECONDS,
+    LEASE_WAITS,
+    LEASE_WAITS_HEADER,
+    OUTCOME_TASK,
+    run_finish,
+    run_start,
+    scheduled_for,
+)
+from scheduler.worker_leases import LeaseRenewer
+from shared.claims import Claim
 from tests.builders import interval_task, ledger_run, with_policy
+from tests.e2e.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -27,6 +40,13 @@ def fails_on_purpose():
 @shared_task(bind=True)
 def reports_its_slot(self):
     return scheduled_for(self.request).isoformat()
+
+
+@shared_task
+def names_the_other_threads() -> list[tuple[int, str]]:
+    # Names as well: a thread that ended leaves its ident to the next one.
+    return sorted((thread.ident, thread.name) for thread in threading.enumerate()
+                  if thread is not threading.current_thread())
 
 
 def claimed_run(task, *, slot=None, **fields) -> ScheduleRun:
@@ -215,3 +235,70 @@ def test_an_outcome_that_cannot_be_written_is_kept_in_a_message_and_written_once
 
     run.refresh_from_db()
     assert (run.status, run.output, run.lease_until) == ("succeeded", {"rows": 3}, None)
+
+
+def test_an_unopposed_run_starts_in_one_statement():
+    run = claimed_run(interval_task("heartbeat", timedelta(minutes=1)), status="sent")
+    with CaptureQueriesContext(connection) as queries:
+        assert run_start(run_id=run.id, task_id=run.task_id, worker="celery@here:1:ab").run
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == ["UPDATE"]
+    run.refresh_from_db()
+    assert (run.status, run.worker) == ("running", "celery@here:1:ab") and run.lease_until > timezone.now()
+
+
+def test_runs_one_after_another_have_their_leases_renewed_by_one_thread_not_one_each():
+    task = interval_task("threads", timedelta(minutes=1))
+    seen = [deliver(names_the_other_threads, claimed_run(task, slot=timezone.now() - timedelta(minutes=minutes))).result
+            for minutes in (2, 1)]
+    assert seen[0] == seen[1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lease_is_renewed_while_its_run_executes_and_no_longer_once_it_ends():
+    renewer = LeaseRenewer(Claim(holder_field="worker", until_field="lease_until", lasts=timedelta(seconds=3),
+                                 renew_every=timedelta(seconds=0.5)))
+    started = timezone.now()
+    run = claimed_run(interval_task("long", timedelta(minutes=1)), status="running", worker="celery@here:1:ab",
+                      started_at=started, lease_until=started + timedelta(seconds=3))
+
+    def lease_until():
+        return ScheduleRun.objects.get(id=run.id).lease_until
+
+    with renewer.holding(run.id, "celery@here:1:ab"):
+        wait_until(lambda: lease_until() > started + timedelta(seconds=4), timeout=30,
+                   what=lambda: f"the lease renewed past {started + timedelta(seconds=4)}, now {lease_until()}")
+    ended = lease_until()
+    # Two passes of the renewer later, the lease is where the last renewal left it.
+    threading.Event().wait(1.2)
+    assert lease_until() == ended
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite lets one writer in at a time")
+def test_of_two_deliveries_starting_a_run_at_once_one_starts_it():
+    run = claimed_run(interval_task("heartbeat", timedelta(minutes=1)), status="sent")
+    ready, decisions = threading.Barrier(2), {}
+
+    def start(worker: str) -> None:
+        ready.wait()
+        decisions[worker] = run_start(run_id=run.id, task_id=run.task_id, worker=worker).run
+        connection.close()
+
+    threads = [threading.Thread(target=start, args=(f"celery@w{index}:1:ab",)) for index in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(decisions.values()) == [False, True]
+    assert ScheduleRun.objects.get(id=run.id).worker == next(w for w, started in decisions.items() if started)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's commits wait for the disk")
+def test_a_runs_outcome_commits_without_waiting_for_the_disk_the_task_result_after_it_flushes_both():
+    run = claimed_run(interval_task("heartbeat", timedelta(minutes=1)), status="running", worker="celery@here:1:ab",
+                      started_at=timezone.now(), lease_until=timezone.now() + timedelta(seconds=60))
+    with CaptureQueriesContext(connection) as queries:
+        run_finish(run_id=run.id, worker="celery@here:1:ab", succeeded=True, output={"rows": 1})
+    assert "SET LOCAL synchronous_commit = off" in [query["sql"] for query in queries.captured_queries]
+    run.refresh_from_db()
+    assert (run.status, run.output, run.lease_until) == ("succeeded", {"rows": 1}, None)
