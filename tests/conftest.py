@@ -12,6 +12,10 @@ from wiring.embedded_redis import EmbeddedRedis
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
+# The fault suite's table of scenarios: a plugin, since under pytest-xdist the process that prints
+# the session's summary loads no conftest.py below this one.
+pytest_plugins = ["tests.faults.table"]
+
 # Variables a test sets on purpose; the rest of the environment is passed through.
 CONFIG_VARIABLES = (
     "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "HTTPS", "DATA_DIR",

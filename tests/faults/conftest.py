@@ -1,13 +1,12 @@
 """Fixtures of the fault suite: a Redis of each test's own (so that it can be killed and
 restarted), a PostgreSQL cluster of its own (stopped and started), short timeouts for every
-process, and the table of scenarios printed at the end of the session."""
+process. (The table of scenarios at the end of the session: tests/faults/table.py.)"""
 
 import pytest
 from django.db import connection
 
 from tests.faults.campaign import Campaign
 from tests.faults.postgres_cluster import PostgresCluster, postgres_binaries
-from tests.faults.tally import ROWS, Tally
 from wiring.embedded_redis import EmbeddedRedis
 
 # Small limits through the variables the product reads, so that each fault resolves within
@@ -70,16 +69,3 @@ def private_postgres():
     finally:
         print(f"----- private PostgreSQL log -----\n{cluster.server_log()}")
         cluster.remove()
-
-
-def pytest_terminal_summary(terminalreporter) -> None:
-    if not ROWS:
-        return
-    terminalreporter.section("fault suite: slots per scenario")
-    terminalreporter.write_line(Tally.HEADER)
-    for row in ROWS:
-        terminalreporter.write_line(f"{row.row()}  (settled in {row.settle_seconds:.0f} s)")
-        for example, n in sorted(row.examples.items()):
-            terminalreporter.write_line(f"    {n} x {example}")
-        for problem in row.problems[:10]:
-            terminalreporter.write_line(f"    {problem}")
