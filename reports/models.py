@@ -186,7 +186,9 @@ class ReportSection(models.Model):
     name = models.CharField(max_length=150)
     data_source = models.CharField(
         max_length=64, default="default", blank=True,
-        help_text="'default': this site's own database. Any other NAME is read from REPORT_SOURCE_<NAME>_URL.",
+        # No angle brackets: the admin shows help texts as HTML.
+        help_text="'default': this site's own database (read as REPORT_SOURCE_DEFAULT_URL's role when that is "
+                  "set). Any other name is read from the variable REPORT_SOURCE_{NAME}_URL, the name in capitals.",
     )
     query = models.TextField(blank=True, help_text="One SELECT statement; it runs in a read-only transaction.")
     timeout_seconds = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1), MaxValueValidator(600)])

@@ -130,6 +130,12 @@ def test_a_superuser_adds_a_sql_section(staff_client):
     assert section.kind == ReportSection.Kind.SQL and section.query == COUNTS_BY_DAY
 
 
+def test_the_data_source_help_reads_whole_on_the_page(staff_client):
+    # The admin shows help texts as HTML: REPORT_SOURCE_<NAME>_URL read as REPORT_SOURCE__URL.
+    page = staff_client.get(reverse("admin:reports_report_add")).content.decode()
+    assert "REPORT_SOURCE_{NAME}_URL" in page and "REPORT_SOURCE__URL" not in page
+
+
 def test_a_delete_in_a_sql_section_is_refused_by_the_form(staff_client):
     response = staff_client.post(reverse("admin:reports_report_add"),
                                  report_form(**sql_section_form("DELETE FROM auth_user")))
