@@ -128,10 +128,13 @@ def _start_unopposed(*, run_id: int, task_id: str, worker: str, now: datetime) -
     # PostgreSQL checks those again once a concurrent take's lock is released, so of two
     # deliveries only one starts the run.
     skips = SchedulePolicy.objects.filter(task_id=OuterRef("schedule_id"), overlap=SchedulePolicy.Overlap.SKIP)
-    rows = ScheduleRun.objects.filter(~Exists(skips), id=run_id, task_id=task_id,
-                                      status__in=[*WAITING, ScheduleRun.Status.RUNNING])
-    return bool(RUN_LEASE.take(rows, holder=worker, now=now, free=Q(status__in=WAITING),
-                               status=ScheduleRun.Status.RUNNING, started_at=now))
+    return _run_take(ScheduleRun.objects.filter(~Exists(skips), id=run_id, task_id=task_id), worker=worker, now=now)
+
+
+def _run_take(rows, *, worker: str, now: datetime) -> bool:
+    """Start the run of `rows` for `worker` if it is free (not started yet) or its lease lapsed."""
+    return bool(RUN_LEASE.take(rows.filter(status__in=[*WAITING, ScheduleRun.Status.RUNNING]), holder=worker,
+                               now=now, free=Q(status__in=WAITING), status=ScheduleRun.Status.RUNNING, started_at=now))
 
 
 def _try_start(*, run_id: int, task_id: str, worker: str, now: datetime) -> StartDecision:
@@ -160,11 +163,9 @@ def _try_start(*, run_id: int, task_id: str, worker: str, now: datetime) -> Star
                 ScheduleRun.objects.filter(id=run_id, status__in=WAITING).update(
                     status=ScheduleRun.Status.SKIPPED, finished_at=now, reason=reason)
                 return StartDecision(False, reason)
-        started = RUN_LEASE.take(
-            ScheduleRun.objects.filter(id=run_id, status__in=[*WAITING, ScheduleRun.Status.RUNNING]),
-            holder=worker, now=now, free=Q(status__in=WAITING), status=ScheduleRun.Status.RUNNING, started_at=now,
-        )
-        return StartDecision(True) if started else StartDecision(False, "another delivery took the run")
+        if _run_take(ScheduleRun.objects.filter(id=run_id), worker=worker, now=now):
+            return StartDecision(True)
+        return StartDecision(False, "another delivery took the run")
 
 
 def json_safe(output):
