@@ -61,17 +61,26 @@ def pytest_collection_modifyitems(items) -> None:
                 item.add_marker(folder)
 
 
+@pytest.fixture(scope="session")
+def empty_static_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("staticfiles")
+
+
 @pytest.fixture(autouse=True)
-def static_files_without_collectstatic(settings):
+def static_files_without_collectstatic(settings, empty_static_root):
     """Admin pages render in tests from a fresh checkout, where collectstatic never ran.
 
     The manifest storage the site uses needs collectstatic's manifest; `make run` and the
-    compose file run it, the test suite does not.
+    compose file run it, the test suite does not. STATIC_ROOT is an empty folder of the
+    session's own: WhiteNoise lists it whenever a test client starts, and the project's
+    staticfiles folder is rewritten by `collectstatic` in end-to-end tests running alongside
+    (pytest-xdist), so a listed file could vanish before WhiteNoise read it.
     """
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    settings.STATIC_ROOT = empty_static_root
 
 
 @pytest.fixture(autouse=True)
