@@ -7,6 +7,7 @@ and error there. A task called directly (tests, the shell) runs unrecorded.
 """
 
 from celery import shared_task
+from django.utils.dateparse import parse_datetime
 
 from scheduler.services import heartbeat_record
 from scheduler.worker import DATABASE_DOWN, DATABASE_WAIT_SECONDS, run_finish
@@ -23,11 +24,13 @@ def heartbeat(self) -> dict:
 
 
 @shared_task(bind=True, max_retries=OUTCOME_TRIES)
-def run_outcome_write(self, *, run_id: int, worker: str, succeeded: bool, output=None, error: str = "") -> dict:
+def run_outcome_write(self, *, run_id: int, worker: str, succeeded: bool, output=None, error: str = "",
+                      task_id: str = "", started_at: str | None = None) -> dict:
     """Write the outcome of a run that finished while the database could not be reached (sent by
     scheduler.worker), trying again through Celery until it answers."""
     try:
-        run_finish(run_id=run_id, worker=worker, succeeded=succeeded, output=output, error=error)
+        run_finish(run_id=run_id, worker=worker, succeeded=succeeded, output=output, error=error, task_id=task_id,
+                   started_at=parse_datetime(started_at) if started_at else None)
     except DATABASE_DOWN:
         raise self.retry(countdown=DATABASE_WAIT_SECONDS) from None
     return {"run": run_id, "succeeded": succeeded}

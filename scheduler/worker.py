@@ -11,7 +11,6 @@ import json
 import logging
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,6 +27,7 @@ from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
 from scheduler.policy import policy_of
 from scheduler.worker_leases import RUN_LEASE, RUN_LEASES
 from shared.claims import holder_name
+from shared.compiled_updates import CompiledUpdate, param
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +82,13 @@ class StartDecision:
     lease_until: datetime | None = None
 
 
-def run_start(*, run_id: int, task_id: str, worker: str) -> StartDecision:
-    """Mark the run started, unless the overlap policy or an earlier delivery says not to."""
+def run_start(*, run_id: int, task_id: str, worker: str, now: datetime | None = None) -> StartDecision:
+    """Mark the run started (at `now`), unless the overlap policy or an earlier delivery says not to."""
     def start() -> StartDecision:
-        now = timezone.now()
-        if _start_unopposed(run_id=run_id, task_id=task_id, worker=worker, now=now):
+        at = now or timezone.now()
+        if _START_UNOPPOSED(run_id=run_id, task_id=task_id, worker=worker, now=at):
             return StartDecision(True)
-        return _try_start(run_id=run_id, task_id=task_id, worker=worker, now=now)
+        return _try_start(run_id=run_id, task_id=task_id, worker=worker, now=at)
 
     return with_retries(start)
 
@@ -119,22 +119,41 @@ def with_retries(write, attempts: int = 4):
 WAITING = (ScheduleRun.Status.CLAIMED, ScheduleRun.Status.SENT)
 
 
-def _start_unopposed(*, run_id: int, task_id: str, worker: str, now: datetime) -> bool:
+def _run_taking(rows, *, worker, now) -> tuple:
+    """The UPDATE that starts the run of `rows` for `worker` if it is free (not started yet) or
+    its lease lapsed (RUN_LEASE.taking; `worker` and `now` may be Params)."""
+    return RUN_LEASE.taking(rows.filter(status__in=[*WAITING, ScheduleRun.Status.RUNNING]), holder=worker, now=now,
+                            free=Q(status__in=WAITING), status=ScheduleRun.Status.RUNNING, started_at=now)
+
+
+def _run_take(rows, *, worker: str, now: datetime) -> bool:
+    rows, values = _run_taking(rows, worker=worker, now=now)
+    return bool(rows.update(**values))
+
+
+def _start_unopposed():
     """Start the run in one statement when nothing can stand in its way: the delivery of its
     task id, free (or its lease lapsed), of a schedule that does not skip overlapping runs. Almost
     every run is one; the others (and the reason a run does not start) are _try_start's, which
-    reads the run and takes the schedule's lock in a transaction, four round trips to this one."""
+    reads the run and takes the schedule's lock in a transaction, four round trips to this one.
+
+    Compiled once (shared.compiled_updates), and committed without waiting for the disk: the
+    task result stored after the run, on the same connection, waits for its flush and so for this
+    one's. If PostgreSQL crashes before either is flushed, the start is lost and the run reads as
+    sent again while its delivery is still unacknowledged in the broker (so it is not sent again);
+    the outcome is then written on the run as never started (run_finish), or the worker's
+    lease-less run is found by recovery like any other.
+    """
     # The conditions on the run are on the updated row itself, not in a join or subquery of it:
     # PostgreSQL checks those again once a concurrent take's lock is released, so of two
     # deliveries only one starts the run.
     skips = SchedulePolicy.objects.filter(task_id=OuterRef("schedule_id"), overlap=SchedulePolicy.Overlap.SKIP)
-    return _run_take(ScheduleRun.objects.filter(~Exists(skips), id=run_id, task_id=task_id), worker=worker, now=now)
+    rows = ScheduleRun.objects.filter(~Exists(skips), id=param(ScheduleRun, "id", "run_id"),
+                                      task_id=param(ScheduleRun, "task_id"))
+    return _run_taking(rows, worker=param(ScheduleRun, "worker"), now=param(ScheduleRun, "started_at", "now"))
 
 
-def _run_take(rows, *, worker: str, now: datetime) -> bool:
-    """Start the run of `rows` for `worker` if it is free (not started yet) or its lease lapsed."""
-    return bool(RUN_LEASE.take(rows.filter(status__in=[*WAITING, ScheduleRun.Status.RUNNING]), holder=worker,
-                               now=now, free=Q(status__in=WAITING), status=ScheduleRun.Status.RUNNING, started_at=now))
+_START_UNOPPOSED = CompiledUpdate(_start_unopposed, unflushed=True)
 
 
 def _try_start(*, run_id: int, task_id: str, worker: str, now: datetime) -> StartDecision:
@@ -177,36 +196,45 @@ def json_safe(output):
     return output
 
 
-def run_finish(*, run_id: int, worker: str, succeeded: bool, output=None, error: str = "") -> None:
+def _finishing():
+    """The outcome of a run, written by the delivery holding its lease (RUN_LEASE.releasing).
+
+    Compiled once and committed without waiting for the disk, as the start: the task result
+    Celery stores next, on the same connection, waits for its flush and so for this one's. Only
+    a crash of PostgreSQL itself in between loses it, and then the run ends as one whose worker
+    stopped renewing its lease: failed, with that reason (scheduler.recover), never silently.
+    """
+    return RUN_LEASE.releasing(
+        ScheduleRun.objects.filter(id=param(ScheduleRun, "id", "run_id"), status=ScheduleRun.Status.RUNNING),
+        holder=param(ScheduleRun, "worker"), status=param(ScheduleRun, "status"),
+        finished_at=param(ScheduleRun, "finished_at"), output=param(ScheduleRun, "output"),
+        error=param(ScheduleRun, "error"))
+
+
+_FINISH = CompiledUpdate(_finishing, unflushed=True)
+
+
+def run_finish(*, run_id: int, worker: str, succeeded: bool, output=None, error: str = "", task_id: str = "",
+               started_at: datetime | None = None) -> None:
+    """Record the outcome of run `run_id`, which `worker` started at `started_at` under `task_id`."""
     output = json_safe(output)
     status = ScheduleRun.Status.SUCCEEDED if succeeded else ScheduleRun.Status.FAILED
 
     def write() -> int:
-        with flushed_with_the_next_commit():
-            return RUN_LEASE.release(ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.RUNNING),
-                                     holder=worker, status=status, finished_at=timezone.now(), output=output,
-                                     error=error)
+        finished_at = timezone.now()
+        written = _FINISH(run_id=run_id, worker=worker, status=status, finished_at=finished_at, output=output,
+                          error=error)
+        if written or not (task_id and started_at):
+            return written
+        # The start was lost: committed without waiting for the disk, it went with a crash of
+        # PostgreSQL, and the run reads as never started. It did run, here: say so, or the run
+        # would wait as sent and, its message acknowledged, be sent again as a vanished one.
+        never_started = ScheduleRun.objects.filter(id=run_id, task_id=task_id, status__in=WAITING,
+                                                   started_at__isnull=True)
+        return never_started.update(status=status, worker=worker, started_at=started_at, finished_at=finished_at,
+                                    output=output, error=error)
 
     with_retries(write)
-
-
-@contextmanager
-def flushed_with_the_next_commit():
-    """A transaction whose commit on PostgreSQL does not wait for its WAL to reach the disk.
-
-    For the outcome of a run: the task result Celery stores next, on the same connection, waits
-    for its own, and WAL reaches the disk in order, so both are flushed together (PostgreSQL's
-    WAL writer flushes it within 0.6 s in any case). A flush costs this machine 4.5 ms, most of a
-    short run's time (bench/bench_worker.py). The commit is seen by every other session at once;
-    only a crash of PostgreSQL itself in between loses it, and then the run ends as one whose
-    worker stopped renewing its lease: failed, with that reason (scheduler.recover), never
-    silently. SQLite in WAL mode with synchronous=NORMAL already commits without a flush.
-    """
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit = off")
-        yield
 
 
 class RecordedTask(Task):
@@ -216,8 +244,9 @@ class RecordedTask(Task):
             return super().__call__(*args, **kwargs)
         # The worker's node name with this process and a token: each delivery its own holder.
         worker = holder_name(self.request.hostname)
+        started = {"task_id": self.request.id, "started_at": timezone.now()}
         try:
-            decision = run_start(run_id=run_id, task_id=self.request.id, worker=worker)
+            decision = run_start(run_id=run_id, task_id=self.request.id, worker=worker, now=started["started_at"])
         except DATABASE_DOWN as error:
             # Not acknowledged as done: the run has not started, and this delivery comes back
             # until the ledger can say whether it may.
@@ -242,12 +271,13 @@ class RecordedTask(Task):
                                   holder=worker, status=ScheduleRun.Status.SENT)
                 raise
             except JobFailed as failed:
-                _outcome_keep(run_id=run_id, worker=worker, succeeded=False, output=failed.output, error=str(failed))
+                _outcome_keep(run_id=run_id, worker=worker, succeeded=False, output=failed.output, error=str(failed),
+                              **started)
                 raise
             except BaseException:
-                _outcome_keep(run_id=run_id, worker=worker, succeeded=False, error=traceback.format_exc())
+                _outcome_keep(run_id=run_id, worker=worker, succeeded=False, error=traceback.format_exc(), **started)
                 raise
-        _outcome_keep(run_id=run_id, worker=worker, succeeded=True, output=result)
+        _outcome_keep(run_id=run_id, worker=worker, succeeded=True, output=result, **started)
         return result
 
     def _wait_for_lease(self, decision: StartDecision) -> None:
@@ -298,5 +328,7 @@ def _outcome_keep(*, run_id: int, worker: str, **outcome) -> None:
         logger.warning("run %s: its outcome cannot be written yet (%r); kept in a message until it can",
                        run_id, error)
         outcome["output"] = json_safe(outcome.get("output"))
+        if outcome.get("started_at"):
+            outcome["started_at"] = outcome["started_at"].isoformat()
         current_app.send_task(OUTCOME_TASK, kwargs={"run_id": run_id, "worker": worker, **outcome},
                               countdown=DATABASE_WAIT_SECONDS)

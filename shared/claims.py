@@ -82,9 +82,15 @@ class Claim:
         `rows` narrows to the work meant (a pk, a status); `changes` are written in the same
         UPDATE, so the claim and what it means (a status, a new task id) are one step.
         """
+        rows, values = self.taking(rows, holder=holder, now=now, free=free, **changes)
+        return rows.update(**values)
+
+    def taking(self, rows: models.QuerySet, *, holder, now, free: models.Q | None = None,
+               **changes) -> tuple[models.QuerySet, dict]:
+        """The UPDATE take() runs: the rows it may claim and the values it writes (for a statement
+        compiled once, shared.compiled_updates; `holder` and `now` may be its Params)."""
         claimable = self.lapsed(now) if free is None else free | self.lapsed(now)
-        return rows.filter(claimable).update(**{self.holder_field: holder, self.until_field: now + self.lasts},
-                                             **changes)
+        return rows.filter(claimable), {self.holder_field: holder, self.until_field: now + self.lasts, **changes}
 
     def take_row(self, model: type[models.Model], *, key: dict, holder: str, now: datetime) -> bool:
         """Claim the one row of `model` with `key`, creating it when there is none yet.
@@ -107,4 +113,9 @@ class Claim:
 
     def release(self, rows: models.QuerySet, *, holder: str, **changes) -> int:
         """Give up our claim, writing `changes` in the same UPDATE; 0 when it was no longer ours."""
-        return rows.filter(self.held_by(holder)).update(**{self.until_field: None}, **changes)
+        rows, values = self.releasing(rows, holder=holder, **changes)
+        return rows.update(**values)
+
+    def releasing(self, rows: models.QuerySet, *, holder, **changes) -> tuple[models.QuerySet, dict]:
+        """The UPDATE release() runs, as `taking` is take()'s."""
+        return rows.filter(self.held_by(holder)), {self.until_field: None, **changes}

@@ -231,10 +231,14 @@ def test_an_outcome_that_cannot_be_written_is_kept_in_a_message_and_written_once
     assert message["headers"]["task"] == OUTCOME_TASK
     assert ScheduleRun.objects.get(pk=run.pk).status == "running"
 
-    run_outcome_write.apply(kwargs=json.loads(base64.b64decode(message["body"]))[1])
+    kept = json.loads(base64.b64decode(message["body"]))[1]
+    assert kept["task_id"] == run.task_id and kept["started_at"]
+
+    run_outcome_write.apply(kwargs=kept)
 
     run.refresh_from_db()
     assert (run.status, run.output, run.lease_until) == ("succeeded", {"rows": 3}, None)
+    assert run.started_at == datetime.fromisoformat(kept["started_at"])
 
 
 def test_an_unopposed_run_starts_in_one_statement():
@@ -293,12 +297,53 @@ def test_of_two_deliveries_starting_a_run_at_once_one_starts_it():
     assert ScheduleRun.objects.get(id=run.id).worker == next(w for w, started in decisions.items() if started)
 
 
+def synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's commits wait for the disk")
-def test_a_runs_outcome_commits_without_waiting_for_the_disk_the_task_result_after_it_flushes_both():
-    run = claimed_run(interval_task("heartbeat", timedelta(minutes=1)), status="running", worker="celery@here:1:ab",
-                      started_at=timezone.now(), lease_until=timezone.now() + timedelta(seconds=60))
+@pytest.mark.django_db(transaction=True)
+def test_a_runs_start_and_outcome_commit_without_waiting_for_the_disk_and_nothing_after_them_does():
+    run = claimed_run(interval_task("heartbeat", timedelta(minutes=1)), status="sent")
     with CaptureQueriesContext(connection) as queries:
+        assert run_start(run_id=run.id, task_id=run.task_id, worker="celery@here:1:ab").run
+        assert synchronous_commit() == "on"
         run_finish(run_id=run.id, worker="celery@here:1:ab", succeeded=True, output={"rows": 1})
-    assert "SET LOCAL synchronous_commit = off" in [query["sql"] for query in queries.captured_queries]
+        assert synchronous_commit() == "on"
+    writes = [query["sql"] for query in queries.captured_queries if query["sql"].startswith("UPDATE")]
+    assert len(writes) == 2 and all("set_config('synchronous_commit', 'off', true)" in sql for sql in writes)
     run.refresh_from_db()
     assert (run.status, run.output, run.lease_until) == ("succeeded", {"rows": 1}, None)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's commits wait for the disk")
+def test_inside_a_transaction_a_runs_start_leaves_the_transactions_commit_as_it_was():
+    run = claimed_run(interval_task("heartbeat", timedelta(minutes=1)), status="sent")
+    assert run_start(run_id=run.id, task_id=run.task_id, worker="celery@here:1:ab").run
+    assert synchronous_commit() == "on"
+
+
+def test_a_run_whose_start_was_lost_with_the_database_still_gets_its_outcome():
+    # What a crash of PostgreSQL leaves of a start committed without waiting for the disk: the
+    # run as it was before it, sent and never started, while its delivery ran to the end.
+    run = claimed_run(interval_task("heartbeat", timedelta(minutes=1)), status="sent")
+    started = timezone.now() - timedelta(seconds=2)
+    run_finish(run_id=run.id, worker="celery@here:1:ab", succeeded=False, error="boom", task_id=run.task_id,
+               started_at=started)
+    run.refresh_from_db()
+    assert (run.status, run.worker, run.started_at, run.error) == ("failed", "celery@here:1:ab", started, "boom")
+    assert run.finished_at > started
+
+
+def test_an_outcome_never_lands_on_a_run_another_delivery_started_or_that_is_waiting_for_its_retry():
+    task = interval_task("heartbeat", timedelta(minutes=1))
+    taken_over = claimed_run(task, status="running", worker="celery@there:2:cd", started_at=timezone.now(),
+                             lease_until=timezone.now() + timedelta(seconds=60))
+    retrying = claimed_run(task, slot=timezone.now() - timedelta(minutes=1), status="sent",
+                           worker="celery@here:1:ab", started_at=timezone.now() - timedelta(seconds=5))
+    for run in (taken_over, retrying):
+        run_finish(run_id=run.id, worker="celery@here:1:ab", succeeded=True, task_id=run.task_id,
+                   started_at=timezone.now() - timedelta(seconds=1))
+    assert [ScheduleRun.objects.get(id=run.id).status for run in (taken_over, retrying)] == ["running", "sent"]
