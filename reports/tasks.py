@@ -15,7 +15,7 @@ from reports.models import PREVIEW_KILL_SECONDS, Report, ReportDelivery, ReportP
 from reports.permissions import RUN_SQL_REFUSED, may_build_report
 from reports.previews import preview_build
 from reports.services import report_deliver, report_schedules_orphaned_delete
-from scheduler.worker import scheduled_for
+from scheduler.worker import Skipped, scheduled_for
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +35,13 @@ def report_send(self, report_id: int) -> dict:
     if report is None:
         removed = report_schedules_orphaned_delete(report_id=report_id)
         logger.warning("report_send skipped: report %s was deleted; %d schedule(s) of it removed", report_id, removed)
-        return {"skipped": f"report {report_id} was deleted"}
+        return Skipped(f"report {report_id} was deleted")
     if not report.enabled:
         # A message sent before the report was disabled: nothing to do, and the ledger's output
         # says why.
         reason = f"report {report.name!r} is disabled"
         logger.warning("report_send skipped: %s", reason)
-        return {"skipped": reason}
+        return Skipped(reason)
     final_attempt = self.request.retries >= self.max_retries
     run = report_deliver(report=report, slot=scheduled_for(self.request), retry=self.request.retries > 0,
                          final_attempt=final_attempt)

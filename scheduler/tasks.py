@@ -25,12 +25,12 @@ def heartbeat(self) -> dict:
 
 @shared_task(bind=True, max_retries=OUTCOME_TRIES)
 def run_outcome_write(self, *, run_id: int, worker: str, succeeded: bool, output=None, error: str = "",
-                      task_id: str = "", started_at: str | None = None) -> dict:
+                      task_id: str = "", started_at: str | None = None, skipped: str = "") -> dict:
     """Write the outcome of a run that finished while the database could not be reached (sent by
     scheduler.worker), trying again through Celery until it answers."""
     try:
         run_finish(run_id=run_id, worker=worker, succeeded=succeeded, output=output, error=error, task_id=task_id,
-                   started_at=parse_datetime(started_at) if started_at else None)
+                   started_at=parse_datetime(started_at) if started_at else None, skipped=skipped)
     except DATABASE_DOWN:
         raise self.retry(countdown=DATABASE_WAIT_SECONDS) from None
     return {"run": run_id, "succeeded": succeeded}

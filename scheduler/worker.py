@@ -18,7 +18,8 @@ from celery import Task, current_app
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -57,6 +58,17 @@ class JobFailed(Exception):
         self.output = output
 
 
+class Skipped(dict):
+    """What a job returns when its run had nothing to do (its report or source was deleted or
+    disabled after the message was sent, or "Run now" was pressed on a disabled one): the ledger
+    records the run skipped with `reason`, not succeeded, and health reads it as neither a
+    success nor a failure. A dict, so Celery stores it as the task's result like any other."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(skipped=reason)
+        self.reason = reason
+
+
 class RunAgainLater(Ignore):
     """This delivery was sent again for later (RecordedTask.run_again_later) and ends here: like
     Celery's Ignore, nothing is stored for it, and the ledger's run waits as sent."""
@@ -82,13 +94,13 @@ class StartDecision:
     lease_until: datetime | None = None
 
 
-def run_start(*, run_id: int, task_id: str, worker: str, now: datetime | None = None) -> StartDecision:
-    """Mark the run started (at `now`), unless the overlap policy or an earlier delivery says not to."""
+def run_start(*, run_id: int, task_id: str, worker: str) -> StartDecision:
+    """Mark the run started, unless the overlap policy or an earlier delivery says not to."""
     def start() -> StartDecision:
-        at = now or timezone.now()
-        if _START_UNOPPOSED(run_id=run_id, task_id=task_id, worker=worker, now=at):
+        now = timezone.now()
+        if _START_UNOPPOSED(run_id=run_id, task_id=task_id, worker=worker, now=now):
             return StartDecision(True)
-        return _try_start(run_id=run_id, task_id=task_id, worker=worker, now=at)
+        return _try_start(run_id=run_id, task_id=task_id, worker=worker, now=now)
 
     return with_retries(start)
 
@@ -137,12 +149,17 @@ def _start_unopposed():
     every run is one; the others (and the reason a run does not start) are _try_start's, which
     reads the run and takes the schedule's lock in a transaction, four round trips to this one.
 
-    Compiled once (shared.compiled_updates), and committed without waiting for the disk: the
-    task result stored after the run, on the same connection, waits for its flush and so for this
-    one's. If PostgreSQL crashes before either is flushed, the start is lost and the run reads as
-    sent again while its delivery is still unacknowledged in the broker (so it is not sent again);
-    the outcome is then written on the run as never started (run_finish), or the worker's
-    lease-less run is found by recovery like any other.
+    Compiled once (shared.compiled_updates), and committed without waiting for the disk:
+    PostgreSQL's WAL writer flushes it within 0.6 s, and sooner any commit that waits for the
+    disk (the task result of a short run). A crash of PostgreSQL itself inside that window loses
+    the start, and until the outcome the run reads as it was, sent: its delivery, unacknowledged,
+    is still in the broker, so it is not sent again, and run_finish writes the outcome on it. In
+    that window the run's lease is not renewed (worker_leases logs it), an overlapping run of a
+    schedule that skips overlaps is not held back, and a copy delivered again under its task id
+    could start it. If the outcome is lost too (a run shorter than the window, then the crash),
+    its message is acknowledged and the lost-message check sends the run again. A flushed start
+    cost each run 0.2-4.5 ms (bench/bench_worker.py) for a window that needs the database server
+    to crash within 0.6 s of it.
     """
     # The conditions on the run are on the updated row itself, not in a join or subquery of it:
     # PostgreSQL checks those again once a concurrent take's lock is released, so of two
@@ -202,7 +219,8 @@ def _finishing():
     Compiled once and committed without waiting for the disk, as the start: the task result
     Celery stores next, on the same connection, waits for its flush and so for this one's. Only
     a crash of PostgreSQL itself in between loses it, and then the run ends as one whose worker
-    stopped renewing its lease: failed, with that reason (scheduler.recover), never silently.
+    stopped renewing its lease: failed, with that reason (scheduler.recover), never silently
+    (unless its start was lost with it: see _start_unopposed).
     """
     return RUN_LEASE.releasing(
         ScheduleRun.objects.filter(id=param(ScheduleRun, "id", "run_id"), status=ScheduleRun.Status.RUNNING),
@@ -215,26 +233,40 @@ _FINISH = CompiledUpdate(_finishing, unflushed=True)
 
 
 def run_finish(*, run_id: int, worker: str, succeeded: bool, output=None, error: str = "", task_id: str = "",
-               started_at: datetime | None = None) -> None:
-    """Record the outcome of run `run_id`, which `worker` started at `started_at` under `task_id`."""
+               started_at: datetime | None = None, skipped: str = "") -> None:
+    """Record the outcome of run `run_id`, which `worker` started at `started_at` under `task_id`
+    (`skipped`: the reason it had nothing to do, a Skipped result's)."""
     output = json_safe(output)
     status = ScheduleRun.Status.SUCCEEDED if succeeded else ScheduleRun.Status.FAILED
+    # A skip says why in the run's reason, after what recovery may have written there already.
+    noted = {"status": ScheduleRun.Status.SKIPPED, "reason": Concat(F("reason"), Value(skipped))} if skipped else {}
 
     def write() -> int:
         finished_at = timezone.now()
-        written = _FINISH(run_id=run_id, worker=worker, status=status, finished_at=finished_at, output=output,
-                          error=error)
+        if noted:
+            written = RUN_LEASE.release(ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.RUNNING),
+                                        holder=worker, finished_at=finished_at, output=output, error=error, **noted)
+        else:
+            written = _FINISH(run_id=run_id, worker=worker, status=status, finished_at=finished_at, output=output,
+                              error=error)
         if written or not (task_id and started_at):
             return written
         # The start was lost: committed without waiting for the disk, it went with a crash of
-        # PostgreSQL, and the run reads as never started. It did run, here: say so, or the run
-        # would wait as sent and, its message acknowledged, be sent again as a vanished one.
-        never_started = ScheduleRun.objects.filter(id=run_id, task_id=task_id, status__in=WAITING,
-                                                   started_at__isnull=True)
-        return never_started.update(status=status, worker=worker, started_at=started_at, finished_at=finished_at,
-                                    output=output, error=error)
+        # PostgreSQL, and the run reads as it was before it. It did run, here: say so, or the run
+        # would wait as sent and, its message acknowledged, be sent again as a vanished one. Only
+        # a delivery that started calls this, so a run waiting under its task id is its own lost
+        # start: never started, or started last by an earlier delivery (this one is its retry).
+        # A later start is another delivery's, which took the run over and is to finish it.
+        not_started_since = ScheduleRun.objects.filter(
+            Q(started_at__isnull=True) | Q(started_at__lt=started_at), id=run_id, task_id=task_id,
+            status__in=WAITING)
+        return not_started_since.update(**{"status": status, **noted}, worker=worker, started_at=started_at,
+                                    finished_at=finished_at, output=output, error=error)
 
-    with_retries(write)
+    if not with_retries(write):
+        # Another delivery took the run over, or recovery closed it: its record says which.
+        logger.warning("run %s: its outcome was not written, the run is no longer this delivery's (%s)", run_id,
+                       worker)
 
 
 class RecordedTask(Task):
@@ -246,7 +278,7 @@ class RecordedTask(Task):
         worker = holder_name(self.request.hostname)
         started = {"task_id": self.request.id, "started_at": timezone.now()}
         try:
-            decision = run_start(run_id=run_id, task_id=self.request.id, worker=worker, now=started["started_at"])
+            decision = run_start(run_id=run_id, task_id=self.request.id, worker=worker)
         except DATABASE_DOWN as error:
             # Not acknowledged as done: the run has not started, and this delivery comes back
             # until the ledger can say whether it may.
@@ -277,7 +309,8 @@ class RecordedTask(Task):
             except BaseException:
                 _outcome_keep(run_id=run_id, worker=worker, succeeded=False, error=traceback.format_exc(), **started)
                 raise
-        _outcome_keep(run_id=run_id, worker=worker, succeeded=True, output=result, **started)
+        skipped = {"skipped": result.reason} if isinstance(result, Skipped) else {}
+        _outcome_keep(run_id=run_id, worker=worker, succeeded=True, output=result, **started, **skipped)
         return result
 
     def _wait_for_lease(self, decision: StartDecision) -> None:

@@ -73,8 +73,11 @@ class LeaseRenewer:
     def _renew(self, held: list[tuple[int, str]]) -> None:
         for run_id, holder in held:
             try:
-                self.claim.renew(ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.RUNNING),
-                                 holder=holder, now=timezone.now())
+                if not self.claim.renew(ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.RUNNING),
+                                        holder=holder, now=timezone.now()):
+                    logger.warning("run %s is no longer running under this delivery's lease (%s): another "
+                                   "took it over, recovery closed it, or its start was lost with the database",
+                                   run_id, holder)
             except Exception:
                 # One failed renewal must not end the others: the lease outlasts two.
                 logger.exception("could not renew the lease of run %s", run_id)

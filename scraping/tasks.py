@@ -12,7 +12,7 @@ import time
 from celery import shared_task
 
 from scheduler.publish import BROKER_ERRORS
-from scheduler.worker import JobFailed, run_id_of, run_note
+from scheduler.worker import JobFailed, Skipped, run_id_of, run_note
 from scraping.models import Source
 from scraping.source_fetch import Deferred, SourceFetched, source_fetch
 from scraping.sources import source_schedules_orphaned_delete
@@ -40,9 +40,9 @@ def scrape_source(self, source_id: int, deferrals: int = 0, waited: float = 0.0,
     if source is None:
         removed = source_schedules_orphaned_delete(source_id=source_id)
         logger.warning("scrape_source skipped: source %s was deleted; %d schedule(s) of it removed", source_id, removed)
-        return {"skipped": f"source {source_id} was deleted"}
+        return Skipped(f"source {source_id} was deleted")
     if not source.enabled and not foreground:
-        return {"skipped": f"source {source.name!r} is disabled"}
+        return Skipped(f"source {source.name!r} is disabled")
     run_id = run_id_of(self.request)
     try:
         fetched = source_fetch(source=source, run_id=run_id, slot_ms=slot)

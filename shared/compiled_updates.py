@@ -6,7 +6,10 @@ cost 1.3 ms and 0.8 ms of the worker's CPU, more than the task result Celery sto
 task, and most of what made the recorded path slower than a results-only task
 (bench/bench_worker.py). Here the same ORM code builds the statement once, with a `Param` where
 each value goes; every run binds its values, prepared by the field each one is written to or
-compared with, exactly as the ORM prepares them, and sends the SQL as it was compiled: 0.15 ms.
+compared with, as the ORM prepares a value it writes or compares for equality or order, and sends
+the SQL as it was compiled: 0.2 ms. A Param in a filter is for such comparisons only: never None
+there (the ORM would write IS NULL) and not for a pattern (`contains`, whose escaping the ORM
+does when it compiles) or a list (`__in`).
 
 A CompiledUpdate may also commit without waiting for the disk (`unflushed`), for writes whose
 durability a later commit on the same connection provides: see `_CommitsUnflushed`.
@@ -85,8 +88,9 @@ class CompiledUpdate:
             self._model = self.build()[0].model
         using = router.db_for_write(self._model)
         connection = all_connections[using]
-        # Inside a transaction the setting would last until its end and cover the caller's writes too.
-        unflushed = self.unflushed and connection.vendor == "postgresql" and not connection.in_atomic_block
+        # Inside a transaction (atomic, or autocommit turned off) the setting would last until its
+        # end and cover the caller's writes too.
+        unflushed = self.unflushed and connection.vendor == "postgresql" and connection.get_autocommit()
         key = (using, unflushed)
         if key not in self._compiled:
             self._compiled[key] = self._compile(using, unflushed=unflushed)

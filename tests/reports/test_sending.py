@@ -276,7 +276,9 @@ def test_a_disabled_or_deleted_report_is_skipped_with_the_reason_in_the_ledger(s
     report = report_with(sql=[chart_section()])
     Report.objects.filter(pk=report.pk).update(enabled=False)
     deliver_from_beat(report)
-    assert ScheduleRun.objects.get().output == {"skipped": "report 'Visits' is disabled"}
+    run = ScheduleRun.objects.get()
+    assert (run.status, run.reason, run.output) == ("skipped", "report 'Visits' is disabled",
+                                                    {"skipped": "report 'Visits' is disabled"})
 
     result = report_send.apply(kwargs={"report_id": 999_999})
     assert result.result == {"skipped": "report 999999 was deleted"}

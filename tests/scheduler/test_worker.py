@@ -20,6 +20,7 @@ from scheduler.worker import (
     LEASE_WAITS,
     LEASE_WAITS_HEADER,
     OUTCOME_TASK,
+    Skipped,
     run_finish,
     run_start,
     scheduled_for,
@@ -238,7 +239,7 @@ def test_an_outcome_that_cannot_be_written_is_kept_in_a_message_and_written_once
 
     run.refresh_from_db()
     assert (run.status, run.output, run.lease_until) == ("succeeded", {"rows": 3}, None)
-    assert run.started_at == datetime.fromisoformat(kept["started_at"])
+    assert timedelta(0) <= run.started_at - datetime.fromisoformat(kept["started_at"]) < timedelta(seconds=1)
 
 
 def test_an_unopposed_run_starts_in_one_statement():
@@ -337,13 +338,40 @@ def test_a_run_whose_start_was_lost_with_the_database_still_gets_its_outcome():
     assert run.finished_at > started
 
 
-def test_an_outcome_never_lands_on_a_run_another_delivery_started_or_that_is_waiting_for_its_retry():
+def test_a_retry_whose_start_was_lost_with_the_database_still_gets_its_outcome():
+    # A retry is the same task id: its lost start leaves the run as the first delivery left it,
+    # sent, with the first delivery's start.
+    first_start = timezone.now() - timedelta(seconds=30)
+    run = claimed_run(interval_task("heartbeat", timedelta(minutes=1)), status="sent", worker="celery@here:1:ab",
+                      started_at=first_start)
+    retry_start = timezone.now() - timedelta(seconds=1)
+    run_finish(run_id=run.id, worker="celery@here:1:cd", succeeded=True, task_id=run.task_id, started_at=retry_start)
+    run.refresh_from_db()
+    assert (run.status, run.worker, run.started_at) == ("succeeded", "celery@here:1:cd", retry_start)
+
+
+def test_an_outcome_never_lands_on_a_run_another_delivery_started_later_nor_on_one_closed():
     task = interval_task("heartbeat", timedelta(minutes=1))
-    taken_over = claimed_run(task, status="running", worker="celery@there:2:cd", started_at=timezone.now(),
-                             lease_until=timezone.now() + timedelta(seconds=60))
-    retrying = claimed_run(task, slot=timezone.now() - timedelta(minutes=1), status="sent",
-                           worker="celery@here:1:ab", started_at=timezone.now() - timedelta(seconds=5))
-    for run in (taken_over, retrying):
-        run_finish(run_id=run.id, worker="celery@here:1:ab", succeeded=True, task_id=run.task_id,
-                   started_at=timezone.now() - timedelta(seconds=1))
-    assert [ScheduleRun.objects.get(id=run.id).status for run in (taken_over, retrying)] == ["running", "sent"]
+    mine = timezone.now() - timedelta(seconds=20)
+    later = {"worker": "celery@there:2:cd", "started_at": mine + timedelta(seconds=10)}
+    taken_over = claimed_run(task, status="running", lease_until=timezone.now() + timedelta(seconds=60), **later)
+    # The delivery that took the run over asked for a retry, which waits.
+    retrying = claimed_run(task, slot=timezone.now() - timedelta(minutes=1), status="sent", **later)
+    closed = claimed_run(task, slot=timezone.now() - timedelta(minutes=2), status="failed", error="lost")
+    for run in (taken_over, retrying, closed):
+        run_finish(run_id=run.id, worker="celery@here:1:ab", succeeded=True, task_id=run.task_id, started_at=mine)
+    assert [ScheduleRun.objects.get(id=run.id).status for run in (taken_over, retrying, closed)] == [
+        "running", "sent", "failed"]
+
+
+@shared_task
+def finds_nothing_to_do():
+    return Skipped("the report was disabled")
+
+
+def test_a_run_that_had_nothing_to_do_is_recorded_skipped_with_its_reason_after_what_was_there():
+    run = claimed_run(interval_task("nothing", timedelta(minutes=1)), status="sent", reason="Sent again. ")
+    assert deliver(finds_nothing_to_do, run).result == {"skipped": "the report was disabled"}
+    run.refresh_from_db()
+    assert (run.status, run.reason, run.lease_until) == ("skipped", "Sent again. the report was disabled", None)
+    assert run.output == {"skipped": "the report was disabled"} and run.finished_at
