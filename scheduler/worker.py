@@ -226,7 +226,13 @@ def _finishing():
         ScheduleRun.objects.filter(id=param(ScheduleRun, "id", "run_id"), status=ScheduleRun.Status.RUNNING),
         holder=param(ScheduleRun, "worker"), status=param(ScheduleRun, "status"),
         finished_at=param(ScheduleRun, "finished_at"), output=param(ScheduleRun, "output"),
-        error=param(ScheduleRun, "error"))
+        error=param(ScheduleRun, "error"), reason=_reason_noted(param(ScheduleRun, "reason", "skipped")))
+
+
+def _reason_noted(skipped):
+    """The run's reason with a skip's reason after it ("" adds nothing): after what recovery may
+    have written there already."""
+    return Concat(F("reason"), skipped, output_field=ScheduleRun._meta.get_field("reason"))
 
 
 _FINISH = CompiledUpdate(_finishing, unflushed=True)
@@ -237,18 +243,13 @@ def run_finish(*, run_id: int, worker: str, succeeded: bool, output=None, error:
     """Record the outcome of run `run_id`, which `worker` started at `started_at` under `task_id`
     (`skipped`: the reason it had nothing to do, a Skipped result's)."""
     output = json_safe(output)
-    status = ScheduleRun.Status.SUCCEEDED if succeeded else ScheduleRun.Status.FAILED
-    # A skip says why in the run's reason, after what recovery may have written there already.
-    noted = {"status": ScheduleRun.Status.SKIPPED, "reason": Concat(F("reason"), Value(skipped))} if skipped else {}
+    status = (ScheduleRun.Status.SKIPPED if skipped else
+              ScheduleRun.Status.SUCCEEDED if succeeded else ScheduleRun.Status.FAILED)
 
     def write() -> int:
         finished_at = timezone.now()
-        if noted:
-            written = RUN_LEASE.release(ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.RUNNING),
-                                        holder=worker, finished_at=finished_at, output=output, error=error, **noted)
-        else:
-            written = _FINISH(run_id=run_id, worker=worker, status=status, finished_at=finished_at, output=output,
-                              error=error)
+        written = _FINISH(run_id=run_id, worker=worker, status=status, finished_at=finished_at, output=output,
+                          error=error, skipped=skipped)
         if written or not (task_id and started_at):
             return written
         # The start was lost: committed without waiting for the disk, it went with a crash of
@@ -260,8 +261,8 @@ def run_finish(*, run_id: int, worker: str, succeeded: bool, output=None, error:
         not_started_since = ScheduleRun.objects.filter(
             Q(started_at__isnull=True) | Q(started_at__lt=started_at), id=run_id, task_id=task_id,
             status__in=WAITING)
-        return not_started_since.update(**{"status": status, **noted}, worker=worker, started_at=started_at,
-                                    finished_at=finished_at, output=output, error=error)
+        return not_started_since.update(status=status, reason=_reason_noted(Value(skipped)), worker=worker,
+                                        started_at=started_at, finished_at=finished_at, output=output, error=error)
 
     if not with_retries(write):
         # Another delivery took the run over, or recovery closed it: its record says which.
