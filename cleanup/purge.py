@@ -25,6 +25,7 @@ sessions, a batch of 5,000 then held the write lock 47 ms instead of 60.
 import json
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -137,51 +138,59 @@ def purge_in_batches(
         return True
 
     with remove.taking_turns():
-        # Where the next slice starts: rows at or after this time (or strictly after, once a
-        # run of equal times is done). Rebuilt from `removable` each time, so the SQL stays one bound.
-        lower, lookup = None, "gte"
-        while True:
-            remaining = removable if lower is None else removable.filter(**{f"{time_field}__{lookup}": lower})
-            times = remaining.order_by(time_field).values_list(time_field, flat=True)
-            # The first row's time, and the time of the row just past a full slice: the slice is
-            # every row before that one.
-            slice_rows = remove.slice_rows(sizer.size)
-            window = list(times[:1]) + list(times[slice_rows : slice_rows + 1])
-            if not window:
-                return progress
+        for rows in remove.reading_ahead(_slices(removable, time_field, lambda: remove.slice_rows(sizer.size))):
             if time.monotonic() >= deadline:
                 progress.stopped_on_budget = True
                 return progress
-            first, last = window[0], window[-1] if len(window) > 1 else None
-            if last is None:
-                # A slice or less left: this slice is the last.
-                go_on_after(remove(remaining, sizer))
+            if not go_on_after(remove(rows, sizer)):
                 return progress
-            if last == first:
-                # A run of equal times larger than a slice: walk it by primary key.
-                if (lower, lookup) == (first, "gt"):
-                    # Rows the database orders after this time but not equal to it (text written
-                    # by hand in another form, on SQLite): stop rather than spin on them.
-                    raise RuntimeError(f"no progress past {time_field}={first}: rows stored in an unexpected form")
-                same_time = remaining.filter(**{time_field: first})
-                if not go_on_after(_by_key(same_time, remove, sizer)):
-                    return progress
-                lower, lookup = first, "gt"
-                continue
-            if not go_on_after(remove(remaining.filter(**{f"{time_field}__lt": last}), sizer)):
-                return progress
-            lower, lookup = last, "gte"
+    return progress
 
 
-def _by_key(rows: models.QuerySet, remove: "_BatchRemover", sizer: BatchSizer) -> Iterator[Callable[[], None]]:
-    """The batches of `rows` walked in primary-key order, a slice at a time."""
+def _slices(removable: models.QuerySet, time_field: str,
+            rows_per_slice: Callable[[], int]) -> Iterator[models.QuerySet]:
+    """`removable` in slices of its time column, oldest first, each sized when it is reached.
+
+    A slice is chosen from the rows at or after the previous one's end, none of which the
+    previous slice deletes: the next can be chosen before the previous is deleted."""
+    # Where the next slice starts: rows at or after this time (or strictly after, once a run of
+    # equal times is done). Rebuilt from `removable` each time, so the SQL stays one bound.
+    lower, lookup = None, "gte"
+    while True:
+        remaining = removable if lower is None else removable.filter(**{f"{time_field}__{lookup}": lower})
+        times = remaining.order_by(time_field).values_list(time_field, flat=True)
+        # The first row's time, and the time of the row just past a full slice: the slice is
+        # every row before that one.
+        slice_rows = rows_per_slice()
+        window = list(times[:1]) + list(times[slice_rows : slice_rows + 1])
+        if not window:
+            return
+        first, last = window[0], window[-1] if len(window) > 1 else None
+        if last is None:
+            yield remaining  # a slice or less left: this slice is the last
+            return
+        if last == first:
+            # A run of equal times larger than a slice: walk it by primary key.
+            if (lower, lookup) == (first, "gt"):
+                # Rows the database orders after this time but not equal to it (text written
+                # by hand in another form, on SQLite): stop rather than spin on them.
+                raise RuntimeError(f"no progress past {time_field}={first}: rows stored in an unexpected form")
+            yield from _by_key(remaining.filter(**{time_field: first}), rows_per_slice)
+            lower, lookup = first, "gt"
+            continue
+        yield remaining.filter(**{f"{time_field}__lt": last})
+        lower, lookup = last, "gte"
+
+
+def _by_key(rows: models.QuerySet, rows_per_slice: Callable[[], int]) -> Iterator[models.QuerySet]:
+    """`rows` in slices of their primary key, in key order."""
     last_key = None
     while True:
         after = rows if last_key is None else rows.filter(pk__gt=last_key)
-        keys = list(after.order_by("pk").values_list("pk", flat=True)[: remove.slice_rows(sizer.size)])
+        keys = list(after.order_by("pk").values_list("pk", flat=True)[: rows_per_slice()])
         if not keys:
             return
-        yield from remove(after.filter(pk__lte=keys[-1]), sizer)
+        yield after.filter(pk__lte=keys[-1])
         last_key = keys[-1]
 
 
@@ -203,6 +212,7 @@ class _BatchRemover:
         # where SQLite was built with its JSON functions (3.38 and later always are).
         self.keys_as_json = (self.on_sqlite and connections[self.db].features.supports_json_field
                              and removable.model._meta.pk.get_internal_type() in JSON_KEY_TYPES)
+        self.ahead: list[tuple[models.QuerySet, Future]] = []  # slices to come, their keys being read
 
     def slice_rows(self, batch_size: int) -> int:
         return max(batch_size, SQLITE_SLICE_ROWS) if self.on_sqlite else batch_size
@@ -237,15 +247,39 @@ class _BatchRemover:
             # slice since then has not had its keep-last check.
             yield partial(self._delete, self.removable.filter(self._named(batch)), sizer, keys=len(batch))
 
+    def reading_ahead(self, slices: Iterator[models.QuerySet]) -> Iterator[models.QuerySet]:
+        """`slices`, each handed out once the next one's keys are being read beside it.
+
+        On SQLite a slice's keys took 60-80 ms to read (2 s of every million sessions), with the
+        site's writers and ours waiting for nothing: read on a connection of their own while the
+        slice before is deleted, they are ready when it is done (SQLiteTurns.read_ahead)."""
+        if not (self.keys_as_json and not self.keep and self.turns.reads_ahead()):
+            yield from slices
+            return
+        upcoming = next(slices, None)
+        while upcoming is not None:
+            current, upcoming = upcoming, next(slices, None)
+            if upcoming is not None:
+                self.ahead.append((upcoming, self.turns.read_ahead(partial(self._keys_as_json_text, upcoming))))
+            yield current
+
     def _keys_of(self, rows: models.QuerySet) -> list:
         """The keys of `rows`. On SQLite they come back as one JSON array: a row per key, through
         Django, took twice as long (a second of every million sessions)."""
         if not self.keys_as_json:
             return list(rows.values_list("pk", flat=True))
+        read = next((read for ahead, read in self.ahead if ahead is rows), None)
+        if read:
+            self.ahead = [(ahead, other) for ahead, other in self.ahead if other is not read]
+        text = read.result() if read else self._keys_as_json_text(rows)
+        return json.loads(text)
+
+    def _keys_as_json_text(self, rows: models.QuerySet) -> str:
+        # On whichever thread calls it, through that thread's own connection.
         sql, params = rows.values_list("pk").query.sql_with_params()
         with connections[self.db].cursor() as cursor:
             cursor.execute(f"WITH slice(key) AS ({sql}) SELECT json_group_array(key) FROM slice", params)
-            return json.loads(cursor.fetchone()[0])
+            return cursor.fetchone()[0]
 
     def _named(self, keys: list) -> models.Q:
         """The rows with these keys. On SQLite the keys go as one JSON parameter: as thousands of
@@ -259,8 +293,13 @@ class _BatchRemover:
         if self.dry_run:
             self.progress.matched += keys if keys is not None else batch.count()
         else:
-            started = time.perf_counter()
+            if self.turns:
+                self.turns.before_batch()
             with transaction.atomic(using=self.db):
+                # Timed from the lock taken (SQLite's BEGIN IMMEDIATE, at the block's start) to
+                # the commit: the lock held is what a site writer waits for. Counting a wait for
+                # the site's own turn shrank the batches for nothing.
+                started = time.perf_counter()
                 # _raw_delete: one DELETE statement, no instances loaded, no signals sent.
                 deleted = batch._raw_delete(self.db)
             # Sized by the keys tried: a row extended meanwhile cost the lookup all the same.

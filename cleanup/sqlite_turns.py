@@ -3,7 +3,11 @@
 SQLite has a single writer and no queue for it: a writer waiting on its busy timeout polls at
 growing intervals (up to 25 ms, then 50 and 100) and would rarely catch the moment between two
 of our batches. So after each commit the write lock stays free for at least GAP_SECONDS before
-the next batch takes it.
+the next batch takes it (`before_batch`), and whatever the run does in between (choosing the
+next slice, preparing the batch's keys) is done in that time rather than after it.
+
+Reads the run needs next (a slice's keys) go on a connection of their own in a thread
+(`read_ahead`) while the batches before them run: reads in WAL mode wait for no writer.
 
 The WAL checkpoint (copying committed pages into the database file, two fsyncs) is ours, never
 a site writer's: SQLite's auto-checkpoint runs it inside the commit of whichever writer finds
@@ -33,7 +37,13 @@ before the thread took the checkpoint and ran it themselves (probe max latency 9
 the WAL grew to 640-780 MB.
 """
 
+import os
+import sys
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import TypeVar
 
 from django.db import connections, transaction
 
@@ -46,14 +56,20 @@ CHECKPOINT_FRAMES = 100_000
 # passes wait it out rather than leave those frames to the site's next writer.
 CHECKPOINT_RETRY_SECONDS = 0.05
 
+T = TypeVar("T")
+
 
 class SQLiteTurns:
-    """`with SQLiteTurns(db) as turns:` around a run of batches, `turns.after_commit()` after each."""
+    """`with SQLiteTurns(db) as turns:` around a run of batches, `turns.before_batch()` before
+    each and `turns.after_commit()` after."""
 
     def __init__(self, db: str) -> None:
         self.db = db
         self.previous: dict[str, int] = {}
         self.pin: _BackfillPin | None = None
+        self.released_at: float | None = None  # when our last transaction let the write lock go
+        self.reader: ThreadPoolExecutor | None = None
+        self.reading: Future | None = None
 
     def __enter__(self) -> "SQLiteTurns":
         connection = connections[self.db]
@@ -74,13 +90,13 @@ class SQLiteTurns:
             except Exception:
                 self.__exit__()  # not called by `with` when this raises
                 raise
+            self.released_at = time.monotonic()
         return self
 
     def __exit__(self, *exc_info) -> None:
         connection = connections[self.db]
         try:
             if self.pin:
-                self.pin.release()
                 self._copy_everything(then_pin=False)  # the run's last frames, before a site writer does
             # Straight to sqlite3: PRAGMAs are not transactional, and Django refuses any query
             # inside a transaction marked for rollback, which would leave ours in place.
@@ -91,24 +107,51 @@ class SQLiteTurns:
             # the defaults); whatever error ended the run goes on up.
             connection.close()
         finally:
+            if self.reader:
+                # The thread's own connection, closed on that thread (Django's are per thread).
+                self.reader.submit(lambda: connections[self.db].close())
+                self.reader.shutdown(wait=True)
             if self.pin:
                 self.pin.close()
+
+    def reads_ahead(self) -> bool:
+        """Whether `read_ahead` may be used: outside a transaction (inside one, a connection of
+        its own would not see what the transaction wrote) and in WAL mode."""
+        return self.pin is not None
+
+    def read_ahead(self, read: Callable[[], T]) -> "Future[T]":
+        """Run `read` on a thread of ours, through that thread's own connection; its result when
+        the run needs it. One at a time: the next waits for the one before."""
+        if self.reader is None:
+            self.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cleanup-read-ahead",
+                                             initializer=_yield_the_cpu)
+        self.reading = self.reader.submit(read)
+        return self.reading
+
+    def before_batch(self) -> None:
+        if self.released_at is not None:
+            time.sleep(max(0.0, GAP_SECONDS - (time.monotonic() - self.released_at)))
 
     def after_commit(self) -> None:
         connection = connections[self.db]
         if connection.in_atomic_block:
             return  # inside an outer transaction nothing was committed and the lock is still ours
-        started = time.monotonic()
+        self.released_at = time.monotonic()
         # While pinned, a checkpoint copies nothing and only tells how far the WAL has grown. Its
         # length, not what is left to copy: the WAL starts over only when the first writer after
         # a complete copy finds no reader in it, and a WAL that did not is copied again sooner.
-        if self.pin and _checkpoint(connection.connection)[0] >= CHECKPOINT_FRAMES:
-            self.pin.release()
+        # A read of ours still under way puts the copy off to the next commit: it would hold back
+        # what it may still read from the copy, and waiting for it with the pin let go let a site
+        # writer's commit run the copy itself (a probe's update waited 270-380 ms).
+        if (self.pin and not (self.reading and not self.reading.done())
+                and _checkpoint(connection.connection)[0] >= CHECKPOINT_FRAMES):
             self._copy_everything(then_pin=True)
-            started = time.monotonic()  # it ends under the write lock: the site's turn comes after
-        time.sleep(max(0.0, GAP_SECONDS - (time.monotonic() - started)))
+            self.released_at = time.monotonic()  # it ends under the write lock: the site's turn comes after
 
     def _copy_everything(self, *, then_pin: bool) -> None:
+        if self.reading:
+            wait([self.reading])  # with the pin still held: see after_commit
+        self.pin.release()
         _copy_all(connections[self.db].connection)  # the bulk, with the write lock free for the site
         # The last pass under the write lock: no commit can come in during it, so it ends with the
         # file's sync (of every page copied: see _copy_all), and a pin started then reads the
@@ -118,6 +161,11 @@ class SQLiteTurns:
             _copy_all(self.pin.connection)
             if then_pin:
                 self.pin.hold()
+
+
+def _yield_the_cpu() -> None:
+    if sys.platform == "linux":  # where a thread has a priority of its own, by its thread id
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def _copy_all(connection) -> None:

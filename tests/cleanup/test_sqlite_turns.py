@@ -1,5 +1,6 @@
 import operator
 import sqlite3
+import threading
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from cleanup.targets import retention_targets
 from tests.cleanup import factories
 
 pytestmark = pytest.mark.django_db
+LIVE = timedelta(days=1)
 
 
 def pragma(name: str) -> int:
@@ -115,3 +117,81 @@ def test_a_failed_run_leaves_no_reader_holding_the_wal():
     site.execute("PRAGMA busy_timeout=0")
     # TRUNCATE waits for every reader to finish: a reader left open would make it busy.
     assert site.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone() == (0, 0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_copy_waits_with_the_wal_still_pinned_while_a_read_of_the_runs_own_is_under_way(monkeypatch):
+    monkeypatch.setattr(sqlite_turns, "CHECKPOINT_FRAMES", 1)
+    site = site_connection()
+    read_may_end = threading.Event()
+
+    def a_long_read() -> int:
+        read_may_end.wait(30)
+        return Session.objects.count()  # on the reading thread, through its own connection
+
+    with SQLiteTurns(DEFAULT_DB_ALIAS) as turns:
+        assert turns.reads_ahead()
+        reading = turns.read_ahead(a_long_read)
+        factories.sessions(1, expires_in=LIVE)
+        turns.after_commit()
+        # Put off, and still pinned: neither the run nor a site writer's checkpoint copied it.
+        assert operator.sub(*wal_frames(site)) > 0
+        read_may_end.set()
+        assert reading.result() == 1
+        factories.sessions(1, expires_in=LIVE)
+        turns.after_commit()
+        assert operator.sub(*wal_frames(site)) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_gap_before_a_batch_counts_what_the_run_did_since_its_commit(monkeypatch):
+    clock = FakeClock(100.0)
+    monkeypatch.setattr(sqlite_turns, "time", clock)
+    turns = SQLiteTurns(DEFAULT_DB_ALIAS)
+    turns.before_batch()
+    assert clock.slept == []  # nothing committed yet: no gap to keep
+    turns.after_commit()
+    clock.now += 0.01  # the next slice chosen, its keys sorted
+    turns.before_batch()
+    assert clock.slept == [pytest.approx(sqlite_turns.GAP_SECONDS - 0.01)]
+    turns.after_commit()
+    clock.now += 1
+    turns.before_batch()
+    assert clock.slept[-1] == 0
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now, self.slept = now, []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_next_slices_keys_are_read_on_the_reading_thread_while_the_slice_before_is_deleted(monkeypatch):
+    from cleanup import purge
+
+    monkeypatch.setattr(purge, "SQLITE_SLICE_ROWS", 10)
+    for minutes in range(1, 41):
+        factories.sessions(1, expires_in=-timedelta(minutes=minutes))
+    live = set(factories.sessions(5, expires_in=LIVE))
+    read_on = []
+    read = purge._BatchRemover._keys_as_json_text
+
+    def noting_the_thread(self, rows):
+        read_on.append(threading.current_thread().name)
+        return read(self, rows)
+
+    monkeypatch.setattr(purge._BatchRemover, "_keys_as_json_text", noting_the_thread)
+
+    run = purge_sessions_watching(lambda progress: None)
+
+    assert (run.status, run.rows_deleted) == ("succeeded", 40)
+    assert set(Session.objects.values_list("session_key", flat=True)) == live
+    # The first slice's keys on the run's own thread, the three after it ahead of their turn.
+    assert sorted(read_on) == [threading.current_thread().name] + ["cleanup-read-ahead_0"] * 3
