@@ -295,6 +295,7 @@ class _BatchRemover:
         else:
             if self.turns:
                 self.turns.before_batch()
+            asked_at = time.monotonic()
             with transaction.atomic(using=self.db):
                 # Timed from the lock taken (SQLite's BEGIN IMMEDIATE, at the block's start) to
                 # the commit: the lock held is what a site writer waits for. Counting a wait for
@@ -307,7 +308,7 @@ class _BatchRemover:
             self.progress.matched += deleted
             self.progress.deleted += deleted
             if self.turns:
-                self.turns.after_commit()
+                self.turns.after_commit(asked_at=asked_at)
         self.progress.batches += 1
 
     def _count_an_empty_batch(self) -> None:

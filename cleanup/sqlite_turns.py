@@ -1,10 +1,14 @@
 """Taking turns at SQLite's one write lock: our batches and the site's own writes.
 
 SQLite has a single writer and no queue for it: a writer waiting on its busy timeout polls at
-growing intervals (up to 25 ms, then 50 and 100) and would rarely catch the moment between two
-of our batches. So after each commit the write lock stays free for at least GAP_SECONDS before
-the next batch takes it (`before_batch`), and whatever the run does in between (choosing the
-next slice, preparing the batch's keys) is done in that time rather than after it.
+growing intervals (SQLite's default busy handler: 1, 2, 5, 10, 15, 20 ms, 25 three times, then 50
+and 100) and would rarely catch the moment between two of our batches. So after each commit the
+write lock stays free (`before_batch`) for as long as a writer that began waiting when our batch
+asked for the lock may now take between two polls: 22 ms after a batch of up to 50 ms, 27 after
+one of up to 100 (a fixed 30 ms cost 4.7 s of a run over 1,000,000 sessions), longer after a
+slow one, so a writer already kept waiting is not kept through the next batch as well. Whatever
+the run does in between (choosing the next slice, preparing the batch's keys) is done in that
+time rather than after it.
 
 Reads the run needs next (a slice's keys) go on a connection of their own in a thread
 (`read_ahead`) while the batches before them run: reads in WAL mode wait for no writer.
@@ -47,7 +51,14 @@ from typing import TypeVar
 
 from django.db import connections, transaction
 
-GAP_SECONDS = 0.03
+# When a writer waiting on SQLite's default busy handler tries the lock again, in ms from its first
+# try (sqliteDefaultBusyCallback's `totals`), then every 100 ms.
+RETRY_AT_MS = (0, 1, 3, 8, 18, 33, 53, 78, 103, 128, 178, 228)
+# Added to how long a writer may have waited: one that came while the site's own writer held the
+# lock before us waited for it too.
+SITE_WRITE_MS = 5
+# Added to the gap: a writer's sleep overshoots, and its own BEGIN takes a moment.
+GAP_MARGIN_MS = 2
 CACHE_KIB = 32_000
 # About the WAL that stock's single DELETE of 1,000,000 sessions leaves (400 MB of 4 KiB pages).
 CHECKPOINT_FRAMES = 100_000
@@ -61,13 +72,14 @@ T = TypeVar("T")
 
 class SQLiteTurns:
     """`with SQLiteTurns(db) as turns:` around a run of batches, `turns.before_batch()` before
-    each and `turns.after_commit()` after."""
+    each and `turns.after_commit(asked_at=...)` after."""
 
     def __init__(self, db: str) -> None:
         self.db = db
         self.previous: dict[str, int] = {}
         self.pin: _BackfillPin | None = None
         self.released_at: float | None = None  # when our last transaction let the write lock go
+        self.gap = 0.0  # how long the lock then stays free
         self.reader: ThreadPoolExecutor | None = None
         self.reading: Future | None = None
 
@@ -90,7 +102,6 @@ class SQLiteTurns:
             except Exception:
                 self.__exit__()  # not called by `with` when this raises
                 raise
-            self.released_at = time.monotonic()
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -130,13 +141,14 @@ class SQLiteTurns:
 
     def before_batch(self) -> None:
         if self.released_at is not None:
-            time.sleep(max(0.0, GAP_SECONDS - (time.monotonic() - self.released_at)))
+            time.sleep(max(0.0, self.gap - (time.monotonic() - self.released_at)))
 
-    def after_commit(self) -> None:
+    def after_commit(self, *, asked_at: float) -> None:
+        """After a batch's commit; `asked_at` (time.monotonic) is when it asked for the lock."""
         connection = connections[self.db]
         if connection.in_atomic_block:
             return  # inside an outer transaction nothing was committed and the lock is still ours
-        self.released_at = time.monotonic()
+        self._released(asked_at)
         # While pinned, a checkpoint copies nothing and only tells how far the WAL has grown. Its
         # length, not what is left to copy: the WAL starts over only when the first writer after
         # a complete copy finds no reader in it, and a WAL that did not is copied again sooner.
@@ -146,7 +158,13 @@ class SQLiteTurns:
         if (self.pin and not (self.reading and not self.reading.done())
                 and _checkpoint(connection.connection)[0] >= CHECKPOINT_FRAMES):
             self._copy_everything(then_pin=True)
-            self.released_at = time.monotonic()  # it ends under the write lock: the site's turn comes after
+
+    def _released(self, asked_at: float) -> None:
+        self.released_at = time.monotonic()
+        waited_ms = (self.released_at - asked_at) * 1000 + SITE_WRITE_MS
+        after = max(at for at in RETRY_AT_MS if at <= waited_ms)
+        following = next((at for at in RETRY_AT_MS if at > waited_ms), after + 100)
+        self.gap = (following - after + GAP_MARGIN_MS) / 1000
 
     def _copy_everything(self, *, then_pin: bool) -> None:
         if self.reading:
@@ -157,10 +175,12 @@ class SQLiteTurns:
         # file's sync (of every page copied: see _copy_all), and a pin started then reads the
         # database file alone, so the next writer starts the WAL over instead of growing it. (A
         # checkpoint cannot run on a connection inside a transaction: the pin's own copies.)
+        asked_at = time.monotonic()
         with transaction.atomic(using=self.db):
             _copy_all(self.pin.connection)
             if then_pin:
                 self.pin.hold()
+        self._released(asked_at)  # the site's turn comes after
 
 
 def _yield_the_cpu() -> None:

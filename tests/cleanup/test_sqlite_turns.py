@@ -1,6 +1,7 @@
 import operator
 import sqlite3
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -133,28 +134,38 @@ def test_the_copy_waits_with_the_wal_still_pinned_while_a_read_of_the_runs_own_i
         assert turns.reads_ahead()
         reading = turns.read_ahead(a_long_read)
         factories.sessions(1, expires_in=LIVE)
-        turns.after_commit()
+        turns.after_commit(asked_at=time.monotonic())
         # Put off, and still pinned: neither the run nor a site writer's checkpoint copied it.
         assert operator.sub(*wal_frames(site)) > 0
         read_may_end.set()
         assert reading.result() == 1
         factories.sessions(1, expires_in=LIVE)
-        turns.after_commit()
+        turns.after_commit(asked_at=time.monotonic())
         assert operator.sub(*wal_frames(site)) == 0
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_gap_before_a_batch_counts_what_the_run_did_since_its_commit(monkeypatch):
+def test_the_lock_stays_free_as_long_as_a_writer_waiting_since_the_batch_asked_may_poll(monkeypatch):
     clock = FakeClock(100.0)
     monkeypatch.setattr(sqlite_turns, "time", clock)
     turns = SQLiteTurns(DEFAULT_DB_ALIAS)
     turns.before_batch()
     assert clock.slept == []  # nothing committed yet: no gap to keep
-    turns.after_commit()
+    # A batch that held the lock 45 ms: a writer that came as it began polls 20 ms apart (33-53
+    # ms into its wait), plus 2 ms of margin. What the run did since its commit counts.
+    turns.after_commit(asked_at=clock.now - 0.045)
     clock.now += 0.01  # the next slice chosen, its keys sorted
     turns.before_batch()
-    assert clock.slept == [pytest.approx(sqlite_turns.GAP_SECONDS - 0.01)]
-    turns.after_commit()
+    assert clock.slept == [pytest.approx(0.012)]
+    # After a slow one (130 ms), a waiter polls 50 ms apart: the gap is that long.
+    turns.after_commit(asked_at=clock.now - 0.13)
+    turns.before_batch()
+    assert clock.slept[-1] == pytest.approx(0.052)
+    # And past SQLite's table of waits, every 100 ms.
+    turns.after_commit(asked_at=clock.now - 0.5)
+    turns.before_batch()
+    assert clock.slept[-1] == pytest.approx(0.102)
+    turns.after_commit(asked_at=clock.now - 0.01)
     clock.now += 1
     turns.before_batch()
     assert clock.slept[-1] == 0
