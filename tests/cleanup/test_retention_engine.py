@@ -1,11 +1,13 @@
 import time
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from cleanup import purge as purge_module
 from cleanup import services
 from cleanup.leases import lease_claim
 from cleanup.models import CleanupRun, RetentionPolicy, TargetLease
@@ -23,6 +25,29 @@ def policy(key: str, **fields) -> RetentionPolicy:
     RetentionPolicy.objects.filter(pk=found.pk).update(**fields)
     found.refresh_from_db()
     return found
+
+
+@pytest.fixture
+def monotonic(monkeypatch):
+    """A monotonic clock that moves only when the test says, read by the purge's time budget and
+    checkpoints (cleanup.purge and cleanup.services read `time.monotonic`): the budget then
+    depends on the batches' work as the test paces it, not on how busy the machine is. The rest of
+    the `time` module, and every other module's, stays real.
+
+    It reads long before the real monotonic clock (a million seconds), never after it: a time
+    it gives that reaches another module is compared there with the real clock (cleanup.purge
+    hands a batch's asked-for-the-lock time to cleanup.sqlite_turns), and reads as long ago."""
+    clock = SimpleNamespace(now=time.monotonic() - 1e6)
+
+    def advance(seconds: float) -> None:
+        clock.now += seconds
+
+    clock.advance = advance
+    for module in (purge_module, services):
+        faked = SimpleNamespace(**{name: getattr(time, name) for name in dir(time) if not name.startswith("__")})
+        faked.monotonic = lambda: clock.now
+        monkeypatch.setattr(module, "time", faked)
+    return clock
 
 
 def purge(key: str, **options) -> CleanupRun:
@@ -73,11 +98,12 @@ def test_without_a_max_age_an_age_based_target_keeps_everything():
     assert TaskResult.objects.count() == 5
 
 
-def test_a_run_stops_on_its_time_budget_and_the_next_run_goes_on():
+def test_a_run_stops_on_its_time_budget_and_the_next_run_goes_on(monotonic):
     factories.sessions(30, expires_in=EXPIRED)
     policy("sessions", batch_size=5, batch_target_ms=None, time_budget_seconds=1)
 
-    slow = purge("sessions", watch=lambda progress: time.sleep(0.6))
+    # Each batch takes 0.6 s of the run's 1 s budget: the second ends past it, and the run stops there.
+    slow = purge("sessions", watch=lambda progress: monotonic.advance(0.6))
     assert slow.status == "stopped_on_budget" and slow.stopped_on_budget
     assert slow.rows_deleted == 10 and Session.objects.count() == 20
 
@@ -190,11 +216,11 @@ def test_a_run_hands_its_connection_back_with_its_sqlite_settings_as_they_were()
     assert run.rows_deleted == 30 and Session.objects.count() == 0
 
 
-def test_a_run_whose_last_batch_ends_past_its_budget_has_finished():
+def test_a_run_whose_last_batch_ends_past_its_budget_has_finished(monotonic):
     factories.sessions(5, expires_in=EXPIRED)
     policy("sessions", batch_size=5, batch_target_ms=None, time_budget_seconds=1)
 
-    run = purge("sessions", watch=lambda progress: time.sleep(1.05))
+    run = purge("sessions", watch=lambda progress: monotonic.advance(1.05))
 
     assert (run.status, run.rows_deleted, Session.objects.count()) == ("succeeded", 5, 0)
 

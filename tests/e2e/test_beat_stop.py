@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from scheduler.beat import BURST_RUNS, CLAIM_AHEAD, CLAIM_AHEAD_MOST
 from scheduler.models import ScheduleRun
 from tests.builders import clocked_at
 from tests.e2e.processes import celery_argv
@@ -18,13 +19,17 @@ from tests.e2e.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SCHEDULES = 3000
-# Far enough ahead that beat has synced every schedule before it claims them (CLAIM_AHEAD, 8 s,
-# before the slot), and the claims are seen before their slot comes.
-SLOT_IN = timedelta(seconds=30)
+# Enough for beat's burst horizon: with BURST_RUNS due within CLAIM_AHEAD_MOST (45 s) it claims
+# that far ahead, not CLAIM_AHEAD (8 s). Beat then has some 45 s, not 8, to claim them all and the
+# test to see the claims before the slot comes (past it, beat sends them, and holds none).
+SCHEDULES = BURST_RUNS
+# Far enough ahead that beat has synced every schedule before it claims them (the claims start
+# CLAIM_AHEAD_MOST before the slot).
+SLOT_IN = CLAIM_AHEAD_MOST + timedelta(seconds=10)
 
 
 def test_sigterm_stops_beat_at_once_and_gives_back_every_run_claimed_ahead(start_process, app_env, tmp_path):
+    assert CLAIM_AHEAD_MOST >= CLAIM_AHEAD + timedelta(seconds=30)
     slot = (timezone.now() + SLOT_IN).replace(microsecond=0)
     at = clocked_at(slot)
     PeriodicTask.objects.bulk_create([PeriodicTask(name=f"one-off {number}", task="scheduler.tasks.heartbeat",

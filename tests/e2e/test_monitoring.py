@@ -19,6 +19,7 @@ from celery import shared_task
 
 from monitoring.models import AlertDelivery, Flip, SystemHealth
 from scheduler.health import Cause, State
+from scheduler.health_reads import RUNS_READ
 from scheduler.models import BeatHeartbeat, ScheduleHealth, ScheduleRun, WorkerHeartbeat
 from tests.builders import interval_task, with_policy
 from tests.e2e.processes import celery_argv, worker_argv
@@ -30,7 +31,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 ALERTED = "oncall@example.com"
 PREFIX = "[scheduler] "
-WORKER_STALE_SECONDS = 4
+# A worker records that it is alive on Celery's event heartbeat (every 2 s), at most every third
+# of its staleness (scheduler.worker_liveness): every 4 s here. 8 s leaves a record 4 s late, a
+# heartbeat missed on a busy machine, without the workers taken for stopped ("up → down" mailed,
+# and every exact list of mails below wrong). At 4 s one late heartbeat was enough.
+WORKER_STALE_SECONDS = 8
 # Beat records that it is alive three times per BEAT_STALE_SECONDS (at most every 15 s); 18 s
 # leaves a stopped beat seen within a few passes while a busy machine's slow tick is not taken
 # for a stop.
@@ -39,13 +44,16 @@ BEAT_STALE_SECONDS = 18
 # staleness, a record interval and a pass): their runs that wait are known to wait for the
 # missing part when they turn late, and the one system alert covers them. (The evaluator also
 # holds a schedule's state while its waiting run is newer than the last heartbeat.)
-NO_WORKER_GRACE_SECONDS = 10
+NO_WORKER_GRACE_SECONDS = WORKER_STALE_SECONDS + 8
 BEAT_DOWN_GRACE_SECONDS = BEAT_STALE_SECONDS + 4
 # Health reads each schedule's 6 newest due runs (scheduler.health_reads.RUNS_READ): every 4 s,
 # enough finished runs are in sight for the three failures that make it failing.
 EVERY = timedelta(seconds=5)
 FAILING_EVERY = timedelta(seconds=4)
-WAITING_EVERY = timedelta(seconds=2)
+# A waiting run turns its schedule late only while it is among the schedule's RUNS_READ newest
+# due runs (scheduler.health_reads): so the oldest of those must be older than the start grace,
+# (RUNS_READ - 1) runs of WAITING_EVERY, 20 s against the grace's 16.
+WAITING_EVERY = timedelta(seconds=4)
 # With beat stopped no run is claimed any more: those claimed ahead stay in sight, unsent.
 BEAT_DOWN_EVERY = timedelta(seconds=2)
 SCHEDULES = ("mon alpha", "mon bravo", "mon charlie")
@@ -149,6 +157,8 @@ def test_no_workers_one_alert_naming_the_waiting_schedules_then_one_recovery(
     # Every WAITING_EVERY, well within the worker's staleness: each schedule has a run waiting
     # when the "no workers" alert is written (every 5 s, the alert often came first and rightly
     # said "none yet").
+    assert WAITING_EVERY.total_seconds() <= WORKER_STALE_SECONDS / 2
+    assert WORKER_STALE_SECONDS < NO_WORKER_GRACE_SECONDS < (RUNS_READ - 1) * WAITING_EVERY.total_seconds()
     heartbeat_schedules(grace=NO_WORKER_GRACE_SECONDS, every=WAITING_EVERY)
     worker, _beat, _evaluator = start_worker_and_beat(start_process, monitored_env, tmp_path)
     wait_all_up()

@@ -11,8 +11,13 @@ from tests.e2e.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# Short limits so redelivery (after the visibility timeout) happens within the test.
-FAST_REDELIVERY = {"TASK_TIME_LIMIT": "4", "TASK_SOFT_TIME_LIMIT": "3", "BROKER_VISIBILITY_TIMEOUT": "6"}
+# Short limits so redelivery (after the visibility timeout) happens within the test, yet long
+# enough for a busy machine: the first delivery sleeps FIRST_RUN_SECONDS, the test's window to
+# kill its worker, below the soft limit (a first run cut short by it would fail, not be delivered
+# again); the delivery again does not sleep (tests.e2e.tasks.note_start_then_sleep), so it has
+# the whole limit.
+FAST_REDELIVERY = {"TASK_TIME_LIMIT": "10", "TASK_SOFT_TIME_LIMIT": "8", "BROKER_VISIBILITY_TIMEOUT": "12"}
+FIRST_RUN_SECONDS = 7
 
 
 def wait_for_lines(path, expected: list[str], timeout: float) -> None:
@@ -30,7 +35,7 @@ def test_a_task_whose_worker_was_killed_is_delivered_again(start_process, app_en
     notes = tmp_path / "notes.txt"
     with app.connection_for_write(redis_url) as connection:
         sent = app.send_task(
-            "tests.e2e.tasks.note_start_then_sleep", args=[str(notes), 2.5], connection=connection
+            "tests.e2e.tasks.note_start_then_sleep", args=[str(notes), FIRST_RUN_SECONDS], connection=connection
         )
 
     wait_for_lines(notes, ["started"], timeout=30)
