@@ -161,7 +161,7 @@ class SQLiteTurns:
 
     def _released(self, asked_at: float) -> None:
         self.released_at = time.monotonic()
-        waited_ms = (self.released_at - asked_at) * 1000 + SITE_WRITE_MS
+        waited_ms = max(0.0, self.released_at - asked_at) * 1000 + SITE_WRITE_MS
         after = max(at for at in RETRY_AT_MS if at <= waited_ms)
         following = next((at for at in RETRY_AT_MS if at > waited_ms), after + 100)
         self.gap = (following - after + GAP_MARGIN_MS) / 1000
