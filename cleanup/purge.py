@@ -25,7 +25,6 @@ sessions, a batch of 5,000 then held the write lock 47 ms instead of 60.
 import json
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -138,7 +137,7 @@ def purge_in_batches(
         return True
 
     with remove.taking_turns():
-        for rows in remove.reading_ahead(_slices(removable, time_field, lambda: remove.slice_rows(sizer.size))):
+        for rows in _slices(removable, time_field, lambda: remove.slice_rows(sizer.size)):
             if time.monotonic() >= deadline:
                 progress.stopped_on_budget = True
                 return progress
@@ -149,10 +148,7 @@ def purge_in_batches(
 
 def _slices(removable: models.QuerySet, time_field: str,
             rows_per_slice: Callable[[], int]) -> Iterator[models.QuerySet]:
-    """`removable` in slices of its time column, oldest first, each sized when it is reached.
-
-    A slice is chosen from the rows at or after the previous one's end, none of which the
-    previous slice deletes: the next can be chosen before the previous is deleted."""
+    """`removable` in slices of its time column, oldest first, each sized when it is reached."""
     # Where the next slice starts: rows at or after this time (or strictly after, once a run of
     # equal times is done). Rebuilt from `removable` each time, so the SQL stays one bound.
     lower, lookup = None, "gte"
@@ -212,7 +208,6 @@ class _BatchRemover:
         # where SQLite was built with its JSON functions (3.38 and later always are).
         self.keys_as_json = (self.on_sqlite and connections[self.db].features.supports_json_field
                              and removable.model._meta.pk.get_internal_type() in JSON_KEY_TYPES)
-        self.ahead: list[tuple[models.QuerySet, Future]] = []  # slices to come, their keys being read
 
     def slice_rows(self, batch_size: int) -> int:
         return max(batch_size, SQLITE_SLICE_ROWS) if self.on_sqlite else batch_size
@@ -247,39 +242,15 @@ class _BatchRemover:
             # slice since then has not had its keep-last check.
             yield partial(self._delete, self.removable.filter(self._named(batch)), sizer, keys=len(batch))
 
-    def reading_ahead(self, slices: Iterator[models.QuerySet]) -> Iterator[models.QuerySet]:
-        """`slices`, each handed out once the next one's keys are being read beside it.
-
-        On SQLite a slice's keys took 60-80 ms to read (2 s of every million sessions), with the
-        site's writers and ours waiting for nothing: read on a connection of their own while the
-        slice before is deleted, they are ready when it is done (SQLiteTurns.read_ahead)."""
-        if not (self.keys_as_json and not self.keep and self.turns.reads_ahead()):
-            yield from slices
-            return
-        upcoming = next(slices, None)
-        while upcoming is not None:
-            current, upcoming = upcoming, next(slices, None)
-            if upcoming is not None:
-                self.ahead.append((upcoming, self.turns.read_ahead(partial(self._keys_as_json_text, upcoming))))
-            yield current
-
     def _keys_of(self, rows: models.QuerySet) -> list:
         """The keys of `rows`. On SQLite they come back as one JSON array: a row per key, through
         Django, took twice as long (a second of every million sessions)."""
         if not self.keys_as_json:
             return list(rows.values_list("pk", flat=True))
-        read = next((read for ahead, read in self.ahead if ahead is rows), None)
-        if read:
-            self.ahead = [(ahead, other) for ahead, other in self.ahead if other is not read]
-        text = read.result() if read else self._keys_as_json_text(rows)
-        return json.loads(text)
-
-    def _keys_as_json_text(self, rows: models.QuerySet) -> str:
-        # On whichever thread calls it, through that thread's own connection.
         sql, params = rows.values_list("pk").query.sql_with_params()
         with connections[self.db].cursor() as cursor:
             cursor.execute(f"WITH slice(key) AS ({sql}) SELECT json_group_array(key) FROM slice", params)
-            return cursor.fetchone()[0]
+            return json.loads(cursor.fetchone()[0])
 
     def _named(self, keys: list) -> models.Q:
         """The rows with these keys. On SQLite the keys go as one JSON parameter: as thousands of

@@ -10,9 +10,6 @@ slow one, so a writer already kept waiting is not kept through the next batch as
 the run does in between (choosing the next slice, preparing the batch's keys) is done in that
 time rather than after it.
 
-Reads the run needs next (a slice's keys) go on a connection of their own in a thread
-(`read_ahead`) while the batches before them run: reads in WAL mode wait for no writer.
-
 The WAL checkpoint (copying committed pages into the database file, two fsyncs) is ours, never
 a site writer's: SQLite's auto-checkpoint runs it inside the commit of whichever writer finds
 1,000 frames or more in the WAL, and that writer's request waits for the copy. It is done for
@@ -39,15 +36,17 @@ Measured and not kept, in two tries: the checkpoint in a thread of its own, so t
 slice's keys could be read meanwhile. It was no faster; the site's writers sometimes committed
 before the thread took the checkpoint and ran it themselves (probe max latency 95-131 ms), and
 the WAL grew to 640-780 MB.
+
+Measured and not kept either (2026-12-02): reading the next slice's keys ahead, beside the batches
+of the slice before, on a connection of our own. On a thread (niced), it saved 1.3 s of a run
+over 1,000,000 sessions, but a batch it overlapped took up to twice its time: the probe's
+slowest operation waited 89-107 ms instead of 57-60. A few thousand rows at a time in the gaps
+between batches, on the run's own thread, the statement left open across our commits made every
+batch slower (8-10 s inside them instead of 6). An open read of ours beside the batches costs
+more than the 60-80 ms a slice's keys take to read between them.
 """
 
-import os
-import sys
-import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import TypeVar
 
 from django.db import connections, transaction
 
@@ -67,8 +66,6 @@ CHECKPOINT_FRAMES = 100_000
 # passes wait it out rather than leave those frames to the site's next writer.
 CHECKPOINT_RETRY_SECONDS = 0.05
 
-T = TypeVar("T")
-
 
 class SQLiteTurns:
     """`with SQLiteTurns(db) as turns:` around a run of batches, `turns.before_batch()` before
@@ -80,8 +77,6 @@ class SQLiteTurns:
         self.pin: _BackfillPin | None = None
         self.released_at: float | None = None  # when our last transaction let the write lock go
         self.gap = 0.0  # how long the lock then stays free
-        self.reader: ThreadPoolExecutor | None = None
-        self.reading: Future | None = None
 
     def __enter__(self) -> "SQLiteTurns":
         connection = connections[self.db]
@@ -118,30 +113,13 @@ class SQLiteTurns:
             # the defaults); whatever error ended the run goes on up.
             connection.close()
         finally:
-            if self.reader:
-                # The thread's own connection, closed on that thread (Django's are per thread).
-                self.reader.submit(lambda: connections[self.db].close())
-                self.reader.shutdown(wait=True)
             if self.pin:
                 self.pin.close()
 
-    def reads_ahead(self) -> bool:
-        """Whether `read_ahead` may be used: outside a transaction (inside one, a connection of
-        its own would not see what the transaction wrote) and in WAL mode."""
-        return self.pin is not None
-
-    def read_ahead(self, read: Callable[[], T]) -> "Future[T]":
-        """Run `read` on a thread of ours, through that thread's own connection; its result when
-        the run needs it. One at a time: the next waits for the one before."""
-        if self.reader is None:
-            self.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cleanup-read-ahead",
-                                             initializer=_yield_the_cpu)
-        self.reading = self.reader.submit(read)
-        return self.reading
-
     def before_batch(self) -> None:
-        if self.released_at is not None:
-            time.sleep(max(0.0, self.gap - (time.monotonic() - self.released_at)))
+        if self.released_at is None:
+            return
+        time.sleep(max(0.0, self.gap - (time.monotonic() - self.released_at)))
 
     def after_commit(self, *, asked_at: float) -> None:
         """After a batch's commit; `asked_at` (time.monotonic) is when it asked for the lock."""
@@ -152,11 +130,7 @@ class SQLiteTurns:
         # While pinned, a checkpoint copies nothing and only tells how far the WAL has grown. Its
         # length, not what is left to copy: the WAL starts over only when the first writer after
         # a complete copy finds no reader in it, and a WAL that did not is copied again sooner.
-        # A read of ours still under way puts the copy off to the next commit: it would hold back
-        # what it may still read from the copy, and waiting for it with the pin let go let a site
-        # writer's commit run the copy itself (a probe's update waited 270-380 ms).
-        if (self.pin and not (self.reading and not self.reading.done())
-                and _checkpoint(connection.connection)[0] >= CHECKPOINT_FRAMES):
+        if self.pin and _checkpoint(connection.connection)[0] >= CHECKPOINT_FRAMES:
             self._copy_everything(then_pin=True)
 
     def _released(self, asked_at: float) -> None:
@@ -167,8 +141,6 @@ class SQLiteTurns:
         self.gap = (following - after + GAP_MARGIN_MS) / 1000
 
     def _copy_everything(self, *, then_pin: bool) -> None:
-        if self.reading:
-            wait([self.reading])  # with the pin still held: see after_commit
         self.pin.release()
         _copy_all(connections[self.db].connection)  # the bulk, with the write lock free for the site
         # The last pass under the write lock: no commit can come in during it, so it ends with the
@@ -181,11 +153,6 @@ class SQLiteTurns:
             if then_pin:
                 self.pin.hold()
         self._released(asked_at)  # the site's turn comes after
-
-
-def _yield_the_cpu() -> None:
-    if sys.platform == "linux":  # where a thread has a priority of its own, by its thread id
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def _copy_all(connection) -> None:

@@ -1,7 +1,5 @@
 import operator
 import sqlite3
-import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -17,7 +15,6 @@ from cleanup.targets import retention_targets
 from tests.cleanup import factories
 
 pytestmark = pytest.mark.django_db
-LIVE = timedelta(days=1)
 
 
 def pragma(name: str) -> int:
@@ -121,30 +118,6 @@ def test_a_failed_run_leaves_no_reader_holding_the_wal():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_copy_waits_with_the_wal_still_pinned_while_a_read_of_the_runs_own_is_under_way(monkeypatch):
-    monkeypatch.setattr(sqlite_turns, "CHECKPOINT_FRAMES", 1)
-    site = site_connection()
-    read_may_end = threading.Event()
-
-    def a_long_read() -> int:
-        read_may_end.wait(30)
-        return Session.objects.count()  # on the reading thread, through its own connection
-
-    with SQLiteTurns(DEFAULT_DB_ALIAS) as turns:
-        assert turns.reads_ahead()
-        reading = turns.read_ahead(a_long_read)
-        factories.sessions(1, expires_in=LIVE)
-        turns.after_commit(asked_at=time.monotonic())
-        # Put off, and still pinned: neither the run nor a site writer's checkpoint copied it.
-        assert operator.sub(*wal_frames(site)) > 0
-        read_may_end.set()
-        assert reading.result() == 1
-        factories.sessions(1, expires_in=LIVE)
-        turns.after_commit(asked_at=time.monotonic())
-        assert operator.sub(*wal_frames(site)) == 0
-
-
-@pytest.mark.django_db(transaction=True)
 def test_the_lock_stays_free_as_long_as_a_writer_waiting_since_the_batch_asked_may_poll(monkeypatch):
     clock = FakeClock(100.0)
     monkeypatch.setattr(sqlite_turns, "time", clock)
@@ -183,26 +156,3 @@ class FakeClock:
         self.now += seconds
 
 
-@pytest.mark.django_db(transaction=True)
-def test_each_next_slices_keys_are_read_on_the_reading_thread_while_the_slice_before_is_deleted(monkeypatch):
-    from cleanup import purge
-
-    monkeypatch.setattr(purge, "SQLITE_SLICE_ROWS", 10)
-    for minutes in range(1, 41):
-        factories.sessions(1, expires_in=-timedelta(minutes=minutes))
-    live = set(factories.sessions(5, expires_in=LIVE))
-    read_on = []
-    read = purge._BatchRemover._keys_as_json_text
-
-    def noting_the_thread(self, rows):
-        read_on.append(threading.current_thread().name)
-        return read(self, rows)
-
-    monkeypatch.setattr(purge._BatchRemover, "_keys_as_json_text", noting_the_thread)
-
-    run = purge_sessions_watching(lambda progress: None)
-
-    assert (run.status, run.rows_deleted) == ("succeeded", 40)
-    assert set(Session.objects.values_list("session_key", flat=True)) == live
-    # The first slice's keys on the run's own thread, the three after it ahead of their turn.
-    assert sorted(read_on) == [threading.current_thread().name] + ["cleanup-read-ahead_0"] * 3
