@@ -59,8 +59,14 @@ SITE_WRITE_MS = 5
 # Added to the gap: a writer's sleep overshoots, and its own BEGIN takes a moment.
 GAP_MARGIN_MS = 2
 CACHE_KIB = 32_000
-# About the WAL that stock's single DELETE of 1,000,000 sessions leaves (400 MB of 4 KiB pages).
-CHECKPOINT_FRAMES = 100_000
+# 300 MB of 4 KiB pages, less than stock's single DELETE leaves. Not more: a page our batch reads
+# is looked up in the WAL's index one table of 4,096 frames after another, so the longer the WAL
+# the slower every batch, and the slowest probe operation with it. On 1,000,000 sessions with the
+# probe (in-process): 50,000 frames, 5.5-5.6 s inside the batches and 2.8-3.0 s copying, probe
+# max 56-57 ms; 100,000, 6.1-6.2 s and 2.3-2.5 s, 59-82 ms; 200,000, 6.6 s and 1.9-2.0 s,
+# 109-134 ms. In bench/bench_session_cleanup.py the copies cost more: 50,000 took 16.5-17.1 s
+# in all, 100,000 14.1 s (probe max 109 ms), 75,000 14.7-15.2 s (57-100 ms).
+CHECKPOINT_FRAMES = 75_000
 # How long a checkpoint goes on with passes after its first (see _copy_all). A site's reader that
 # began before a commit also holds back the frames it may still read; its read is short, so the
 # passes wait it out rather than leave those frames to the site's next writer.
@@ -131,28 +137,41 @@ class SQLiteTurns:
         # length, not what is left to copy: the WAL starts over only when the first writer after
         # a complete copy finds no reader in it, and a WAL that did not is copied again sooner.
         if self.pin and _checkpoint(connection.connection)[0] >= CHECKPOINT_FRAMES:
-            self._copy_everything(then_pin=True)
+            self._copy_everything(then_pin=True, waiting_since=asked_at)
 
-    def _released(self, asked_at: float) -> None:
+    def _released(self, waiting_since: float) -> None:
+        """The lock let go: it stays free as long as a writer waiting since then may poll."""
         self.released_at = time.monotonic()
-        waited_ms = max(0.0, self.released_at - asked_at) * 1000 + SITE_WRITE_MS
-        after = max(at for at in RETRY_AT_MS if at <= waited_ms)
-        following = next((at for at in RETRY_AT_MS if at > waited_ms), after + 100)
-        self.gap = (following - after + GAP_MARGIN_MS) / 1000
+        self.gap = _poll_interval(self.released_at - waiting_since) + GAP_MARGIN_MS / 1000
 
-    def _copy_everything(self, *, then_pin: bool) -> None:
+    def _copy_everything(self, *, then_pin: bool, waiting_since: float | None = None) -> None:
         self.pin.release()
+        free_from = time.monotonic()
         _copy_all(connections[self.db].connection)  # the bulk, with the write lock free for the site
+        asked_at = time.monotonic()
+        # A writer waiting since our batch before took its turn during the copy only if the copy
+        # outlasted its polls; if not, it still waits, since then (a copy of nothing is over in a
+        # millisecond: a probe's update waited 167 ms through two more batches).
+        if waiting_since is None or asked_at - free_from >= _poll_interval(free_from - waiting_since):
+            waiting_since = asked_at
         # The last pass under the write lock: no commit can come in during it, so it ends with the
         # file's sync (of every page copied: see _copy_all), and a pin started then reads the
         # database file alone, so the next writer starts the WAL over instead of growing it. (A
         # checkpoint cannot run on a connection inside a transaction: the pin's own copies.)
-        asked_at = time.monotonic()
         with transaction.atomic(using=self.db):
             _copy_all(self.pin.connection)
             if then_pin:
                 self.pin.hold()
-        self._released(asked_at)  # the site's turn comes after
+        self._released(waiting_since)  # the site's turn comes after
+
+
+def _poll_interval(waited_seconds: float) -> float:
+    """How long a writer that has waited `waited_seconds` for the lock may sleep before trying
+    again (SQLite's default busy handler), counting a site writer's turn before ours."""
+    waited_ms = max(0.0, waited_seconds) * 1000 + SITE_WRITE_MS
+    after = max(at for at in RETRY_AT_MS if at <= waited_ms)
+    following = next((at for at in RETRY_AT_MS if at > waited_ms), after + 100)
+    return (following - after) / 1000
 
 
 def _copy_all(connection) -> None:
