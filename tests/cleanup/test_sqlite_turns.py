@@ -156,3 +156,34 @@ class FakeClock:
         self.now += seconds
 
 
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_a_copy_too_short_for_a_waiting_writers_polls_the_gap_counts_from_the_batch_before(monkeypatch):
+    clock = FakeClock(100.0)
+    monkeypatch.setattr(sqlite_turns, "time", clock)
+    copy_takes = {"seconds": 0.0}
+
+    def copy_all(connection) -> None:
+        if connection is not IdlePin.connection:  # the bulk, not the last pass on the pin's
+            clock.now += copy_takes["seconds"]
+
+    monkeypatch.setattr(sqlite_turns, "_copy_all", copy_all)
+    turns = SQLiteTurns(DEFAULT_DB_ALIAS)
+    turns.pin = IdlePin()
+
+    # The batch before asked for the lock 45 ms ago; a copy of nothing gave a writer no turn.
+    turns._copy_everything(then_pin=True, waiting_since=clock.now - 0.045)
+    assert turns.gap == pytest.approx(0.022)
+    # A copy of half a second did: only the last pass's own moment under the lock counts.
+    copy_takes["seconds"] = 0.5
+    turns._copy_everything(then_pin=True, waiting_since=clock.now - 0.045)
+    assert turns.gap == pytest.approx(0.007)
+
+
+class IdlePin:
+    connection = object()
+
+    def hold(self) -> None: ...
+
+    def release(self) -> None: ...
