@@ -1,6 +1,5 @@
 import time
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 from django.contrib.sessions.models import Session
@@ -14,6 +13,7 @@ from cleanup.models import CleanupRun, RetentionPolicy, TargetLease
 from cleanup.services import retention_policy_for, retention_sweep, target_purge
 from cleanup.targets import retention_targets
 from tests.cleanup import factories
+from tests.cleanup.clock import FakeClock
 
 pytestmark = pytest.mark.django_db
 
@@ -37,16 +37,9 @@ def monotonic(monkeypatch):
     It reads long before the real monotonic clock (a million seconds), never after it: a time
     it gives that reaches another module is compared there with the real clock (cleanup.purge
     hands a batch's asked-for-the-lock time to cleanup.sqlite_turns), and reads as long ago."""
-    clock = SimpleNamespace(now=time.monotonic() - 1e6)
-
-    def advance(seconds: float) -> None:
-        clock.now += seconds
-
-    clock.advance = advance
+    clock = FakeClock(time.monotonic() - 1e6)
     for module in (purge_module, services):
-        faked = SimpleNamespace(**{name: getattr(time, name) for name in dir(time) if not name.startswith("__")})
-        faked.monotonic = lambda: clock.now
-        monkeypatch.setattr(module, "time", faked)
+        monkeypatch.setattr(module, "time", clock)
     return clock
 
 

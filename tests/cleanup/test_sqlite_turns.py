@@ -13,6 +13,7 @@ from cleanup.services import retention_policy_for, target_purge
 from cleanup.sqlite_turns import SQLiteTurns
 from cleanup.targets import retention_targets
 from tests.cleanup import factories
+from tests.cleanup.clock import FakeClock
 
 pytestmark = pytest.mark.django_db
 
@@ -144,20 +145,6 @@ def test_the_lock_stays_free_as_long_as_a_writer_waiting_since_the_batch_asked_m
     assert clock.slept[-1] == 0
 
 
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now, self.slept = now, []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-
-
 @pytest.mark.django_db(transaction=True)
 def test_after_a_copy_too_short_for_a_waiting_writers_polls_the_gap_counts_from_the_batch_before(monkeypatch):
     clock = FakeClock(100.0)
@@ -166,7 +153,7 @@ def test_after_a_copy_too_short_for_a_waiting_writers_polls_the_gap_counts_from_
 
     def copy_all(connection) -> None:
         if connection is not IdlePin.connection:  # the bulk, not the last pass on the pin's
-            clock.now += copy_takes["seconds"]
+            clock.advance(copy_takes["seconds"])
 
     monkeypatch.setattr(sqlite_turns, "_copy_all", copy_all)
     turns = SQLiteTurns(DEFAULT_DB_ALIAS)
