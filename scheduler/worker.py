@@ -74,6 +74,22 @@ class RunAgainLater(Ignore):
     Celery's Ignore, nothing is stored for it, and the ledger's run waits as sent."""
 
 
+def _run_hand_back(run_id: int, worker: str) -> int:
+    """Give run `run_id` back as sent, for its next delivery to start at once; 0 when `worker`
+    no longer held it."""
+    return RUN_LEASE.release(ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.RUNNING),
+                             holder=worker, status=ScheduleRun.Status.SENT)
+
+
+def _run_take_back(run_id: int, worker: str) -> int:
+    """Run `run_id` as `worker` handed it back (_run_hand_back), running under its lease again,
+    unless another delivery took it meanwhile."""
+    return RUN_LEASE.take(ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.SENT,
+                                                     worker=worker),
+                          holder=worker, now=timezone.now(), free=Q(lease_until__isnull=True),
+                          status=ScheduleRun.Status.RUNNING)
+
+
 def run_note(*, run_id: int, output) -> None:
     """Show `output` on a run that is waiting to be tried again (it says why, and when)."""
     ScheduleRun.objects.filter(id=run_id).exclude(status__in=ScheduleRun.FINISHED).update(output=output)
@@ -277,6 +293,7 @@ class RecordedTask(Task):
             return super().__call__(*args, **kwargs)
         # The worker's node name with this process and a token: each delivery its own holder.
         worker = holder_name(self.request.hostname)
+        self.request.run_holder = worker  # for run_again_later, inside the task
         started = {"task_id": self.request.id, "started_at": timezone.now()}
         try:
             decision = run_start(run_id=run_id, task_id=self.request.id, worker=worker)
@@ -299,9 +316,9 @@ class RecordedTask(Task):
             try:
                 result = super().__call__(*args, **kwargs)
             except (Retry, RunAgainLater):
-                # The retry is a new delivery of the same run: let it start at once.
-                RUN_LEASE.release(ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.RUNNING),
-                                  holder=worker, status=ScheduleRun.Status.SENT)
+                # The retry is a new delivery of the same run: let it start at once. (A run sent
+                # again for later was handed back before its copy went: run_again_later.)
+                _run_hand_back(run_id, worker)
                 raise
             except JobFailed as failed:
                 _outcome_keep(run_id=run_id, worker=worker, succeeded=False, output=failed.output, error=str(failed),
@@ -336,10 +353,22 @@ class RecordedTask(Task):
         """Send this run again with `kwargs` for `countdown` seconds from now and end this delivery
         (RunAgainLater): a job's wait (a host's turn) as a message, not a sleeping worker. Cheaper
         than Celery's retry, which stores a RETRY result for every wait; raises one of the
-        broker's errors when the copy cannot be published."""
+        broker's errors when the copy cannot be published, with the run still this delivery's.
+
+        The run is handed back (sent, its lease let go) before the copy is published: a copy due
+        at once, taken by another process of the worker before this delivery let go, found the
+        run running under a live lease and waited that lease out (61 s) as if another delivery
+        were running it."""
         headers = dict(self.request.headers or {})
-        self.signature_from_request(self.request, kwargs=kwargs, headers=headers, expires=None).apply_async(
-            countdown=countdown)
+        run_id, holder = headers.get(RUN_HEADER), getattr(self.request, "run_holder", None)
+        handed_back = run_id is not None and holder is not None and _run_hand_back(run_id, holder)
+        try:
+            self.signature_from_request(self.request, kwargs=kwargs, headers=headers, expires=None).apply_async(
+                countdown=countdown)
+        except BaseException:
+            if handed_back:
+                _run_take_back(run_id, holder)
+            raise
         raise RunAgainLater()
 
     def _deliver_again(self, *, countdown: float, **headers) -> None:

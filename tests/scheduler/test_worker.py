@@ -398,3 +398,58 @@ def test_a_run_that_had_nothing_to_do_is_recorded_skipped_with_its_reason_after_
     run.refresh_from_db()
     assert (run.status, run.reason, run.lease_until) == ("skipped", "Sent again. the report was disabled", None)
     assert run.output == {"skipped": "the report was disabled"} and run.finished_at
+
+
+@shared_task(bind=True)
+def waits_its_turn(self):
+    self.run_again_later(countdown=0, kwargs={})
+
+
+def test_a_run_sent_again_for_later_is_handed_back_before_its_copy_is_published(queue, monkeypatch):
+    run = claimed_run(interval_task("waits its turn", timedelta(minutes=1)), status="sent")
+    seen_when_published = []
+    signature_from_request = waits_its_turn.signature_from_request
+
+    def noting(*args, **kwargs):
+        signature = signature_from_request(*args, **kwargs)
+        publish = signature.apply_async
+
+        def apply_async(**options):
+            seen_when_published.append(ScheduleRun.objects.values_list("status", "lease_until").get(id=run.id))
+            return publish(**options)
+
+        signature.apply_async = apply_async
+        return signature
+
+    monkeypatch.setattr(waits_its_turn, "signature_from_request", noting)
+
+    assert deliver(waits_its_turn, run).state == "IGNORED"
+
+    # A copy due at once, taken by another process as soon as it is published, finds the run
+    # sent, not running under this delivery's lease (which it would wait out).
+    assert seen_when_published == [("sent", None)]
+    assert queue.llen("default") == 1
+
+
+def test_a_run_whose_copy_could_not_be_published_is_still_its_deliverys_and_fails_there(queue, monkeypatch):
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    run = claimed_run(interval_task("waits its turn", timedelta(minutes=1)), status="sent")
+    signature_from_request = waits_its_turn.signature_from_request
+
+    def unpublishable(*args, **kwargs):
+        signature = signature_from_request(*args, **kwargs)
+
+        def apply_async(**options):
+            raise BrokerDown("the broker went away")
+
+        signature.apply_async = apply_async
+        return signature
+
+    monkeypatch.setattr(waits_its_turn, "signature_from_request", unpublishable)
+
+    assert deliver(waits_its_turn, run).state == "FAILURE"
+
+    run.refresh_from_db()
+    assert run.status == "failed" and "the broker went away" in run.error and run.lease_until is None
+    assert queue.llen("default") == 0
