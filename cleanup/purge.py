@@ -15,11 +15,12 @@ changed since the slice was chosen (a session its user just extended) stays. Onl
 loaded, and only where keep-last or SQLite (below) needs them; the DELETE is issued directly,
 no model instances, no per-row signals.
 
-On SQLite a slice spans several batches: its keys are loaded, sorted and deleted a batch at a
-time in key order. Time order keeps the table and its time index sequential, but a random key
-(sessions) scatters each batch over the whole key index, one page written per row; in key order
-each batch of the slice rewrites only its own stretch of that index. Measured on 1,000,000
-sessions, a batch of 5,000 then held the write lock 47 ms instead of 60.
+On SQLite a slice spans several batches: its keys are loaded (read ahead, between the batches
+of the slice before: _KeysAhead), sorted and deleted a batch at a time in key order. Time order
+keeps the table and its time index sequential, but a random key (sessions) scatters each batch
+over the whole key index, one page written per row; in key order each batch of the slice
+rewrites only its own stretch of that index. Measured on 1,000,000 sessions, a batch of 5,000
+then held the write lock 47 ms instead of 60.
 """
 
 import json
@@ -41,12 +42,18 @@ MIN_BATCH, MAX_BATCH = 100, 20_000
 # batches of 10,000 the bench's probe waited 56 ms at most; with sessions of a real site's size
 # (160-240 bytes) a batch of 10,000 held the lock 45-96 ms, often right after two of 5,000 had
 # taken 25-35 ms and the size had doubled, and the probe's slowest operations waited for those.
+# On 2026-12-02, with the slices' reads mended, batches of 8,000 held it 48 ms at the median but
+# up to 88 ms (a writer waiting from its start then polls at 78 ms and again at 103: probe max
+# 107 ms); with at most 6,000, 44 ms and at most 65-74 ms (probe max 83-87 ms), in no more time.
 # It also keeps key lists far under SQLite's bound-variable limit where they go as parameters.
-MAX_BATCH_SQLITE = 8_000
+MAX_BATCH_SQLITE = 6_000
 # Rows per slice on SQLite (see the module's docstring): a larger slice spreads each batch over
 # more of the table's pages, a smaller one over more of a random key's index. 40,000 wrote the
 # fewest pages on 1,000,000 sessions.
 SQLITE_SLICE_ROWS = 40_000
+# Rows read at a time ahead of their slice on SQLite (see _KeysAhead): about 10 ms, so a read
+# fits in the gap a site writer is given after each batch.
+SQLITE_READ_AHEAD_ROWS = 5_000
 SIZE_STEP = 500
 JSON_KEY_TYPES = {"CharField", "TextField", "AutoField", "BigAutoField", "IntegerField", "BigIntegerField"}
 
@@ -137,11 +144,11 @@ def purge_in_batches(
         return True
 
     with remove.taking_turns():
-        for rows in _slices(removable, time_field, lambda: remove.slice_rows(sizer.size)):
+        for batches in remove.slices(time_field, sizer):
             if time.monotonic() >= deadline:
                 progress.stopped_on_budget = True
                 return progress
-            if not go_on_after(remove(rows, sizer)):
+            if not go_on_after(batches):
                 return progress
     return progress
 
@@ -153,7 +160,7 @@ def _slices(removable: models.QuerySet, time_field: str,
     # equal times is done). Rebuilt from `removable` each time, so the SQL stays one bound.
     lower, lookup = None, "gte"
     while True:
-        remaining = removable if lower is None else removable.filter(**{f"{time_field}__{lookup}": lower})
+        remaining = removable if lower is None else _within(removable, time_field, **{lookup: lower})
         times = remaining.order_by(time_field).values_list(time_field, flat=True)
         # The first row's time, and the time of the row just past a full slice: the slice is
         # every row before that one.
@@ -174,8 +181,22 @@ def _slices(removable: models.QuerySet, time_field: str,
             yield from _by_key(remaining.filter(**{time_field: first}), rows_per_slice)
             lower, lookup = first, "gt"
             continue
-        yield remaining.filter(**{f"{time_field}__lt": last})
+        yield _within(removable, time_field, lt=last) if lower is None else _within(
+            removable, time_field, **{lookup: lower}, lt=last)
         lower, lookup = last, "gte"
+
+
+def _within(removable: models.QuerySet, time_field: str, **bounds) -> models.QuerySet:
+    """`removable` within these bounds of its time column (lookup: value), the bounds first.
+
+    SQLite walks an index between the first lower and the first upper bound it finds on the
+    column and only filters by the rest. After the removable condition's own bound (`expire_date
+    < now`), every slice's read walked the index to now: 175 ms for 5,000 of 1,000,000 sessions
+    instead of 2.5.
+    """
+    bounded = removable.model._base_manager.using(removable.db).filter(
+        **{f"{time_field}__{lookup}": value for lookup, value in bounds.items()})
+    return bounded & removable
 
 
 def _by_key(rows: models.QuerySet, rows_per_slice: Callable[[], int]) -> Iterator[models.QuerySet]:
@@ -204,6 +225,7 @@ class _BatchRemover:
         self.db = removable.db
         self.on_sqlite = connections[self.db].vendor == "sqlite"
         self.turns = SQLiteTurns(self.db) if self.on_sqlite else None
+        self.ahead: _KeysAhead | None = None
         # Keys that JSON carries as the database stores them (text and integers, not UUIDs),
         # where SQLite was built with its JSON functions (3.38 and later always are).
         self.keys_as_json = (self.on_sqlite and connections[self.db].features.supports_json_field
@@ -218,7 +240,20 @@ class _BatchRemover:
         # Without JSON the keys go as parameters: within what SQLite allows, less the condition's.
         return MAX_BATCH_SQLITE if self.keys_as_json else connections[self.db].features.max_query_params - 10
 
-    def __call__(self, rows: models.QuerySet, sizer: BatchSizer) -> Iterator[Callable[[], None]]:
+    def slices(self, time_field: str, sizer: BatchSizer) -> Iterator[Iterator[Callable[[], None]]]:
+        """Each slice's batches, one slice at a time. On SQLite the keys of the slice after are
+        read while this one's are deleted, in the gaps the site's writers are given."""
+        rows_per_slice = partial(self.slice_rows, sizer.size)
+        if not self.on_sqlite or self.keep:
+            for rows in _slices(self.removable, time_field, rows_per_slice):
+                yield self._batches_of(rows, sizer)
+            return
+        parts = _slices(self.removable, time_field, lambda: SQLITE_READ_AHEAD_ROWS)
+        self.ahead = _KeysAhead(parts, self._keys_of, rows_per_slice)
+        while (keys := self.ahead.next_slice()) is not None:
+            yield self._batches_by_key(keys, sizer)
+
+    def _batches_of(self, rows: models.QuerySet, sizer: BatchSizer) -> Iterator[Callable[[], None]]:
         """The batches that delete `rows`, one at a time: each is sized when its turn comes."""
         if not (self.keep or self.on_sqlite):
             yield partial(self._delete, rows, sizer)
@@ -228,9 +263,14 @@ class _BatchRemover:
             found = list(rows.values_list("pk", group_field) if group_field else
                          ((pk, None) for pk in rows.values_list("pk", flat=True)))
             protected = self.keep.protected(found)
-            keys = sorted(row[0] for row in found if row[0] not in protected)
+            keys = [row[0] for row in found if row[0] not in protected]
         else:
-            keys = sorted(self._keys_of(rows))
+            keys = self._keys_of(rows)
+        yield from self._batches_by_key(keys, sizer)
+
+    def _batches_by_key(self, keys: list, sizer: BatchSizer) -> Iterator[Callable[[], None]]:
+        """The batches that delete the rows with these keys, in key order."""
+        keys = sorted(keys)
         if not keys:
             yield self._count_an_empty_batch
             return
@@ -265,7 +305,7 @@ class _BatchRemover:
             self.progress.matched += keys if keys is not None else batch.count()
         else:
             if self.turns:
-                self.turns.before_batch()
+                self.turns.before_batch(self.ahead.read_some if self.ahead else None)
             asked_at = time.monotonic()
             with transaction.atomic(using=self.db):
                 # Timed from the lock taken (SQLite's BEGIN IMMEDIATE, at the block's start) to
@@ -287,3 +327,41 @@ class _BatchRemover:
 
     def taking_turns(self) -> AbstractContextManager:
         return self.turns or nullcontext()
+
+
+class _KeysAhead:
+    """Keys to delete, read a few thousand rows at a time between batches, a slice's worth ahead.
+
+    Reading keys and finding each part's bounds took 0.8-1.0 s of a run over 1,000,000 sessions
+    (of 16-18 s), and the write lock is free for the site after each batch anyway
+    (cleanup/sqlite_turns.py): reads done in those gaps cost the run nothing, and a read waits
+    for no lock, so a site writer taking its turn meanwhile is not held up. Each is a query of
+    its own, over and closed before the next batch: a statement of ours left open across our
+    commits made every batch slower (see sqlite_turns.py). The rows are read in slices of their
+    own (`_slices`, a run of equal times by key), and a slice to delete is as many of them as
+    make its size.
+    """
+
+    def __init__(self, parts: Iterator[models.QuerySet], keys_of: Callable[[models.QuerySet], list],
+                 slice_rows: Callable[[], int]) -> None:
+        self.parts, self.keys_of, self.slice_rows = parts, keys_of, slice_rows
+        self.keys: list = []  # the next slice's, so far
+        self.all_read = False
+
+    def read_some(self) -> bool:
+        """Read one part of the next slice; False once the slice is full or nothing is left."""
+        if self.all_read or len(self.keys) >= self.slice_rows():
+            return False
+        part = next(self.parts, None)  # its bounds first: a query of its own
+        if part is None:
+            self.all_read = True
+            return False
+        self.keys += self.keys_of(part)
+        return True
+
+    def next_slice(self) -> list | None:
+        """The next slice's keys, read to its size; None when none are left."""
+        while self.read_some():
+            pass
+        keys, self.keys = self.keys, []
+        return keys or None

@@ -225,3 +225,71 @@ def test_a_batch_size_of_zero_stored_by_hand_deletes_a_row_a_batch():
     run = purge("sessions")
 
     assert (run.status, run.rows_deleted, run.batches) == ("succeeded", 3, 3)
+
+
+@pytest.mark.parametrize("part_rows, slice_rows", [(4, 10), (3, 7), (50, 10)])
+def test_slices_read_ahead_in_parts_delete_every_expired_row_once_across_equal_times(monkeypatch, part_rows,
+                                                                                      slice_rows):
+    # On SQLite a slice's keys are read in parts, between the batches of the slice before; the
+    # parts here are smaller than a run of equal times and than a slice, or larger than both.
+    monkeypatch.setattr(purge_module, "SQLITE_READ_AHEAD_ROWS", part_rows)
+    monkeypatch.setattr(purge_module, "SQLITE_SLICE_ROWS", slice_rows)
+    for minutes in range(1, 31):
+        factories.sessions(1, expires_in=-timedelta(minutes=minutes))
+    factories.sessions(25, expires_in=-timedelta(minutes=45))
+    factories.sessions(9, expires_in=-timedelta(minutes=50))
+    live = set(factories.sessions(10, expires_in=LIVE))
+    policy("sessions", batch_size=3, batch_target_ms=None)
+    deleted_per_batch = []
+
+    run = purge("sessions", watch=lambda progress: deleted_per_batch.append(progress.deleted - sum(deleted_per_batch)))
+
+    assert (run.status, run.rows_matched, run.rows_deleted) == ("succeeded", 64, 64)
+    assert max(deleted_per_batch) <= 3
+    assert set(Session.objects.values_list("session_key", flat=True)) == live
+
+
+def sqlite_steps(read) -> int:
+    """How many of SQLite's virtual machine steps `read()` took (in hundreds): the work a query
+    does, the same however busy the machine is."""
+    from django.db import connection
+
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0  # go on
+
+    connection.ensure_connection()
+    connection.connection.set_progress_handler(count, 100)
+    try:
+        read()
+    finally:
+        connection.connection.set_progress_handler(None, 100)
+    return steps
+
+
+def test_on_sqlite_a_slices_read_walks_its_own_rows_not_every_row_to_now():
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the query planner's choice of bounds is SQLite's")
+    now = timezone.now()
+    Session.objects.bulk_create(
+        Session(session_key=f"s{i:05}", session_data="e30=", expire_date=now - timedelta(minutes=3000 - i))
+        for i in range(2000))
+    removable = services.removable_rows(target=retention_targets()["sessions"], policy=policy("sessions"))
+    slices = purge_module._slices(removable, "expire_date", lambda: 100)
+    next(slices)
+    second = next(slices)  # from the 101st expired session to the 200th
+    remover = purge_module._BatchRemover(removable, False, None, purge_module.PurgeProgress())
+    found = []
+    bounds_only = Session.objects.filter(expire_date__gte=now - timedelta(minutes=2900),
+                                         expire_date__lt=now - timedelta(minutes=2800))
+
+    steps = sqlite_steps(lambda: found.extend(remover._keys_of(second)))
+
+    assert sorted(found) == [f"s{i:05}" for i in range(100, 200)]
+    # As few steps as a query of the slice's bounds alone, not a walk over the 1,800 rows after it.
+    assert steps <= 2 * sqlite_steps(lambda: remover._keys_of(bounds_only)), steps

@@ -57,11 +57,11 @@ def wal_frames(site: sqlite3.Connection) -> tuple[int, int]:
     return log, copied
 
 
-def purge_sessions_watching(watch) -> CleanupRun:
-    """Ten sessions a batch, `watch` called after each."""
+def purge_sessions_watching(watch, batch_size: int = 10) -> CleanupRun:
+    """Ten sessions a batch (or `batch_size`), `watch` called after each."""
     target = retention_targets()["sessions"]
     policy = retention_policy_for(target=target)
-    RetentionPolicy.objects.filter(pk=policy.pk).update(batch_size=10, batch_target_ms=None)
+    RetentionPolicy.objects.filter(pk=policy.pk).update(batch_size=batch_size, batch_target_ms=None)
     policy.refresh_from_db()
     return target_purge(target=target, policy=policy, dry_run=False, trigger="command", watch=watch)
 
@@ -174,3 +174,76 @@ class IdlePin:
     def hold(self) -> None: ...
 
     def release(self) -> None: ...
+
+
+@pytest.mark.django_db(transaction=True)
+def test_work_given_to_the_gap_is_done_while_the_lock_is_free_and_the_rest_slept(monkeypatch):
+    clock = FakeClock(100.0)
+    monkeypatch.setattr(sqlite_turns, "time", clock)
+    turns = SQLiteTurns(DEFAULT_DB_ALIAS)
+    reads = []
+
+    def read(takes: float, parts: int):
+        def one() -> bool:
+            reads.append(clock.now)
+            clock.advance(takes)
+            return len(reads) < parts
+        return one
+
+    # A 22 ms gap: reads of 8 ms at 0, 8 and 16 ms; the third ends past the gap, no sleep after.
+    turns.after_commit(asked_at=clock.now - 0.045)
+    turns.before_batch(read(0.008, parts=10))
+    assert len(reads) == 3 and clock.slept == [0]
+    # Nothing left to read after the first: the rest of the gap is slept.
+    reads.clear()
+    turns.after_commit(asked_at=clock.now - 0.045)
+    turns.before_batch(read(0.005, parts=1))
+    assert len(reads) == 1 and clock.slept[-1] == pytest.approx(0.017)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_next_slices_keys_are_read_between_the_batches_of_the_slice_before(monkeypatch):
+    from django.test.utils import CaptureQueriesContext
+
+    from cleanup import purge
+
+    monkeypatch.setattr(sqlite_turns, "time", FakeClock(100.0))  # every read falls inside its gap
+    monkeypatch.setattr(purge, "SQLITE_READ_AHEAD_ROWS", 5)
+    monkeypatch.setattr(purge, "SQLITE_SLICE_ROWS", 10)
+    for minutes in range(1, 31):
+        factories.sessions(1, expires_in=-timedelta(minutes=minutes))
+
+    with CaptureQueriesContext(connection) as queries:
+        run = purge_sessions_watching(lambda progress: None, batch_size=5)
+
+    assert (run.status, run.rows_deleted, run.batches) == ("succeeded", 30, 6)
+    kinds = [("keys" if "json_group_array" in q["sql"] else "delete") for q in queries.captured_queries
+             if "json_group_array" in q["sql"] or q["sql"].startswith('DELETE FROM "django_session"')]
+    # Slices of ten, two batches each, read in parts of five: the first slice before any batch,
+    # and each after it in the gap before a batch of the slice before, never between its own.
+    assert kinds == ["keys"] * 4 + ["delete"] * 2 + ["keys"] * 2 + ["delete"] * 4, kinds
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_wal_is_synced_in_the_gaps_every_few_thousand_frames(monkeypatch):
+    synced = []
+    real_sync = getattr(sqlite_turns.os, "fdatasync", sqlite_turns.os.fsync)
+
+    def sync(fd: int) -> None:
+        synced.append(fd)
+        real_sync(fd)
+
+    monkeypatch.setattr(sqlite_turns.os, "fdatasync", sync, raising=False)
+    monkeypatch.setattr(sqlite_turns.os, "fsync", sync)
+    factories.sessions(40, expires_in=-timedelta(minutes=5))
+
+    monkeypatch.setattr(sqlite_turns, "SYNC_AHEAD_FRAMES", 1)
+    run = purge_sessions_watching(lambda progress: None)
+    # Four batches: in the three gaps between them, each after frames written.
+    assert run.batches == 4 and len(synced) == 3
+
+    synced.clear()
+    factories.sessions(40, expires_in=-timedelta(minutes=5))
+    monkeypatch.setattr(sqlite_turns, "SYNC_AHEAD_FRAMES", 10**9)
+    purge_sessions_watching(lambda progress: None)
+    assert synced == []
