@@ -243,7 +243,9 @@ class _BatchRemover:
     def slices(self, time_field: str, sizer: BatchSizer) -> Iterator[Iterator[Callable[[], None]]]:
         """Each slice's batches, one slice at a time. On SQLite the keys of the slice after are
         read while this one's are deleted, in the gaps the site's writers are given."""
-        rows_per_slice = partial(self.slice_rows, sizer.size)
+        def rows_per_slice() -> int:
+            return self.slice_rows(sizer.size)  # the size when the slice is reached: it adapts
+
         if not self.on_sqlite or self.keep:
             for rows in _slices(self.removable, time_field, rows_per_slice):
                 yield self._batches_of(rows, sizer)

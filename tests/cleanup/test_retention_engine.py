@@ -293,3 +293,23 @@ def test_on_sqlite_a_slices_read_walks_its_own_rows_not_every_row_to_now():
     assert sorted(found) == [f"s{i:05}" for i in range(100, 200)]
     # As few steps as a query of the slice's bounds alone, not a walk over the 1,800 rows after it.
     assert steps <= 2 * sqlite_steps(lambda: remover._keys_of(bounds_only)), steps
+
+
+def test_each_slice_takes_the_batch_size_the_sizer_has_reached(monkeypatch):
+    class QuickBatches(FakeClock):
+        """Every batch takes a millisecond by the purge's timer: the sizer doubles the size each time."""
+
+        def perf_counter(self) -> float:
+            self.now += 0.0005
+            return self.now
+
+    monkeypatch.setattr(purge_module, "time", QuickBatches(time.monotonic() - 1e6))
+    factories.sessions(2200, expires_in=EXPIRED)
+    policy("sessions", batch_size=100, batch_target_ms=50)
+    deleted_per_batch = []
+
+    run = purge("sessions", watch=lambda progress: deleted_per_batch.append(progress.deleted - sum(deleted_per_batch)))
+
+    assert run.rows_deleted == 2200
+    # Doubled each time, from 500 on in steps of 500.
+    assert deleted_per_batch == [100, 200, 400, 500, 1000], deleted_per_batch
