@@ -79,15 +79,19 @@ def _purge_under_lease(run, target, policy, holder, watch) -> CleanupRun:
     last_checkpoint = time.monotonic()
 
     def after_batch(progress: PurgeProgress) -> bool:
-        nonlocal lease_lost, last_checkpoint
         _record(run, progress)
         if watch:
             watch(progress)
-        # Every few seconds, not every batch: each is a write transaction that other writers
-        # wait for. Often enough that the admin shows a long run's progress, and well within
-        # the lease's duration.
+        return True
+
+    def checkpoint(progress: PurgeProgress) -> bool:
+        """In the next batch's transaction (see purge_in_batches): False when the lease is lost."""
+        nonlocal lease_lost, last_checkpoint
+        # Every few seconds, not every batch: often enough that the admin shows a long run's
+        # progress, and well within the lease's duration.
         if time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
             last_checkpoint = time.monotonic()
+            _record(run, progress)
             run.save(update_fields=["rows_matched", "rows_deleted", "batches"])
             lease_lost = not lease_renew(target=target.key, holder=holder)
         return not lease_lost
@@ -101,6 +105,7 @@ def _purge_under_lease(run, target, policy, holder, watch) -> CleanupRun:
         dry_run=run.dry_run,
         keep=KeepNewest(target, policy.keep_last) if policy.keep_last else None,
         after_batch=after_batch,
+        checkpoint=checkpoint,
     )
     _record(run, progress)
     if lease_lost:

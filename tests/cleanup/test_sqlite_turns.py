@@ -247,3 +247,36 @@ def test_the_wal_is_synced_in_the_gaps_every_few_thousand_frames(monkeypatch):
     monkeypatch.setattr(sqlite_turns, "SYNC_AHEAD_FRAMES", 10**9)
     purge_sessions_watching(lambda progress: None)
     assert synced == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_runs_own_writes_go_in_its_batches_transactions_not_in_the_gaps_between(monkeypatch):
+    from cleanup import services
+
+    monkeypatch.setattr(services, "CHECKPOINT_SECONDS", 0)  # progress saved and lease renewed every batch
+    factories.sessions(30, expires_in=-timedelta(minutes=5))
+    connection.ensure_connection()
+    statements = []
+    connection.connection.set_trace_callback(statements.append)
+    try:
+        run = purge_sessions_watching(lambda progress: None)
+    finally:
+        connection.connection.set_trace_callback(None)
+
+    assert (run.status, run.rows_deleted, run.batches) == ("succeeded", 30, 3)
+    deletes = [i for i, sql in enumerate(statements) if sql.startswith('DELETE FROM "django_session"')]
+    first_batch = max(i for i in range(deletes[0]) if statements[i].startswith("BEGIN"))
+    in_transaction, writes_alone, writes_in_batches = False, [], 0
+    for sql in statements[first_batch:deletes[-1]]:
+        word = sql.split()[0].upper()
+        if word == "BEGIN":
+            in_transaction = True
+        elif word in ("COMMIT", "ROLLBACK"):
+            in_transaction = False
+        elif word in ("INSERT", "UPDATE", "DELETE"):
+            if in_transaction:
+                writes_in_batches += "django_session" not in sql
+            else:
+                writes_alone.append(sql)
+    assert writes_alone == []
+    assert writes_in_batches >= 4  # the run's progress and its lease, before each later batch
