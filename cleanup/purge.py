@@ -30,7 +30,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 
-from django.db import connections, models, transaction
+from django.db import OperationalError, connections, models, transaction
 from django.db.models.expressions import RawSQL
 
 from cleanup.sqlite_turns import SQLiteTurns
@@ -289,7 +289,7 @@ class _BatchRemover:
             start += len(batch)
             # Exactly the rows looked at (and the condition again): a row that appeared in the
             # slice since then has not had its keep-last check.
-            yield partial(self._delete, self.removable.filter(self._named(batch)), sizer, keys=len(batch))
+            yield partial(self._delete_keys, batch, sizer)
 
     def _keys_of(self, rows: models.QuerySet) -> list:
         """The keys of `rows`. On SQLite they come back as one JSON array: a row per key, through
@@ -308,8 +308,26 @@ class _BatchRemover:
             return models.Q(pk__in=RawSQL("SELECT value FROM json_each(%s)", [json.dumps(keys)]))
         return models.Q(pk__in=keys)
 
+    def _delete_keys(self, keys: list, sizer: BatchSizer) -> None:
+        """Delete the rows with these keys (and the condition again) as one batch, or, where it
+        is stopped for running long (SQLite: see _delete), as two batches of half as many."""
+        try:
+            self._delete(self.removable.filter(self._named(keys)), sizer, keys=len(keys))
+        except _StoppedLong:
+            half = len(keys) // 2
+            for part in (keys[:half], keys[half:]):
+                if not self.stopped:
+                    self._delete_keys(part, sizer)
+
     def _delete(self, batch: models.QuerySet, sizer: BatchSizer, *, keys: int | None = None) -> None:
-        """Delete one batch; `keys` is how many keys it names, when it goes by key list."""
+        """Delete one batch; `keys` is how many keys it names, when it goes by key list.
+
+        On SQLite a batch by key list whose DELETE runs past nine tenths of the target duration
+        is stopped and undone (_StoppedLong): a site writer waiting since it began tries the
+        lock again at 53 and 78 ms, and a batch that held it 80-130 ms (its DELETE two to three
+        times its usual time, now and then, at no particular point of a run) kept such a
+        writer waiting 103 ms and more. Undoing a DELETE that has not committed is quick.
+        """
         if self.dry_run:
             if not self.checkpoint(self.progress):
                 self.stopped = True
@@ -319,20 +337,31 @@ class _BatchRemover:
             if self.turns:
                 self.turns.before_batch(self.ahead.read_some if self.ahead else None)
             asked_at = time.monotonic()
-            with transaction.atomic(using=self.db):
-                # Timed from the lock taken (SQLite's BEGIN IMMEDIATE, at the block's start) to
-                # the commit: the lock held is what a site writer waits for. Counting a wait for
-                # the site's own turn shrank the batches for nothing.
-                started = time.perf_counter()
-                # The run's own writes in the batch's transaction: on SQLite, written on their
-                # own between batches, they took the lock in the gap kept for the site's
-                # writers, and a writer whose poll fell on them waited through the next batch
-                # too (136-146 ms in bench_session_cleanup.py).
-                if not self.checkpoint(self.progress):
-                    self.stopped = True
-                    return
-                # _raw_delete: one DELETE statement, no instances loaded, no signals sent.
-                deleted = batch._raw_delete(self.db)
+            # Not a batch of a few rows: halved again and again, it would never end on a stalled machine.
+            stoppable = self.turns and sizer.target_seconds and (keys or 0) > MIN_BATCH
+            stop = _StopAfter(self.db, sizer.target_seconds) if stoppable else None
+            try:
+                with transaction.atomic(using=self.db):
+                    # Timed from the lock taken (SQLite's BEGIN IMMEDIATE, at the block's start) to
+                    # the commit: the lock held is what a site writer waits for. Counting a wait for
+                    # the site's own turn shrank the batches for nothing.
+                    started = time.perf_counter()
+                    # The run's own writes in the batch's transaction: on SQLite, written on their
+                    # own between batches, they took the lock in the gap kept for the site's
+                    # writers, and a writer whose poll fell on them waited through the next batch
+                    # too (136-146 ms in bench_session_cleanup.py).
+                    if not self.checkpoint(self.progress):
+                        self.stopped = True
+                        return
+                    # _raw_delete: one DELETE statement, no instances loaded, no signals sent.
+                    with stop or nullcontext():
+                        deleted = batch._raw_delete(self.db)
+            except OperationalError:
+                if not (stop and stop.fired):
+                    raise
+                sizer.record(keys, time.perf_counter() - started)  # what it took so far: smaller next
+                self.turns.after_commit(asked_at=asked_at)  # the lock let go: the site's turn first
+                raise _StoppedLong from None
             # Sized by the keys tried: a row extended meanwhile cost the lookup all the same.
             sizer.record(keys if keys is not None else deleted, time.perf_counter() - started)
             self.progress.matched += deleted
@@ -346,6 +375,33 @@ class _BatchRemover:
 
     def taking_turns(self) -> AbstractContextManager:
         return self.turns or nullcontext()
+
+
+class _StoppedLong(Exception):
+    """A batch's DELETE was stopped for running long, and undone."""
+
+
+class _StopAfter:
+    """Around a statement on SQLite: stops it (SQLITE_INTERRUPT) once it has run for nine tenths
+    of `target_seconds`; `fired` tells our stop from any other error."""
+
+    def __init__(self, db: str, target_seconds: float) -> None:
+        self.connection = connections[db].connection
+        self.seconds = target_seconds * 0.9
+        self.fired = False
+
+    def __enter__(self) -> None:
+        until = time.perf_counter() + self.seconds
+
+        def past() -> bool:
+            self.fired = time.perf_counter() > until
+            return self.fired
+
+        # Every 10,000 of SQLite's steps: about a millisecond of a DELETE.
+        self.connection.set_progress_handler(past, 10_000)
+
+    def __exit__(self, *exc_info) -> None:
+        self.connection.set_progress_handler(None, 10_000)
 
 
 class _KeysAhead:

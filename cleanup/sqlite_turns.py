@@ -46,7 +46,7 @@ batch slower (8-10 s inside them instead of 6). An open read of ours beside the 
 more than it saves. What is kept instead (cleanup/purge.py, _KeysAhead): reads of a few
 thousand rows, each a query over and closed before the next batch, in the gaps.
 
-The gaps also sync the WAL ahead of its copy (_WalSync), on the run's own thread. Synced on a
+The gaps also sync the WAL ahead of its copy (_FileSyncs), on the run's own thread. Synced on a
 thread beside the batches, their commits were less even: 2-5 holds of the lock over 75 ms in a
 run over 1,000,000 sessions, and probe max 107-110 ms, against none and 85-86 ms (twice in
 three runs) every 10,000 frames in the gaps; every 5,000, 1-3 such holds.
@@ -79,7 +79,7 @@ CHECKPOINT_FRAMES = 75_000
 # began before a commit also holds back the frames it may still read; its read is short, so the
 # passes wait it out rather than leave those frames to the site's next writer.
 CHECKPOINT_RETRY_SECONDS = 0.05
-# Frames written between two syncs of the WAL ahead of its copy (_WalSync): about 40 MB.
+# Frames written between two syncs of the WAL ahead of its copy (_FileSyncs): about 40 MB.
 SYNC_AHEAD_FRAMES = 10_000
 
 
@@ -93,7 +93,7 @@ class SQLiteTurns:
         self.pin: _BackfillPin | None = None
         self.released_at: float | None = None  # when our last transaction let the write lock go
         self.gap = 0.0  # how long the lock then stays free
-        self.wal_sync: _WalSync | None = None
+        self.syncs: _FileSyncs | None = None
 
     def __enter__(self) -> "SQLiteTurns":
         connection = connections[self.db]
@@ -110,7 +110,7 @@ class SQLiteTurns:
         if in_wal and not connection.in_atomic_block:
             self.pin = _BackfillPin(self.db)
             try:
-                self.wal_sync = _WalSync(connection.connection)
+                self.syncs = _FileSyncs(connection.connection)
                 self._copy_everything(then_pin=True)
             except Exception:
                 self.__exit__()  # not called by `with` when this raises
@@ -133,16 +133,16 @@ class SQLiteTurns:
         finally:
             if self.pin:
                 self.pin.close()
-            if self.wal_sync:
-                self.wal_sync.close()
+            if self.syncs:
+                self.syncs.close()
 
     def before_batch(self, work: Callable[[], bool] | None = None) -> None:
         """Wait out the gap; `work` (a short read, True while there is more to do) fills it first."""
         if self.released_at is None:
             return
         free_until = self.released_at + self.gap
-        if self.wal_sync:
-            self.wal_sync.sync_if_due()
+        if self.syncs:
+            self.syncs.wal_if_due()
         while work and time.monotonic() < free_until and work():
             pass
         time.sleep(max(0.0, free_until - time.monotonic()))
@@ -162,7 +162,7 @@ class SQLiteTurns:
         if frames >= CHECKPOINT_FRAMES:
             self._copy_everything(then_pin=True, waiting_since=asked_at)
         else:
-            self.wal_sync.written(frames)
+            self.syncs.written(frames)
 
     def _released(self, waiting_since: float) -> None:
         """The lock let go: it stays free as long as a writer waiting since then may poll."""
@@ -173,6 +173,11 @@ class SQLiteTurns:
         self.pin.release()
         free_from = time.monotonic()
         _copy_all(connections[self.db].connection)  # the bulk, with the write lock free for the site
+        if self.syncs:
+            # The pages just copied on disk before the last pass, not in it: a site commit during
+            # the bulk leaves SQLite's own sync of the file to the next checkpoint, which was the
+            # last pass, under the write lock (167 ms of it once, the probe's writer waiting 183).
+            self.syncs.database()
         asked_at = time.monotonic()
         # A writer waiting since our batch before took its turn during the copy only if the copy
         # outlasted its polls; if not, it still waits, since then (a copy of nothing is over in a
@@ -250,22 +255,24 @@ class _BackfillPin:
         self.wrapper.close()
 
 
-class _WalSync:
-    """Syncs the WAL to disk every SYNC_AHEAD_FRAMES, in the gaps between batches.
+class _FileSyncs:
+    """Syncs of our own, ahead of SQLite's, so that its syncs find little left to write.
 
-    A checkpoint begins by syncing the WAL, and 75,000 frames written since the last copy took
-    100-200 ms of each copy's 330-400 ms on this machine (bench_session_cleanup.py), with the
-    batches stopped. Synced ahead, a bit at a time while the lock is the site's anyway, the copy
-    finds most of them on disk already. This adds syncs to SQLite's own on the same file and
-    leaves them all in place, so nothing is less durable.
+    The WAL every SYNC_AHEAD_FRAMES, in the gaps between batches: a checkpoint begins by syncing
+    the WAL, and 75,000 frames written since the last copy took 100-200 ms of each copy's 330-400
+    ms on this machine (bench_session_cleanup.py), with the batches stopped; synced ahead, the
+    copy finds most of them on disk already. The database file after the bulk of a copy, with
+    the write lock free (see SQLiteTurns._copy_everything). These add syncs to SQLite's own on
+    the same files and leave them all in place, so nothing is less durable.
     """
 
     def __init__(self, connection) -> None:
         path = next(row[2] for row in connection.execute("PRAGMA database_list") if row[1] == "main")
-        self.fd = os.open(f"{path}-wal", os.O_RDONLY)
+        self.database_fd = os.open(path, os.O_RDONLY)
+        self.wal_fd = os.open(f"{path}-wal", os.O_RDONLY)
         self.synced_to = 0  # the WAL's length at the last sync
         self.frames = 0
-        # fdatasync where there is one (not on macOS): the WAL's size and times need no sync.
+        # fdatasync where there is one (not on macOS): the files' sizes and times need no sync.
         self.sync = getattr(os, "fdatasync", os.fsync)
 
     def written(self, frames: int) -> None:
@@ -274,12 +281,14 @@ class _WalSync:
         if frames < self.synced_to:
             self.synced_to = 0
 
-    def sync_if_due(self) -> bool:
-        if self.frames - self.synced_to < SYNC_AHEAD_FRAMES:
-            return False
-        self.synced_to = self.frames
-        self.sync(self.fd)
-        return True
+    def wal_if_due(self) -> None:
+        if self.frames - self.synced_to >= SYNC_AHEAD_FRAMES:
+            self.synced_to = self.frames
+            self.sync(self.wal_fd)
+
+    def database(self) -> None:
+        self.sync(self.database_fd)
 
     def close(self) -> None:
-        os.close(self.fd)
+        os.close(self.wal_fd)
+        os.close(self.database_fd)

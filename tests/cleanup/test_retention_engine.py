@@ -313,3 +313,23 @@ def test_each_slice_takes_the_batch_size_the_sizer_has_reached(monkeypatch):
     assert run.rows_deleted == 2200
     # Doubled each time, from 500 on in steps of 500.
     assert deleted_per_batch == [100, 200, 400, 500, 1000], deleted_per_batch
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_sqlite_a_delete_running_past_its_target_is_undone_and_done_again_in_halves():
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL's writers do not wait for ours")
+    expired = set(factories.sessions(2000, expires_in=EXPIRED))
+    live = set(factories.sessions(10, expires_in=LIVE))
+    # A millisecond's target: deleting 2,000 sessions takes longer on any machine, so the first
+    # batch is stopped; halves go on down to batches too small to stop.
+    policy("sessions", batch_size=2000, batch_target_ms=1)
+
+    run = purge("sessions")
+
+    assert (run.status, run.rows_deleted) == ("succeeded", 2000)
+    assert run.batches > 1  # one batch of 2,000 had it not been stopped
+    assert set(Session.objects.values_list("session_key", flat=True)) == live
+    assert not expired & set(Session.objects.values_list("session_key", flat=True))

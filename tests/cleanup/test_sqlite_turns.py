@@ -225,12 +225,15 @@ def test_the_next_slices_keys_are_read_between_the_batches_of_the_slice_before(m
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_wal_is_synced_in_the_gaps_every_few_thousand_frames(monkeypatch):
+def test_the_wal_is_synced_in_the_gaps_every_few_thousand_frames_and_the_file_before_a_copys_last_pass(
+        monkeypatch):
     synced = []
     real_sync = getattr(sqlite_turns.os, "fdatasync", sqlite_turns.os.fsync)
+    name = connection.settings_dict["NAME"]
 
     def sync(fd: int) -> None:
-        synced.append(fd)
+        synced.append({sqlite_turns.os.stat(name).st_ino: "database",
+                       sqlite_turns.os.stat(f"{name}-wal").st_ino: "wal"}[sqlite_turns.os.fstat(fd).st_ino])
         real_sync(fd)
 
     monkeypatch.setattr(sqlite_turns.os, "fdatasync", sync, raising=False)
@@ -239,14 +242,16 @@ def test_the_wal_is_synced_in_the_gaps_every_few_thousand_frames(monkeypatch):
 
     monkeypatch.setattr(sqlite_turns, "SYNC_AHEAD_FRAMES", 1)
     run = purge_sessions_watching(lambda progress: None)
-    # Four batches: in the three gaps between them, each after frames written.
-    assert run.batches == 4 and len(synced) == 3
+    # Four batches: the WAL in the three gaps between them, each after frames written; the file
+    # at the run's two copies (its start and its end).
+    assert run.batches == 4
+    assert synced == ["database", "wal", "wal", "wal", "database"]
 
     synced.clear()
     factories.sessions(40, expires_in=-timedelta(minutes=5))
     monkeypatch.setattr(sqlite_turns, "SYNC_AHEAD_FRAMES", 10**9)
     purge_sessions_watching(lambda progress: None)
-    assert synced == []
+    assert synced == ["database", "database"]
 
 
 @pytest.mark.django_db(transaction=True)
