@@ -359,7 +359,8 @@ class _BatchRemover:
             except OperationalError:
                 if not (stop and stop.fired):
                     raise
-                sizer.record(keys, time.perf_counter() - started)  # what it took so far: smaller next
+                # Unfinished, it says only that the batch is too large: half the size next.
+                sizer.record(keys, 2 * sizer.target_seconds)
                 self.turns.after_commit(asked_at=asked_at)  # the lock let go: the site's turn first
                 raise _StoppedLong from None
             # Sized by the keys tried: a row extended meanwhile cost the lookup all the same.
