@@ -122,13 +122,14 @@ def purge_in_batches(
     deadline: float,
     dry_run: bool,
     keep: KeepNewest | None,
-    after_batch: Callable[[PurgeProgress], bool],
+    after_batch: Callable[[PurgeProgress], None],
     checkpoint: Callable[[PurgeProgress], bool] = lambda progress: True,
 ) -> PurgeProgress:
-    """Delete `removable` slice by slice until done, out of time, or `after_batch` says stop.
+    """Delete `removable` slice by slice until done, out of time, or `checkpoint` says stop.
 
     `checkpoint` runs inside each batch's transaction, before its DELETE, for the run's own
     writes (its progress, its lease); False stops the run before that batch deletes anything.
+    `after_batch` is told the progress after each batch.
     """
     progress = PurgeProgress()
     remove = _BatchRemover(removable, dry_run, keep, progress, checkpoint)
@@ -136,7 +137,7 @@ def purge_in_batches(
     sizer.size = min(sizer.size, sizer.max_size)
 
     def go_on_after(batches: Iterator[Callable[[], None]]) -> bool:
-        """Run a slice's batches; False when the run must stop (time budget, or after_batch)."""
+        """Run a slice's batches; False when the run must stop (time budget, or checkpoint)."""
         for index, batch in enumerate(batches):
             # Before each batch but the slice's first (checked when the slice was chosen): a
             # run whose last batch ends past its budget has still finished.
@@ -144,8 +145,9 @@ def purge_in_batches(
                 progress.stopped_on_budget = True
                 return False
             batch()
-            if remove.stopped or not after_batch(progress):
+            if remove.stopped:
                 return False
+            after_batch(progress)
         return True
 
     with remove.taking_turns():
@@ -165,7 +167,8 @@ def _slices(removable: models.QuerySet, time_field: str,
     # equal times is done). Rebuilt from `removable` each time, so the SQL stays one bound.
     lower, lookup = None, "gte"
     while True:
-        remaining = removable if lower is None else _within(removable, time_field, **{lookup: lower})
+        after = {} if lower is None else {lookup: lower}
+        remaining = _within(removable, time_field, **after) if after else removable
         times = remaining.order_by(time_field).values_list(time_field, flat=True)
         # The first row's time, and the time of the row just past a full slice: the slice is
         # every row before that one.
@@ -186,8 +189,7 @@ def _slices(removable: models.QuerySet, time_field: str,
             yield from _by_key(remaining.filter(**{time_field: first}), rows_per_slice)
             lower, lookup = first, "gt"
             continue
-        yield _within(removable, time_field, lt=last) if lower is None else _within(
-            removable, time_field, **{lookup: lower}, lt=last)
+        yield _within(removable, time_field, **after, lt=last)
         lower, lookup = last, "gte"
 
 
@@ -225,7 +227,7 @@ class _BatchRemover:
     """
 
     def __init__(self, removable: models.QuerySet, dry_run: bool, keep: KeepNewest | None,
-                 progress: PurgeProgress, checkpoint: Callable[[PurgeProgress], bool] = lambda progress: True) -> None:
+                 progress: PurgeProgress, checkpoint: Callable[[PurgeProgress], bool]) -> None:
         self.removable, self.dry_run, self.keep, self.progress = removable, dry_run, keep, progress
         self.checkpoint = checkpoint
         self.stopped = False  # the checkpoint said stop
@@ -386,6 +388,8 @@ class _StopAfter:
     """Around a statement on SQLite: stops it (SQLITE_INTERRUPT) once it has run for nine tenths
     of `target_seconds`; `fired` tells our stop from any other error."""
 
+    STEPS = 10_000  # between two looks at the clock: about a millisecond of a DELETE
+
     def __init__(self, db: str, target_seconds: float) -> None:
         self.connection = connections[db].connection
         self.seconds = target_seconds * 0.9
@@ -398,11 +402,10 @@ class _StopAfter:
             self.fired = time.perf_counter() > until
             return self.fired
 
-        # Every 10,000 of SQLite's steps: about a millisecond of a DELETE.
-        self.connection.set_progress_handler(past, 10_000)
+        self.connection.set_progress_handler(past, self.STEPS)
 
     def __exit__(self, *exc_info) -> None:
-        self.connection.set_progress_handler(None, 10_000)
+        self.connection.set_progress_handler(None, self.STEPS)
 
 
 class _KeysAhead:

@@ -78,11 +78,10 @@ def _purge_under_lease(run, target, policy, holder, watch) -> CleanupRun:
     lease_lost = False
     last_checkpoint = time.monotonic()
 
-    def after_batch(progress: PurgeProgress) -> bool:
+    def after_batch(progress: PurgeProgress) -> None:
         _record(run, progress)
         if watch:
             watch(progress)
-        return True
 
     def checkpoint(progress: PurgeProgress) -> bool:
         """In the next batch's transaction (see purge_in_batches): False when the lease is lost."""

@@ -283,7 +283,7 @@ def test_on_sqlite_a_slices_read_walks_its_own_rows_not_every_row_to_now():
     slices = purge_module._slices(removable, "expire_date", lambda: 100)
     next(slices)
     second = next(slices)  # from the 101st expired session to the 200th
-    remover = purge_module._BatchRemover(removable, False, None, purge_module.PurgeProgress())
+    remover = purge_module._BatchRemover(removable, False, None, purge_module.PurgeProgress(), lambda progress: True)
     found = []
     bounds_only = Session.objects.filter(expire_date__gte=now - timedelta(minutes=2900),
                                          expire_date__lt=now - timedelta(minutes=2800))
