@@ -43,6 +43,14 @@ def monotonic(monkeypatch):
     return clock
 
 
+def purge_noting_batches(key: str, **options) -> tuple[CleanupRun, list[int]]:
+    """`purge`, and the rows each batch deleted, in order."""
+    deleted_per_batch = []
+    run = purge(key, watch=lambda progress: deleted_per_batch.append(progress.deleted - sum(deleted_per_batch)),
+                **options)
+    return run, deleted_per_batch
+
+
 def purge(key: str, **options) -> CleanupRun:
     options.setdefault("dry_run", False)
     return target_purge(target=retention_targets()[key], policy=policy(key), trigger="command", **options)
@@ -161,12 +169,7 @@ def test_no_batch_exceeds_its_size_across_distinct_and_equal_times():
     factories.sessions(25, expires_in=-timedelta(minutes=45))  # 25 sessions expiring at one instant
     live = set(factories.sessions(10, expires_in=LIVE))
     policy("sessions", batch_size=10, batch_target_ms=None)
-    deleted_per_batch = []
-
-    def note_batch(progress):
-        deleted_per_batch.append(progress.deleted - sum(deleted_per_batch))
-
-    run = purge("sessions", watch=note_batch)
+    run, deleted_per_batch = purge_noting_batches("sessions")
 
     assert run.rows_deleted == 55 and max(deleted_per_batch) <= 10
     assert set(Session.objects.values_list("session_key", flat=True)) == live
@@ -240,9 +243,7 @@ def test_slices_read_ahead_in_parts_delete_every_expired_row_once_across_equal_t
     factories.sessions(9, expires_in=-timedelta(minutes=50))
     live = set(factories.sessions(10, expires_in=LIVE))
     policy("sessions", batch_size=3, batch_target_ms=None)
-    deleted_per_batch = []
-
-    run = purge("sessions", watch=lambda progress: deleted_per_batch.append(progress.deleted - sum(deleted_per_batch)))
+    run, deleted_per_batch = purge_noting_batches("sessions")
 
     assert (run.status, run.rows_matched, run.rows_deleted) == ("succeeded", 64, 64)
     assert max(deleted_per_batch) <= 3
@@ -306,9 +307,7 @@ def test_each_slice_takes_the_batch_size_the_sizer_has_reached(monkeypatch):
     monkeypatch.setattr(purge_module, "time", QuickBatches(time.monotonic() - 1e6))
     factories.sessions(2200, expires_in=EXPIRED)
     policy("sessions", batch_size=100, batch_target_ms=50)
-    deleted_per_batch = []
-
-    run = purge("sessions", watch=lambda progress: deleted_per_batch.append(progress.deleted - sum(deleted_per_batch)))
+    run, deleted_per_batch = purge_noting_batches("sessions")
 
     assert run.rows_deleted == 2200
     # Doubled each time, from 500 on in steps of 500.
