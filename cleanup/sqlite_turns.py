@@ -21,10 +21,11 @@ however often it was rewritten, and syncs a few times instead of a hundred (3-4 
 
 In between, a read transaction on a connection of our own (`_BackfillPin`) stops every
 checkpoint from copying: a site writer's auto-checkpoint finds nothing it may copy and returns at
-once, without a sync. When the WAL reaches CHECKPOINT_FRAMES, the pin lets go and we copy
-everything with the write lock free for the site (a site writer's auto-checkpoint meanwhile finds
-ours running and returns at once); the pin starts again on a WAL copied to its end, so the next
-writer starts the WAL over from its beginning instead of growing the file.
+once, without a sync. When the WAL reaches CHECKPOINT_FRAMES, the pin moves to the WAL's end and
+we copy everything before it with the write lock free for the site (a site writer meanwhile
+appends to the WAL and copies nothing itself), then the rest under the lock; the pin starts again
+on a WAL copied to its end, so the next writer starts the WAL over from its beginning instead of
+growing the file.
 
 Our connection's page cache is also made large enough for a batch and its slice's table pages:
 with SQLite's default of 2 MB, a batch spilled pages to the WAL and read them back (about a third
@@ -75,9 +76,9 @@ CACHE_KIB = 32_000
 # 109-134 ms. In bench/bench_session_cleanup.py the copies cost more: 50,000 took 16.5-17.1 s
 # in all, 100,000 14.1 s (probe max 109 ms), 75,000 14.7-15.2 s (57-100 ms).
 CHECKPOINT_FRAMES = 75_000
-# How long a checkpoint goes on with passes after its first (see _copy_all). A site's reader that
-# began before a commit also holds back the frames it may still read; its read is short, so the
-# passes wait it out rather than leave those frames to the site's next writer.
+# How long the last pass of a copy goes on with passes after its first (see _copy_all). A site's
+# reader that began before a commit holds back the frames it may still read; its read is short,
+# so the passes wait it out rather than leave those frames to the next copy.
 CHECKPOINT_RETRY_SECONDS = 0.05
 # Frames written between two syncs of the WAL ahead of its copy (_FileSyncs): about 40 MB.
 SYNC_AHEAD_FRAMES = 10_000
@@ -170,9 +171,17 @@ class SQLiteTurns:
         self.gap = _poll_interval(self.released_at - waiting_since) + GAP_MARGIN_MS / 1000
 
     def _copy_everything(self, *, then_pin: bool, waiting_since: float | None = None) -> None:
+        # Pinned again at the WAL's end rather than let go: the bulk may copy every frame
+        # committed so far and none after. A site writer during the bulk and the file's sync then
+        # appends to the WAL and copies nothing itself. Unpinned, the first one after the bulk
+        # found its frames copyable, checkpointed them and synced the database file behind ours
+        # (290-430 ms of its request), or started the WAL over and synced the WAL's header.
         self.pin.release()
+        self.pin.hold()
         free_from = time.monotonic()
-        _copy_all(connections[self.db].connection)  # the bulk, with the write lock free for the site
+        # The bulk, with the write lock free for the site: one pass copies up to the pin, and a
+        # frame a site's reader still needs is left to the last pass.
+        _checkpoint(connections[self.db].connection)
         if self.syncs:
             # The pages just copied on disk before the last pass, not in it: a site commit during
             # the bulk leaves SQLite's own sync of the file to the next checkpoint, which was the
@@ -189,6 +198,7 @@ class SQLiteTurns:
         # database file alone, so the next writer starts the WAL over instead of growing it. (A
         # checkpoint cannot run on a connection inside a transaction: the pin's own copies.)
         with transaction.atomic(using=self.db):
+            self.pin.release()
             _copy_all(self.pin.connection)
             if then_pin:
                 self.pin.hold()
@@ -205,19 +215,13 @@ def _poll_interval(waited_seconds: float) -> float:
 
 
 def _copy_all(connection) -> None:
-    """Copy the WAL into the database file, in passes until one finds no frame committed since
-    the pass before. SQLite syncs the file at the end of a checkpoint only if no commit came in
-    while it copied; during a large copy on a busy site one does, and the sync of every page it
-    copied would fall to a later checkpoint: a site writer's, whose request then waited for it,
-    or ours under the write lock (60-130 ms measured). The next passes copy what came in and end
-    with that sync, inside a checkpoint of ours, so a site writer's auto-checkpoint meanwhile
-    returns at once."""
-    log, copied = _checkpoint(connection)
+    """Copy the WAL to its end, with our write lock held (no commit comes in meanwhile), in
+    passes for at most CHECKPOINT_RETRY_SECONDS: a frame that a site's reader still needs is left
+    by a pass, and a reader's read is short. Copied to its end, SQLite syncs the file too."""
     given_up_at = time.monotonic() + CHECKPOINT_RETRY_SECONDS
     while True:
-        before = log
         log, copied = _checkpoint(connection)
-        if copied == log == before or time.monotonic() >= given_up_at:
+        if copied == log or time.monotonic() >= given_up_at:
             return
 
 

@@ -103,6 +103,40 @@ def test_the_run_copies_the_wal_whenever_it_reaches_its_frame_budget(monkeypatch
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_site_writer_during_a_copy_appends_to_the_wal_and_neither_copies_nor_starts_it_over(monkeypatch):
+    monkeypatch.setattr(sqlite_turns, "CHECKPOINT_FRAMES", 1)  # a copy after every batch
+    factories.sessions(30, expires_in=-timedelta(minutes=5))
+    site = site_connection()
+    site.execute("PRAGMA wal_autocheckpoint=1")  # the site's every commit tries a checkpoint
+    during_copies = []
+    sync_the_database = sqlite_turns._FileSyncs.database
+
+    def site_writes_then_sync(syncs):
+        # Between a copy's bulk and its last pass, the write lock free for the site.
+        frames_before = wal_frames(site)[0]
+        site.execute("INSERT INTO django_session VALUES (?, 'e30=', '2100-01-01 00:00:00')",
+                     (f"site-{len(during_copies)}",))
+        during_copies.append((frames_before, *wal_frames(site)))
+        sync_the_database(syncs)
+
+    monkeypatch.setattr(sqlite_turns._FileSyncs, "database", site_writes_then_sync)
+    run = purge_sessions_watching(lambda progress: None)
+
+    # Copies before the first batch, after each of the three, and at the end: the first and the
+    # last find nothing of the run's to copy, and a WAL copied to its end may well start over.
+    assert run.rows_deleted == 30 and len(during_copies) == 5
+    for frames_before, log, copied in during_copies[1:-1]:
+        # Appended after the run's frames, not at the start of a WAL begun again (whose first
+        # writer syncs its header)...
+        assert log > frames_before, during_copies
+        # ...and not copied, neither by the site's auto-checkpoint nor by anyone's PASSIVE one,
+        # which would sync the database file behind the run's own sync of it.
+        assert copied < log, during_copies
+    log, copied = wal_frames(site)
+    assert log == copied  # the run copied the site's frames too before it ended
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_failed_run_leaves_no_reader_holding_the_wal():
     factories.sessions(30, expires_in=-timedelta(minutes=5))
 
@@ -151,11 +185,12 @@ def test_after_a_copy_too_short_for_a_waiting_writers_polls_the_gap_counts_from_
     monkeypatch.setattr(sqlite_turns, "time", clock)
     copy_takes = {"seconds": 0.0}
 
-    def copy_all(connection) -> None:
+    def checkpoint(connection) -> tuple[int, int]:
         if connection is not IdlePin.connection:  # the bulk, not the last pass on the pin's
             clock.advance(copy_takes["seconds"])
+        return 0, 0
 
-    monkeypatch.setattr(sqlite_turns, "_copy_all", copy_all)
+    monkeypatch.setattr(sqlite_turns, "_checkpoint", checkpoint)
     turns = SQLiteTurns(DEFAULT_DB_ALIAS)
     turns.pin = IdlePin()
 
