@@ -324,11 +324,11 @@ class _BatchRemover:
     def _delete(self, batch: models.QuerySet, sizer: BatchSizer, *, keys: int | None = None) -> None:
         """Delete one batch; `keys` is how many keys it names, when it goes by key list.
 
-        On SQLite a batch by key list whose DELETE runs past nine tenths of the target duration
-        is stopped and undone (_StoppedLong): a site writer waiting since it began tries the
-        lock again at 53 and 78 ms, and a batch that held it 80-130 ms (its DELETE two to three
-        times its usual time, now and then, at no particular point of a run) kept such a
-        writer waiting 103 ms and more. Undoing a DELETE that has not committed is quick.
+        On SQLite a batch by key list whose DELETE runs past three quarters of the target
+        duration is stopped and undone (_StoppedLong): a site writer waiting since it began tries
+        the lock again at 53 and 78 ms, and a batch that held it 80-130 ms (its DELETE two to
+        three times its usual time, now and then, at no particular point of a run) kept such a
+        writer waiting 103 ms and more.
         """
         if self.dry_run:
             if not self.checkpoint(self.progress):
@@ -385,14 +385,20 @@ class _StoppedLong(Exception):
 
 
 class _StopAfter:
-    """Around a statement on SQLite: stops it (SQLITE_INTERRUPT) once it has run for nine tenths
-    of `target_seconds`; `fired` tells our stop from any other error."""
+    """Around a statement on SQLite: stops it (SQLITE_INTERRUPT) once it has run for SHARE of
+    `target_seconds`; `fired` tells our stop from any other error."""
 
     STEPS = 10_000  # between two looks at the clock: about a millisecond of a DELETE
+    # Undoing a DELETE costs about what its commit would have: 0.6 of its time (restoring the
+    # pages it changed), not nothing. Stopped at nine tenths of a 50 ms target, a batch held
+    # the lock 70-79 ms, 20 times in a run over 1,000,000 sessions on a slow day; at three
+    # quarters, at most 66-72 ms, none over 75, in no more time (bench_session_cleanup.py's
+    # data, the probe running).
+    SHARE = 0.75
 
     def __init__(self, db: str, target_seconds: float) -> None:
         self.connection = connections[db].connection
-        self.seconds = target_seconds * 0.9
+        self.seconds = target_seconds * self.SHARE
         self.fired = False
 
     def __enter__(self) -> None:
