@@ -391,9 +391,9 @@ class _StopAfter:
     STEPS = 10_000  # between two looks at the clock: about a millisecond of a DELETE
     # Undoing a DELETE costs about what its commit would have: 0.6 of its time (restoring the
     # pages it changed), not nothing. Stopped at nine tenths of a 50 ms target, a batch held
-    # the lock 70-79 ms, 20 times in a run over 1,000,000 sessions on a slow day; at three
-    # quarters, at most 66-72 ms, none over 75, in no more time (bench_session_cleanup.py's
-    # data, the probe running).
+    # the lock 70-79 ms, 21 times in a run over 1,000,000 sessions on a slow day; at three
+    # quarters, at most 66-74 ms in six runs of seven (82.8 once), in no more time
+    # (bench_session_cleanup.py's data, the probe running).
     SHARE = 0.75
 
     def __init__(self, db: str, target_seconds: float) -> None:
