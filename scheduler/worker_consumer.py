@@ -1,4 +1,5 @@
-"""The worker's broker consumer: Celery's own, trying a lost broker again every second.
+"""The worker's broker consumer: Celery's own, trying a lost broker again every second, and
+closing the lost connection's channels while that connection can still close them.
 
 Celery's consumer reconnects with kombu's default back-off (2 s, then 4, 6, ... up to 30 s
 between tries), so after a minute without Redis the workers came back up to 12 s after it did,
@@ -8,9 +9,13 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES is None, so the worker never gives up.
 
 from functools import partial
 
+from celery.bootsteps import ConsumerStep
 from celery.worker.consumer import Consumer as CeleryConsumer
 
 RETRY_EVERY_SECONDS = 1.0
+# A close that finds a BRPOP pending reads its answer first, and with the broker gone that read
+# raises before anything is closed (it clears the pending BRPOP, so the next close goes on).
+CLOSE_ATTEMPTS = 2
 
 
 class Consumer(CeleryConsumer):
@@ -18,3 +23,34 @@ class Consumer(CeleryConsumer):
         conn.ensure_connection = partial(conn.ensure_connection, interval_start=RETRY_EVERY_SECONDS,
                                          interval_step=RETRY_EVERY_SECONDS, interval_max=RETRY_EVERY_SECONDS)
         return super().ensure_connected(conn)
+
+    def on_connection_error_after_connected(self, exc):
+        # Celery 5.7 collects the lost connection, which detaches its transport but can leave
+        # channels open, then drops it and restarts its steps with no connection at all. A
+        # channel closed after that cannot fail quietly: the task channel's close hands its
+        # unacknowledged messages back, and with the transport detached kombu's Redis channel
+        # fails to build a client (AttributeError on the connection's hostname), which stopped
+        # the worker with "Unrecoverable error" whenever Redis went away during a task (acks_late:
+        # a running task's message is unacknowledged) while it waited for the next; a gossip
+        # channel's close logged an ERROR with its traceback on every loss of the broker.
+        # Closed here, first, each fails as a connection error, which is ignored: the messages
+        # stay in Redis's unacknowledged set and come back after the visibility timeout, as for
+        # any worker that lost its broker.
+        connection = self.connection
+        if connection is not None:
+            for channel in self._channels_open(connection):
+                for _attempt in range(CLOSE_ATTEMPTS):
+                    if channel.closed:
+                        break
+                    connection.maybe_close_channel(channel)
+        super().on_connection_error_after_connected(exc)
+
+    def _channels_open(self, connection) -> list:
+        """The consumer steps' channels (gossip's), and the default one the tasks are read from.
+
+        `_default_channel` is read rather than `default_channel`, which would open one."""
+        channels = [consumer.channel for step in self.steps if isinstance(step, ConsumerStep)
+                    for consumer in step.consumers or [] if consumer.channel is not None]
+        if connection._default_channel is not None:
+            channels.append(connection._default_channel)
+        return list(dict.fromkeys(channels))

@@ -4,7 +4,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from celery import shared_task
+from celery import current_app, shared_task
 
 from scheduler.worker import scheduled_for
 
@@ -22,6 +22,12 @@ def note_start_then_sleep(notes_path: str, seconds: float) -> str:
     with notes.open("a") as f:
         f.write("finished\n")
     return "finished"
+
+
+def note_start_then_sleep_sent(broker_url: str, notes_path, seconds: float):
+    """note_start_then_sleep sent through the broker at `broker_url` (a test's own Redis); its AsyncResult."""
+    with current_app.connection_for_write(broker_url) as connection:
+        return note_start_then_sleep.apply_async(args=[str(notes_path), seconds], connection=connection)
 
 
 @shared_task(bind=True)

@@ -1,4 +1,5 @@
-"""With Redis unreachable, worker and beat say which URL (password masked) and keep retrying."""
+"""With Redis unreachable, worker and beat say which URL (password masked) and keep retrying;
+a worker that loses Redis in the middle of a task carries on once it is back."""
 
 from datetime import timedelta
 
@@ -6,7 +7,9 @@ import pytest
 
 from tests.builders import interval_task
 from tests.e2e.processes import celery_argv, worker_argv
-from wiring.embedded_redis import free_port
+from tests.e2e.tasks import note_start_then_sleep_sent
+from tests.e2e.waiting import wait_until
+from wiring.embedded_redis import EmbeddedRedis, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,3 +33,36 @@ def test_worker_and_beat_name_the_unreachable_broker_and_keep_retrying(start_pro
     beat.wait_for_output(f"beat: cannot reach the broker at {masked}", timeout=60, times=2)
     assert worker.is_running() and beat.is_running()
     assert "s3cret-pw" not in worker.output() + beat.output()
+
+
+def test_a_worker_that_loses_redis_during_a_task_carries_on_once_redis_is_back(start_process, app_env, tmp_path):
+    redis = EmbeddedRedis(tmp_path / "redis")
+    redis.start()
+    env = {**app_env, "REDIS_URL": redis.url}
+    # As the Procfile runs it (gossip on), with two processes: while one runs the task, whose
+    # message stays unacknowledged until it ends (acks_late), the worker waits on Redis for a
+    # second. On Celery 5.7 as it comes, losing Redis then stopped the worker ("Unrecoverable
+    # error") and its gossip logged an error with a traceback.
+    worker = start_process("worker", celery_argv("worker", "--concurrency", "2", "--without-mingle",
+                                                 "--include", "tests.e2e.tasks"), **env)
+    try:
+        worker.wait_for_output("ready.", timeout=60)
+        first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+        note_start_then_sleep_sent(redis.url, first, seconds=3)
+        wait_until(lambda: first.exists(), timeout=30, what="the first task to start")
+
+        redis.stop()
+        worker.wait_for_output("Connection to broker lost", timeout=30)
+        worker.wait_for_output("Cannot connect to", timeout=30, times=2)
+        assert worker.is_running(), worker.output()[-3000:]
+
+        redis.start()
+        worker.wait_for_output("Connected to", timeout=30, times=2)
+        note_start_then_sleep_sent(redis.url, second, seconds=0)
+        wait_until(lambda: second.exists() and "finished" in second.read_text(), timeout=30,
+                   what="a task sent once Redis was back to run")
+    finally:
+        redis.stop()
+    output = worker.output()
+    assert "Unrecoverable error" not in output and "Error on restarting" not in output, output[-3000:]
+

@@ -5,8 +5,8 @@ import signal
 import pytest
 from django_celery_results.models import TaskResult
 
-from scheduler.celery import app
 from tests.e2e.processes import worker_argv
+from tests.e2e.tasks import note_start_then_sleep_sent
 from tests.e2e.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,10 +33,7 @@ def test_a_task_whose_worker_was_killed_is_delivered_again(start_process, app_en
     first = start_process("worker-1", worker_argv("--include", "tests.e2e.tasks"), **env)
     first.wait_for_output("ready.", timeout=60)
     notes = tmp_path / "notes.txt"
-    with app.connection_for_write(redis_url) as connection:
-        sent = app.send_task(
-            "tests.e2e.tasks.note_start_then_sleep", args=[str(notes), FIRST_RUN_SECONDS], connection=connection
-        )
+    sent = note_start_then_sleep_sent(redis_url, notes, FIRST_RUN_SECONDS)
 
     wait_for_lines(notes, ["started"], timeout=30)
     first.signal_group(signal.SIGKILL)
