@@ -54,6 +54,7 @@ three runs) every 10,000 frames in the gaps; every 5,000, 1-3 such holds.
 """
 
 import os
+import threading
 import time
 from collections.abc import Callable
 
@@ -272,7 +273,9 @@ class _FileSyncs:
 
     def __init__(self, connection) -> None:
         path = next(row[2] for row in connection.execute("PRAGMA database_list") if row[1] == "main")
-        self.database_fd = os.open(path, os.O_RDONLY)
+        self.database_fd = _database_fd(path)
+        # The WAL carries no lock of SQLite's (those are on the database file and the -shm), so
+        # this one is closed with the run.
         self.wal_fd = os.open(f"{path}-wal", os.O_RDONLY)
         self.synced_to = 0  # the WAL's length at the last sync
         self.frames = 0
@@ -294,5 +297,29 @@ class _FileSyncs:
         self.sync(self.database_fd)
 
     def close(self) -> None:
-        os.close(self.wal_fd)
-        os.close(self.database_fd)
+        os.close(self.wal_fd)  # the database file's stays open: see _database_fd
+
+
+# Our descriptors on database files, by (device, inode), open for the life of the process.
+_DATABASE_FDS: dict[tuple[int, int], int] = {}
+_DATABASE_FDS_LOCK = threading.Lock()
+
+
+def _database_fd(path: str) -> int:
+    """A descriptor on the database file at `path`, for syncing it; never closed.
+
+    Closing any descriptor on a file drops every POSIX lock the process holds on it, SQLite's
+    included (sqlite.org/howtocorrupt.html, 2.2.1). A run that closed its own left the process's
+    connections without their shared lock on the database file: the next process to close its
+    last connection then took the file for its own, checkpointed and deleted the WAL under them,
+    and every statement here after failed with "disk I/O error" (a write meanwhile is lost). One
+    descriptor per database file a process cleans is all this keeps.
+    """
+    with _DATABASE_FDS_LOCK:
+        found = os.stat(path)
+        fd = _DATABASE_FDS.get((found.st_dev, found.st_ino))
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY)
+            opened = os.fstat(fd)  # the file opened, should the path have been replaced meanwhile
+            _DATABASE_FDS.setdefault((opened.st_dev, opened.st_ino), fd)
+        return fd

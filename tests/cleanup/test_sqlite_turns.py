@@ -1,5 +1,8 @@
 import operator
+import os
 import sqlite3
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -150,6 +153,26 @@ def test_a_failed_run_leaves_no_reader_holding_the_wal():
     site.execute("PRAGMA busy_timeout=0")
     # TRUNCATE waits for every reader to finish: a reader left open would make it busy.
     assert site.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone() == (0, 0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_a_run_another_process_closing_the_database_leaves_this_ones_wal_in_place():
+    # The run syncs the database file through a descriptor of its own. Closing it dropped this
+    # process's locks on the file (SQLite's too): the other process, closing its last
+    # connection, found itself alone, checkpointed and deleted the WAL, and this process's next
+    # statement failed with "disk I/O error" (the suite's gwN database, the last CI's failure).
+    factories.sessions(30, expires_in=-timedelta(minutes=5))
+    assert purge_sessions_watching(lambda progress: None).rows_deleted == 30
+    name = connection.settings_dict["NAME"]
+
+    subprocess.run([sys.executable, "-c", "import sqlite3, sys; site = sqlite3.connect(sys.argv[1]); "
+                    "site.execute('SELECT count(*) FROM django_session').fetchall(); site.close()", name],
+                   check=True, timeout=30)
+
+    assert os.path.exists(f"{name}-wal")
+    factories.sessions(1, expires_in=timedelta(days=1))  # a write on this process's connection
+    connection.close()
+    assert Session.objects.count() == 1  # and a new connection reads it
 
 
 @pytest.mark.django_db(transaction=True)
