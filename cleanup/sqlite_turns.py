@@ -77,9 +77,10 @@ CACHE_KIB = 32_000
 # 109-134 ms. In bench/bench_session_cleanup.py the copies cost more: 50,000 took 16.5-17.1 s
 # in all, 100,000 14.1 s (probe max 109 ms), 75,000 14.7-15.2 s (57-100 ms).
 CHECKPOINT_FRAMES = 75_000
-# How long the last pass of a copy goes on with passes after its first (see _copy_all). A site's
-# reader that began before a commit holds back the frames it may still read; its read is short,
-# so the passes wait it out rather than leave those frames to the next copy.
+# How long a copy's pass goes on with passes after its first (see _checkpoint_until). A site's
+# reader that began before a commit holds back the frames it may still read, and a site writer's
+# checkpoint keeps ours out while it runs; both are short, so the passes wait them out rather
+# than leave those frames to the next copy (or to the last pass, under the lock).
 CHECKPOINT_RETRY_SECONDS = 0.05
 # Frames written between two syncs of the WAL ahead of its copy (_FileSyncs): about 40 MB.
 SYNC_AHEAD_FRAMES = 10_000
@@ -161,6 +162,8 @@ class SQLiteTurns:
         if not self.pin:
             return
         frames = _checkpoint(connection.connection)[0]
+        if frames == BUSY:
+            return  # a site writer's own checkpoint (of nothing: pinned) is running; next batch
         if frames >= CHECKPOINT_FRAMES:
             self._copy_everything(then_pin=True, waiting_since=asked_at)
         else:
@@ -181,8 +184,10 @@ class SQLiteTurns:
         self.pin.hold()
         free_from = time.monotonic()
         # The bulk, with the write lock free for the site: one pass copies up to the pin, and a
-        # frame a site's reader still needs is left to the last pass.
-        _checkpoint(connections[self.db].connection)
+        # frame a site's reader still needs is left to the last pass. Not a pass that copied
+        # nothing because a site writer's checkpoint was running: the last pass, under the
+        # lock, would copy it all.
+        _checkpoint_until(connections[self.db].connection, lambda log, copied: log != BUSY)
         if self.syncs:
             # The pages just copied on disk before the last pass, not in it: a site commit during
             # the bulk leaves SQLite's own sync of the file to the next checkpoint, which was the
@@ -195,12 +200,12 @@ class SQLiteTurns:
         if waiting_since is None or asked_at - free_from >= _poll_interval(free_from - waiting_since):
             waiting_since = asked_at
         # The last pass under the write lock: no commit can come in during it, so it ends with the
-        # file's sync (of every page copied: see _copy_all), and a pin started then reads the
+        # file's sync (of every page copied: see _checkpoint_until), and a pin started then reads the
         # database file alone, so the next writer starts the WAL over instead of growing it. (A
         # checkpoint cannot run on a connection inside a transaction: the pin's own copies.)
         with transaction.atomic(using=self.db):
             self.pin.release()
-            _copy_all(self.pin.connection)
+            _checkpoint_until(self.pin.connection, lambda log, copied: log != BUSY and copied == log)
             if then_pin:
                 self.pin.hold()
         self._released(waiting_since)  # the site's turn comes after
@@ -215,20 +220,31 @@ def _poll_interval(waited_seconds: float) -> float:
     return (following - after) / 1000
 
 
-def _copy_all(connection) -> None:
-    """Copy the WAL to its end, with our write lock held (no commit comes in meanwhile), in
-    passes for at most CHECKPOINT_RETRY_SECONDS: a frame that a site's reader still needs is left
-    by a pass, and a reader's read is short. Copied to its end, SQLite syncs the file too."""
+def _checkpoint_until(connection, done: Callable[[int, int], bool]) -> None:
+    """Checkpoint in passes until `done(log, copied)`, for at most CHECKPOINT_RETRY_SECONDS.
+
+    The last pass of a copy runs with our write lock held (no commit comes in meanwhile) until
+    the WAL is copied to its end, and SQLite then syncs the file too: a frame a site's reader
+    still needs is left by a pass, and a reader's read is short. Any pass copies nothing while
+    another connection's checkpoint runs (a site writer's, after its commit), which is short
+    too while we pin the WAL.
+    """
     given_up_at = time.monotonic() + CHECKPOINT_RETRY_SECONDS
     while True:
         log, copied = _checkpoint(connection)
-        if copied == log or time.monotonic() >= given_up_at:
+        if done(log, copied) or time.monotonic() >= given_up_at:
             return
+
+
+# What _checkpoint gives for both counts when another connection's checkpoint is running.
+BUSY = -1
 
 
 def _checkpoint(connection) -> tuple[int, int]:
     """Frames in the WAL and frames copied, after copying what it may. PASSIVE: copies what no
-    reader still needs and never waits for anyone."""
+    reader still needs and never waits for anyone; while another connection checkpoints (a site
+    writer's auto-checkpoint after its commit), it copies nothing and both are BUSY. Taken for
+    a copy to the end (-1 == -1), that left a run's last frames to the site's next writer."""
     _, log, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     return log, copied
 

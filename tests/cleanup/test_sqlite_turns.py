@@ -226,6 +226,30 @@ def test_after_a_copy_too_short_for_a_waiting_writers_polls_the_gap_counts_from_
     assert turns.gap == pytest.approx(0.007)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_copy_waits_out_another_connections_checkpoint_instead_of_taking_it_for_done(monkeypatch):
+    # While a site writer's auto-checkpoint runs, a PASSIVE one copies nothing and says -1 for
+    # both counts: equal, the last pass took it for a WAL copied to its end, and the bulk left
+    # everything to the last pass, under the lock.
+    clock = FakeClock(100.0)
+    monkeypatch.setattr(sqlite_turns, "time", clock)
+    answers, asked = [], []
+
+    def checkpoint(connection) -> tuple[int, int]:
+        asked.append(clock.now)
+        clock.advance(0.001)
+        return answers[len(asked) - 1]
+
+    monkeypatch.setattr(sqlite_turns, "_checkpoint", checkpoint)
+    turns = SQLiteTurns(DEFAULT_DB_ALIAS)
+    turns.pin = IdlePin()
+    # The bulk: busy, then a pass that copied what it might (a site's reader kept the rest). The
+    # last pass: busy again, then all copied.
+    answers[:] = [(sqlite_turns.BUSY, sqlite_turns.BUSY), (120, 80)] * 2 + [(120, 120)]
+    turns._copy_everything(then_pin=True)
+    assert len(asked) == 5
+
+
 class IdlePin:
     connection = object()
 
