@@ -45,8 +45,13 @@ MIN_BATCH, MAX_BATCH = 100, 20_000
 # On 2026-12-02, with the slices' reads mended, batches of 8,000 held it 48 ms at the median but
 # up to 88 ms (a writer waiting from its start then polls at 78 ms and again at 103: probe max
 # 107 ms); with at most 6,000, 44 ms and at most 65-74 ms (probe max 83-87 ms), in no more time.
+# Since a DELETE running long is stopped (_StopAfter), the bound matters on a fast machine only,
+# where batches reach it well inside their target: on 2026-12-03 (bench_session_cleanup.py,
+# three runs each, stock beside) 6,000 took 13.6-14.3 s, 1.87-1.95x stock, probe max 58-89 ms;
+# 7,500, 12.2-12.4 s, 1.69-1.81x, 57-64 ms; 9,000, 12.1-12.3 s, 1.63-1.77x, but 81 ms in every
+# run (holds past the 53 ms poll of a writer waiting since the batch began).
 # It also keeps key lists far under SQLite's bound-variable limit where they go as parameters.
-MAX_BATCH_SQLITE = 6_000
+MAX_BATCH_SQLITE = 7_500
 # Rows per slice on SQLite (see the module's docstring): a larger slice spreads each batch over
 # more of the table's pages, a smaller one over more of a random key's index. 40,000 wrote the
 # fewest pages on 1,000,000 sessions.
