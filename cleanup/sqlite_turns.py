@@ -234,10 +234,15 @@ def _checkpoint_until(connection, done: Callable[[int, int], bool]) -> None:
         log, copied = _checkpoint(connection)
         if done(log, copied) or time.monotonic() >= given_up_at:
             return
+        if log == BUSY:
+            # Not a loop of thousands of calls meanwhile: a FULL checkpoint of another's (a
+            # backup tool's) holds the checkpoint lock until our write lock is let go.
+            time.sleep(BUSY_RETRY_SECONDS)
 
 
 # What _checkpoint gives for both counts when another connection's checkpoint is running.
 BUSY = -1
+BUSY_RETRY_SECONDS = 0.001
 
 
 def _checkpoint(connection) -> tuple[int, int]:

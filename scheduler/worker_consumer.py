@@ -7,10 +7,15 @@ while beat was already sending. One try is one TCP connect: once a second costs 
 CELERY_BROKER_CONNECTION_MAX_RETRIES is None, so the worker never gives up.
 """
 
+import logging
 from functools import partial
 
 from celery.bootsteps import ConsumerStep
+from celery.utils.threads import bound_open_broker_sockets
 from celery.worker.consumer import Consumer as CeleryConsumer
+from celery.worker.consumer.consumer import COLLECT_SOCKET_TIMEOUT
+
+logger = logging.getLogger(__name__)
 
 RETRY_EVERY_SECONDS = 1.0
 # A close that finds a BRPOP pending reads its answer first, and with the broker gone that read
@@ -34,15 +39,23 @@ class Consumer(CeleryConsumer):
         # a running task's message is unacknowledged) while it waited for the next; a gossip
         # channel's close logged an ERROR with its traceback on every loss of the broker.
         # Closed here, first, each fails as a connection error, which is ignored: the messages
-        # stay in Redis's unacknowledged set and come back after the visibility timeout, as for
-        # any worker that lost its broker.
+        # stay in Redis's unacknowledged set, a running task's is acknowledged when it ends if
+        # Redis is back by then, and any other comes back after the visibility timeout.
         connection = self.connection
         if connection is not None:
-            for channel in self._channels_open(connection):
-                for _attempt in range(CLOSE_ATTEMPTS):
-                    if channel.closed:
-                        break
-                    connection.maybe_close_channel(channel)
+            # As Celery does before its own teardown: a close reads a pending BRPOP's answer,
+            # which from a broker gone silent (no reset) would never come.
+            bound_open_broker_sockets(connection, COLLECT_SOCKET_TIMEOUT)
+            try:
+                for channel in self._channels_open(connection):
+                    for _attempt in range(CLOSE_ATTEMPTS):
+                        if getattr(channel, "closed", False):  # Redis's channels say; py-amqp's do not
+                            break
+                        connection.maybe_close_channel(channel)
+            except Exception:
+                # Only a head start on Celery's teardown below, which tries what is left; an
+                # error here must not be the one that stops the worker.
+                logger.debug("closing the lost broker connection's channels", exc_info=True)
         super().on_connection_error_after_connected(exc)
 
     def _channels_open(self, connection) -> list:
