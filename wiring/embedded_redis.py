@@ -13,7 +13,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -69,12 +71,22 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _die_with_parent() -> None:
+# How often `supervise` looks whether the server is still running, and how long it waits after
+# a failed start before the next (doubling up to the longest).
+WATCH_SECONDS = 0.5
+FIRST_BACKOFF_SECONDS, LONGEST_BACKOFF_SECONDS = 1.0, 30.0
+
+
+def _die_with_parent_function() -> Callable[[], None] | None:
     # Linux only: if the process that started Redis is killed outright, Redis follows it
-    # instead of lingering on its port with the queue's data.
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    # instead of lingering on its port with the queue's data. libc is looked up here, in the
+    # parent: a restart forks from a process with threads, where the child should do no more
+    # than the one call.
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    pr_set_pdeathsig = 1
+    return lambda: prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class EmbeddedRedis:
@@ -88,6 +100,8 @@ class EmbeddedRedis:
         self.port: int | None = None
         self.password: str | None = None
         self.version = ""
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     def start(self, timeout: float = 15.0) -> str:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -106,7 +120,7 @@ class EmbeddedRedis:
         self.process = subprocess.Popen(
             [binary, str(config)],
             stdout=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent_function(),
             # Out of the terminal's process group: Ctrl-C must not stop Redis before the
             # worker has finished with it; whoever started it stops it last.
             start_new_session=True,
@@ -133,14 +147,50 @@ class EmbeddedRedis:
                 return
             except redis.ConnectionError:
                 if time.monotonic() > deadline:
-                    self.stop()
+                    self._end_process()
                     raise RuntimeError(f"redis-server did not answer within {timeout:.0f} s") from None
                 time.sleep(0.05)
             finally:
                 client.close()
 
+    def supervise(self, say: Callable[[str], None]) -> None:
+        """Start the server again, at the same address with the same password and data, whenever
+        it stops on its own (killed, crashed), until `stop()`; `say` tells what happened.
+
+        Without it `make run` ran on with no broker: the worker tried to connect every second and
+        the admin said no worker was alive, until someone found and started Redis by hand."""
+        self._stopping.clear()
+        self._watcher = threading.Thread(target=self._keep_running, args=(say,), name="embedded-redis", daemon=True)
+        self._watcher.start()
+
+    def _keep_running(self, say: Callable[[str], None]) -> None:
+        # This thread lives until stop(): a server started from it gets its parent-death signal
+        # when the thread ends, not the process.
+        backoff = FIRST_BACKOFF_SECONDS
+        while not self._stopping.wait(WATCH_SECONDS):
+            status = self.process.poll()
+            if status is None:
+                continue
+            say(f"Embedded Redis stopped on its own (exit status {status}); starting it again")
+            try:
+                self.start()
+            except (OSError, RuntimeError) as error:
+                say(f"Embedded Redis could not be started again ({error}); next try in {backoff:.0f} s")
+                self._stopping.wait(backoff)
+                backoff = min(2 * backoff, LONGEST_BACKOFF_SECONDS)
+                continue
+            backoff = FIRST_BACKOFF_SECONDS
+            say(f"Embedded Redis started again on {self.url.rsplit('@', 1)[1]} with its data; "
+                "the worker and beat reconnect by themselves")
+
     def stop(self) -> None:
+        self._stopping.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join()  # a start under way finishes first, and is then stopped below
         (self.directory / URL_FILE).unlink(missing_ok=True)
+        self._end_process()
+
+    def _end_process(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()

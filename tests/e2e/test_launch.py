@@ -23,6 +23,20 @@ def port_is_closed(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
+def redis_server_on(port: int) -> int:
+    """The pid of the Redis server on this port: it names itself by its address (its title)."""
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                    title = cmdline.read()
+            except OSError:
+                continue
+            if b"server" in title and f" 127.0.0.1:{port}".encode() in title:
+                return int(entry.name)
+    raise AssertionError(f"no Redis server running on port {port}")
+
+
 def wait_for_page(admin: AdminSession, path: str, text: str, timeout: float) -> str:
     def page_showing_text() -> str | None:
         page = admin.get(path)
@@ -60,6 +74,12 @@ def test_the_run_command_serves_the_admin_runs_heartbeats_and_a_second_run_keeps
         launch.wait_for_output("worker started (pid=", timeout=60, times=kill + 1)
     assert "Heartbeat" in admin.get("/admin/django_celery_beat/periodictask/")
     assert launch.is_running()
+
+    # The embedded Redis killed: started again at the same address (nothing restarted it before,
+    # and the worker tried to connect every second until someone did).
+    os.kill(redis_server_on(redis_port), signal.SIGKILL)
+    launch.wait_for_output(f"Embedded Redis started again on 127.0.0.1:{redis_port}/0", timeout=30)
+    assert "Embedded Redis stopped on its own (exit status -9)" in launch.output()
 
     assert press_ctrl_c(launch) == 0
     assert "Embedded Redis stopped." in launch.output()

@@ -45,6 +45,7 @@ class Command(BaseCommand):
             env["REDIS_URL"] = redis.start()
             self.say(f"Embedded Redis started on {redis.url.rsplit('@', 1)[1]} ({redis.version}, "
                      "password-protected)")
+            redis.supervise(self.say)  # like the Procfile's processes: started again if it stops
         try:
             call_command("prepare", stdout=self.stdout)
             login = staff_login_ensure(
