@@ -8,14 +8,20 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES is None, so the worker never gives up.
 """
 
 import logging
+import warnings
 from functools import partial
 
 from celery.bootsteps import ConsumerStep
+from celery.exceptions import CPendingDeprecationWarning
 from celery.utils.threads import bound_open_broker_sockets
 from celery.worker.consumer import Consumer as CeleryConsumer
 from celery.worker.consumer.consumer import COLLECT_SOCKET_TIMEOUT
 
 logger = logging.getLogger(__name__)
+# What Celery warns on every loss of the broker unless the setting is True, though the choice is
+# made (CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS): seven lines before the first
+# reconnect message, every time.
+CANCEL_TASKS_WARNING = r"\s*In Celery 5\.1 we introduced an optional breaking change"
 
 RETRY_EVERY_SECONDS = 1.0
 # A close that finds a BRPOP pending reads its answer first, and with the broker gone that read
@@ -56,7 +62,10 @@ class Consumer(CeleryConsumer):
                 # Only a head start on Celery's teardown below, which tries what is left; an
                 # error here must not be the one that stops the worker.
                 logger.debug("closing the lost broker connection's channels", exc_info=True)
-        super().on_connection_error_after_connected(exc)
+        # Here, not once at import: Celery's logging set-up puts its 'always' first.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=CANCEL_TASKS_WARNING, category=CPendingDeprecationWarning)
+            super().on_connection_error_after_connected(exc)
 
     def _channels_open(self, connection) -> list:
         """The consumer steps' channels (gossip's), and the default one the tasks are read from.

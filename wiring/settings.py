@@ -272,6 +272,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # Celery's consumer, trying a lost broker again every second instead of backing off to 30 s.
 CELERY_WORKER_CONSUMER = "scheduler.worker_consumer:Consumer"
+# A task running when the broker goes away runs to its end (its acknowledgement goes through
+# once Redis is back; if not, the message comes back and the run's lease keeps it from running
+# twice) rather than being cancelled and started over. Celery 6 is to change the default.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # visibility_timeout: an unacknowledged message goes back to the queue after this long, which
 # is how a killed worker's task is delivered again; it must outlast the hard time limit.
 # The restore sweep runs often enough that redelivery waits on the timeout, not on the sweep.
