@@ -9,7 +9,6 @@ import logging
 import threading
 import time
 
-import redis
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpResponse, JsonResponse
@@ -18,7 +17,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from monitoring.collector import LedgerCollector
-from scheduler.broker import broker_client
+from scheduler.broker import broker_answers
 from scheduler.selectors import beat_liveness
 
 logger = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ def healthz_view(request):
     database = _database_answers()
     found = {
         "database": "ok" if database else "error",
-        "redis": "ok" if _redis_answers() else "error",
+        "redis": "ok" if broker_answers() else "error",
         # Without the database there is no heartbeat to read.
         "beat": _beat_freshness() if database else "unknown",
     }
@@ -88,15 +87,6 @@ def _database_answers() -> bool:
         logger.warning("healthz: the database did not answer: %s", error)
         return False
     return True
-
-
-def _redis_answers() -> bool:
-    try:
-        with broker_client() as client:
-            return bool(client.ping())
-    except (redis.RedisError, OSError) as error:
-        logger.warning("healthz: Redis did not answer: %s", error)
-        return False
 
 
 def _beat_freshness() -> str:

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from monitoring.alerts import CONSOLE_BACKEND
 from monitoring.models import EvaluatorHeartbeat
+from scheduler.broker import broker_answers
 from scheduler.health import State
 from scheduler.models import ScheduleHealth, ScheduleRun, WorkerHeartbeat
 from scheduler.selectors import beat_liveness
@@ -32,6 +33,10 @@ def system_status() -> dict:
     return {
         "beat": beat_liveness(),
         "workers": workers,
+        # Asked only when no worker is alive, where it is the likelier cause (the worker process
+        # runs on, retrying its connection, and stops recording itself alive): a page that
+        # said to start a worker sent people to start a second one while Redis was down.
+        "broker_down": not workers and not broker_answers(),
         "evaluator": evaluator,
         "evaluator_stale": evaluator is None or evaluator.is_stale(now=now),
         "evaluator_seconds": int((now - evaluator.last_beat_at).total_seconds()) if evaluator else None,

@@ -6,12 +6,15 @@ Used where a reading must not wait on a slow Redis (a scrape, the dashboard, a l
 probe), and by beat to tell a sent run whose message Redis lost from one that waits its turn.
 """
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 # A local Redis answers in well under a millisecond: one that takes longer is not answering,
 # and a scrape, the dashboard or a load balancer's probe must not wait on it.
@@ -32,6 +35,16 @@ def broker_client() -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+def broker_answers() -> bool:
+    """Whether the broker's Redis answers a PING (within REDIS_TIMEOUT_SECONDS); why not is logged."""
+    try:
+        with broker_client() as client:
+            return bool(client.ping())
+    except (redis.RedisError, OSError) as error:
+        logger.warning("Redis (the broker) did not answer: %s", error)
+        return False
 
 
 def queue_lengths() -> dict[str, int] | None:

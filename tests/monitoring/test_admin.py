@@ -11,6 +11,7 @@ from monitoring.models import AlertDelivery, AlertSettings, EvaluatorHeartbeat, 
 from scheduler.models import BeatHeartbeat, ScheduleHealth, WorkerHeartbeat
 from tests.builders import interval_task, ledger_run
 from tests.scheduler.test_admin_schedules import change_url, schedule_change_form
+from wiring.embedded_redis import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -20,8 +21,10 @@ def health(task, state: str, why: str) -> ScheduleHealth:
     return ScheduleHealth.objects.create(task=task, state=state, why=why, since=now, evaluated_at=now)
 
 
-def test_the_home_page_goes_red_without_workers_or_evaluator_and_lists_the_worst_schedules(staff_client, settings):
+def test_the_home_page_goes_red_without_workers_or_evaluator_and_lists_the_worst_schedules(
+        staff_client, settings, redis_url):
     settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    settings.CELERY_BROKER_URL = redis_url  # Redis answers: the workers are what is missing
     now = timezone.now()
     BeatHeartbeat.objects.create(node="beat:1", started_at=now, last_beat_at=now)
     ledger_run(interval_task("Waiting job", timedelta(minutes=1)), now - timedelta(minutes=5), status="sent")
@@ -37,6 +40,15 @@ def test_the_home_page_goes_red_without_workers_or_evaluator_and_lists_the_worst
     assert "printed to the log" in page
     worst = page[page.index('id="worst-schedules"'):]
     assert worst.index("Export") < worst.index("Import") and "Fine" not in worst
+
+
+def test_without_workers_and_with_redis_silent_the_home_page_names_redis_not_the_workers(staff_client, settings):
+    # The worker process runs on while Redis is down, retrying, but stops recording itself
+    # alive: telling people to start a worker sent them to start a second one.
+    settings.CELERY_BROKER_URL = f"redis://:pw@127.0.0.1:{free_port()}/0"  # nothing listens there
+    page = staff_client.get("/admin/").content.decode()
+    assert "Redis, the broker, does not answer" in page and "No worker is alive" not in page
+    assert ":pw@" not in page  # the URL, with its password, is not shown
 
 
 def test_the_home_page_is_calm_when_all_is_alive(staff_client, settings):
