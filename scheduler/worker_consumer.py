@@ -4,9 +4,11 @@ closing the lost connection's channels while that connection can still close the
 Celery's consumer reconnects with kombu's default back-off (2 s, then 4, 6, ... up to 30 s
 between tries), so after a minute without Redis the workers came back up to 12 s after it did,
 while beat was already sending. One try is one TCP connect: once a second costs nothing, and
-CELERY_BROKER_CONNECTION_MAX_RETRIES is None, so the worker never gives up.
+CELERY_BROKER_CONNECTION_MAX_RETRIES is None, so the worker never gives up. The log says the
+first tries and then one a half-minute or so.
 """
 
+import itertools
 import logging
 import warnings
 from functools import partial
@@ -24,6 +26,9 @@ logger = logging.getLogger(__name__)
 CANCEL_TASKS_WARNING = r"\s*In Celery 5\.1 we introduced an optional breaking change"
 
 RETRY_EVERY_SECONDS = 1.0
+# The failed tries said in the log: each of the first, then one in every so many.
+TRIES_SAID_EACH = 5
+SAID_EVERY_TRIES = 30
 # A close that finds a BRPOP pending reads its answer first, and with the broker gone that read
 # raises before anything is closed (it clears the pending BRPOP, so the next close goes on).
 CLOSE_ATTEMPTS = 2
@@ -31,9 +36,30 @@ CLOSE_ATTEMPTS = 2
 
 class Consumer(CeleryConsumer):
     def ensure_connected(self, conn):
-        conn.ensure_connection = partial(conn.ensure_connection, interval_start=RETRY_EVERY_SECONDS,
-                                         interval_step=RETRY_EVERY_SECONDS, interval_max=RETRY_EVERY_SECONDS)
+        ensure_connection = partial(conn.ensure_connection, interval_start=RETRY_EVERY_SECONDS,
+                                    interval_step=RETRY_EVERY_SECONDS, interval_max=RETRY_EVERY_SECONDS)
+
+        def ensure_connection_saying_now_and_then(errback=None, *args, **kwargs):
+            return ensure_connection(self._now_and_then(errback), *args, **kwargs)
+
+        conn.ensure_connection = ensure_connection_saying_now_and_then
         return super().ensure_connected(conn)
+
+    def _now_and_then(self, errback):
+        """Celery's report of a failed try (an ERROR of three lines), for the first tries and then
+        one in every SAID_EVERY_TRIES: a second apart, an outage of minutes filled the log."""
+        if errback is None:
+            return None
+        tries = itertools.count(1)
+
+        def said_now_and_then(exc, interval):
+            attempt = next(tries)
+            if attempt <= TRIES_SAID_EACH or attempt % SAID_EVERY_TRIES == 0:
+                errback(exc, interval)
+            elif interval > 0:
+                self.broker_connection_retry_attempt += 1  # as Celery's counts it, for the next said
+
+        return said_now_and_then
 
     def on_connection_error_after_connected(self, exc):
         # Celery 5.7 collects the lost connection, which detaches its transport but can leave
