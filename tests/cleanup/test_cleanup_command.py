@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from cleanup.models import CleanupRun
 from cleanup.tasks import purge_expired_sessions, retention_sweep_all
+from shared.display import moment
 from tests.cleanup import factories
 from tests.conftest import run_manage, subprocess_env
 
@@ -95,3 +96,16 @@ def test_the_runs_page_shows_runs_and_trends(staff_client):
                               started_at=timezone.now(), finished_at=timezone.now())
     page = staff_client.get("/admin/cleanup/cleanuprun/").content.decode()
     assert 'id="cleanup-trends"' in page and "1234" in page
+
+
+@pytest.mark.django_db
+def test_the_runs_list_gives_each_start_to_the_second_and_a_skips_reason_as_a_reason(staff_client):
+    started = timezone.now().replace(microsecond=0)
+    for seconds in (5, 42):  # two runs in one minute
+        CleanupRun.objects.create(target="sessions", trigger="command", status="skipped",
+                                  error="another run is cleaning sessions", started_at=started.replace(second=seconds),
+                                  finished_at=started.replace(second=seconds))
+    page = staff_client.get("/admin/cleanup/cleanuprun/").content.decode()
+    for seconds in (5, 42):
+        assert moment(started.replace(second=seconds)) in page
+    assert "Error, or why skipped" in page and "another run is cleaning sessions" in page
