@@ -110,7 +110,7 @@ def assess(seen: Seen, knobs: Knobs, *, now: datetime, previous: str, beat_alive
         return pending
     finished = [run for run in seen.runs if run.status in ScheduleRun.FINISHED]
     if not finished:
-        return Health(State.NEW, why="no run has finished yet")
+        return Health(State.NEW, why="no scheduled run has finished yet (Run now runs do not count)")
     newest = finished[0]
     if newest.status in (ScheduleRun.Status.MISSED, ScheduleRun.Status.NOT_ENQUEUED):
         return Health(State.DOWN, Cause.NOT_SENT, f"the run due {_at(newest.scheduled_for)} was "

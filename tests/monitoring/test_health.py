@@ -25,6 +25,8 @@ def health(*runs, enabled=True, next_due=None, problem="", previous=State.UP, be
 
 def test_new_up_and_paused():
     assert health().state == State.NEW
+    # Said so beside a ledger that lists a person's Run now runs, which health leaves out.
+    assert health().why == "no scheduled run has finished yet (Run now runs do not count)"
     assert health(run(MINUTE)).state == State.UP
     assert health(run(MINUTE), enabled=False).state == State.PAUSED
 
