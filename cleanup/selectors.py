@@ -43,7 +43,10 @@ def cleanup_trends() -> list[dict]:
 
 
 def last_runs(*, targets: list[str]) -> dict[str, CleanupRun]:
-    """Each target's newest real (not dry) run, in one query for a page of targets."""
-    return newest_of_each(CleanupRun.objects.filter(dry_run=False), link="target", parent_key="target",
+    """Each target's newest run that did the work (not a dry run, not a skip), in one query for a
+    page of targets. A skip says only that another run held the target: shown as the last run,
+    "Skipped: 0 deleted" hid the run that had just deleted 300,000 sessions."""
+    did_the_work = CleanupRun.objects.filter(dry_run=False).exclude(status=CleanupRun.Status.SKIPPED)
+    return newest_of_each(did_the_work, link="target", parent_key="target",
                           newest_first=("-started_at", "-id"),
                           parents=RetentionPolicy.objects.filter(target__in=targets))
