@@ -71,10 +71,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-# How often `supervise` looks whether the server is still running, and how long it waits after
-# a failed start before the next (doubling up to the longest).
+# How often `supervise` looks whether the server is still running.
 WATCH_SECONDS = 0.5
-FIRST_BACKOFF_SECONDS, LONGEST_BACKOFF_SECONDS = 1.0, 30.0
 
 
 def _die_with_parent_function() -> Callable[[], None] | None:
@@ -153,20 +151,27 @@ class EmbeddedRedis:
             finally:
                 client.close()
 
-    def supervise(self, say: Callable[[str], None]) -> None:
+    @property
+    def address(self) -> str:
+        """Where it listens, as said in the output: host:port/db, without the password."""
+        return self.url.rsplit("@", 1)[1]
+
+    def supervise(self, say: Callable[[str], None], *, first_backoff: float, longest_backoff: float) -> None:
         """Start the server again, at the same address with the same password and data, whenever
-        it stops on its own (killed, crashed), until `stop()`; `say` tells what happened.
+        it stops on its own (killed, crashed), until `stop()`; `say` tells what happened. After a
+        failed start it waits `first_backoff` seconds, doubling up to `longest_backoff`.
 
         Without it `make run` ran on with no broker: the worker tried to connect every second and
         the admin said no worker was alive, until someone found and started Redis by hand."""
         self._stopping.clear()
-        self._watcher = threading.Thread(target=self._keep_running, args=(say,), name="embedded-redis", daemon=True)
+        self._watcher = threading.Thread(target=self._keep_running, args=(say, first_backoff, longest_backoff),
+                                         name="embedded-redis", daemon=True)
         self._watcher.start()
 
-    def _keep_running(self, say: Callable[[str], None]) -> None:
+    def _keep_running(self, say: Callable[[str], None], first_backoff: float, longest_backoff: float) -> None:
         # This thread lives until stop(): a server started from it gets its parent-death signal
         # when the thread ends, not the process.
-        backoff = FIRST_BACKOFF_SECONDS
+        backoff = first_backoff
         while not self._stopping.wait(WATCH_SECONDS):
             status = self.process.poll()
             if status is None:
@@ -177,10 +182,10 @@ class EmbeddedRedis:
             except (OSError, RuntimeError) as error:
                 say(f"Embedded Redis could not be started again ({error}); next try in {backoff:.0f} s")
                 self._stopping.wait(backoff)
-                backoff = min(2 * backoff, LONGEST_BACKOFF_SECONDS)
+                backoff = min(2 * backoff, longest_backoff)
                 continue
-            backoff = FIRST_BACKOFF_SECONDS
-            say(f"Embedded Redis started again on {self.url.rsplit('@', 1)[1]} with its data; "
+            backoff = first_backoff
+            say(f"Embedded Redis started again on {self.address} with its data; "
                 "the worker and beat reconnect by themselves")
 
     def stop(self) -> None:

@@ -37,7 +37,7 @@ def test_supervised_it_is_started_again_with_its_data_when_killed_and_not_after_
     said = []
     server = EmbeddedRedis(tmp_path / "redis", publish_url=True)
     url = server.start()
-    server.supervise(said.append)
+    server.supervise(said.append, first_backoff=1.0, longest_backoff=30.0)
     try:
         redis.Redis.from_url(url).rpush("default", "a message")
         first = server.process

@@ -22,7 +22,7 @@ from honcho.environ import parse_procfile
 from scheduler.models import WorkerHeartbeat
 from wiring.embedded_redis import EmbeddedRedis
 from wiring.staff_login import staff_login_ensure
-from wiring.supervisor import Supervisor
+from wiring.supervisor import FIRST_BACKOFF_SECONDS, LONGEST_BACKOFF_SECONDS, Supervisor
 
 
 def web_host_and_port() -> tuple[str, int]:
@@ -43,9 +43,9 @@ class Command(BaseCommand):
         if not os.environ.get("REDIS_URL"):
             redis = EmbeddedRedis(Path(settings.DATA_DIR) / "redis", publish_url=True)
             env["REDIS_URL"] = redis.start()
-            self.say(f"Embedded Redis started on {redis.url.rsplit('@', 1)[1]} ({redis.version}, "
-                     "password-protected)")
-            redis.supervise(self.say)  # like the Procfile's processes: started again if it stops
+            self.say(f"Embedded Redis started on {redis.address} ({redis.version}, password-protected)")
+            # Like the Procfile's processes: started again if it stops, with the same backoff.
+            redis.supervise(self.say, first_backoff=FIRST_BACKOFF_SECONDS, longest_backoff=LONGEST_BACKOFF_SECONDS)
         try:
             call_command("prepare", stdout=self.stdout)
             login = staff_login_ensure(
