@@ -3,6 +3,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -248,6 +249,29 @@ def test_a_copy_waits_out_another_connections_checkpoint_instead_of_taking_it_fo
     answers[:] = [(sqlite_turns.BUSY, sqlite_turns.BUSY), (120, 80)] * 2 + [(120, 120)]
     turns._copy_everything(then_pin=True)
     assert len(asked) == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sqlite_says_busy_with_minus_one_for_both_counts_while_another_connections_checkpoint_runs():
+    # What BUSY stands for, from SQLite itself: a TRUNCATE checkpoint of another connection's (a
+    # backup tool's) holds the checkpoint lock while it waits for the write lock held here.
+    import threading
+
+    factories.sessions(5, expires_in=timedelta(days=1))
+    writer = site_connection()
+    writer.execute("BEGIN IMMEDIATE")
+    truncate = threading.Thread(target=lambda: site_connection().execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+    truncate.start()
+    ours = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+    try:
+        deadline = time.monotonic() + 5
+        while (answer := sqlite_turns._checkpoint(ours)) != (sqlite_turns.BUSY, sqlite_turns.BUSY):
+            assert time.monotonic() < deadline, answer  # the TRUNCATE one has the lock within moments
+            time.sleep(0.01)
+    finally:
+        writer.execute("ROLLBACK")  # the TRUNCATE checkpoint goes on and ends
+        truncate.join(timeout=10)
+    assert sqlite_turns._checkpoint(ours)[0] != sqlite_turns.BUSY
 
 
 class IdlePin:
