@@ -260,15 +260,27 @@ def test_sqlite_says_busy_with_minus_one_for_both_counts_while_another_connectio
     factories.sessions(5, expires_in=timedelta(days=1))
     writer = site_connection()
     writer.execute("BEGIN IMMEDIATE")
-    truncate = threading.Thread(target=lambda: site_connection().execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+    rolled_back = threading.Event()
+
+    def truncate_until_through() -> None:
+        # A checkpoint that finds the checkpoint lock taken (by our PASSIVE below, for a moment)
+        # returns busy at once, without waiting: such a one is started again, as long as the
+        # write lock is held here. One that has the lock waits for the write lock, and gets
+        # through (busy 0) once it is rolled back.
+        backup = site_connection()
+        while backup.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] and not rolled_back.is_set():
+            pass
+
+    truncate = threading.Thread(target=truncate_until_through)
     truncate.start()
     ours = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
     try:
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20
         while (answer := sqlite_turns._checkpoint(ours)) != (sqlite_turns.BUSY, sqlite_turns.BUSY):
             assert time.monotonic() < deadline, answer  # the TRUNCATE one has the lock within moments
             time.sleep(0.01)
     finally:
+        rolled_back.set()
         writer.execute("ROLLBACK")  # the TRUNCATE checkpoint goes on and ends
         truncate.join(timeout=10)
     assert sqlite_turns._checkpoint(ours)[0] != sqlite_turns.BUSY
