@@ -67,6 +67,7 @@ class CleanupRun(models.Model):
 
     class Trigger(models.TextChoices):
         SCHEDULE = "schedule"
+        MANUAL = "manual", "Run now"
         COMMAND = "command"
 
     target = models.CharField(max_length=100)

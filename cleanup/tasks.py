@@ -5,14 +5,22 @@ every task): the summary returned here becomes the run's output in the ledger, a
 its error, so a failed target fails the run where every run is reviewed.
 """
 
-from celery import shared_task
+from celery import current_task, shared_task
 
 from cleanup.models import CleanupRun
 from cleanup.services import retention_sweep
+from scheduler.models import ScheduleRun
+from scheduler.worker import run_kind_of
+
+
+def _trigger() -> str:
+    """Run now (the admin's, or a command's run_here_now) or beat's slot, as the ledger says."""
+    manual = run_kind_of(current_task.request if current_task else None) == ScheduleRun.Kind.MANUAL
+    return CleanupRun.Trigger.MANUAL if manual else CleanupRun.Trigger.SCHEDULE
 
 
 def _sweep(keys: list[str] | None) -> dict:
-    runs = retention_sweep(keys=keys, trigger=CleanupRun.Trigger.SCHEDULE)
+    runs = retention_sweep(keys=keys, trigger=_trigger())
     summary = {run.target: {"status": run.status, "deleted": run.rows_deleted} for run in runs}
     failed = [run for run in runs if run.status == CleanupRun.Status.FAILED]
     if failed:

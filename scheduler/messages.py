@@ -21,6 +21,9 @@ from scheduler.models import ScheduleRun
 RUN_HEADER = "schedule_run_id"
 SCHEDULED_FOR_HEADER = "scheduled_for"
 SCHEDULE_NAME_HEADER = "schedule_name"
+# Scheduled, catch-up or manual (ScheduleRun.Kind): a job that records runs of its own (cleanup's
+# CleanupRun) says which it was.
+RUN_KIND_HEADER = "schedule_run_kind"
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Dispatch:
     # The schedule's timing when the run was claimed, so a claim given back does not reset a
     # due time that an edit has computed since.
     fingerprint: str = ""
+    kind: str = ScheduleRun.Kind.SCHEDULED
 
 
 def _message_fields(*, args: str, kwargs: str, headers: str) -> tuple[dict, dict[str, str]]:
@@ -65,7 +69,7 @@ RESERVED_HEADERS = frozenset({
     "root_id", "parent_id", "argsrepr", "kwargsrepr", "origin", "ignore_result", "replaced_task_nesting",
     "stamped_headers", "stamps", "content_type", "content_encoding", "reply_to", "correlation_id",
     "priority", "delivery_mode", "delivery_info", "periodic_task_name", "task_name",
-    RUN_HEADER, SCHEDULED_FOR_HEADER, SCHEDULE_NAME_HEADER, "ledger_lease_waits",
+    RUN_HEADER, SCHEDULED_FOR_HEADER, SCHEDULE_NAME_HEADER, RUN_KIND_HEADER, "ledger_lease_waits",
 })
 # Celery's internal tasks (chord_unlock, backend_cleanup...) are not jobs: one scheduled retries
 # forever, outlives its schedule and multiplies.
@@ -183,6 +187,7 @@ def dispatch_for(run: ScheduleRun, task: PeriodicTask, fingerprint: str = "") ->
         run_id=run.id, schedule_id=run.schedule_id, task_id=run.task_id, task_name=run.task_name,
         schedule_name=run.schedule_name, scheduled_for=run.scheduled_for, args=fields["args"],
         kwargs=fields["kwargs"], options={**options, "headers": fields["headers"]}, fingerprint=fingerprint,
+        kind=run.kind,
     )
 
 
@@ -191,6 +196,7 @@ def run_headers(dispatch: Dispatch) -> dict:
         RUN_HEADER: dispatch.run_id,
         SCHEDULED_FOR_HEADER: dispatch.scheduled_for.isoformat(),
         SCHEDULE_NAME_HEADER: dispatch.schedule_name,
+        RUN_KIND_HEADER: dispatch.kind,
         # django-celery-results fills TaskResult.periodic_task_name from this header.
         "periodic_task_name": dispatch.schedule_name,
     }

@@ -23,7 +23,7 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from scheduler.messages import RUN_HEADER, SCHEDULED_FOR_HEADER
+from scheduler.messages import RUN_HEADER, RUN_KIND_HEADER, SCHEDULED_FOR_HEADER
 from scheduler.models import SchedulePolicy, ScheduleRun, ScheduleState
 from scheduler.policy import policy_of
 from scheduler.worker_leases import RUN_LEASE, RUN_LEASES
@@ -36,6 +36,12 @@ def run_id_of(request) -> int | None:
     """The ledger run a task's `request` executes, if beat or "run now" sent it."""
     value = (request.headers or {}).get(RUN_HEADER) if request else None
     return int(value) if value is not None else None
+
+
+def run_kind_of(request) -> str | None:
+    """The kind of ledger run (ScheduleRun.Kind) a task's `request` executes, if beat or "run
+    now" sent it."""
+    return (request.headers or {}).get(RUN_KIND_HEADER) if request else None
 
 
 def scheduled_for(request) -> datetime:

@@ -109,3 +109,23 @@ def test_the_runs_list_gives_each_start_to_the_second_and_a_skips_reason_as_a_re
     for seconds in (5, 42):
         assert moment(started.replace(second=seconds)) in page
     assert "Error, or why skipped" in page and "another run is cleaning sessions" in page
+
+
+@pytest.mark.django_db
+def test_a_run_now_of_a_cleanup_schedule_is_recorded_as_run_now_and_beats_slot_as_schedule():
+    from scheduler.messages import dispatch_for, run_headers
+    from scheduler.services import run_here_now
+    from tests import builders
+
+    schedule = builders.interval_task("Session cleanup", timedelta(hours=1),
+                                      task="cleanup.tasks.purge_expired_sessions")
+    factories.sessions(2, expires_in=-timedelta(minutes=1))
+    manual = run_here_now(schedule=schedule, task=purge_expired_sessions, node="test-node")
+    factories.sessions(3, expires_in=-timedelta(minutes=1))
+    slot = builders.ledger_run(schedule, status="sent")
+    purge_expired_sessions.apply(task_id=slot.task_id, headers=run_headers(dispatch_for(slot, schedule)))
+
+    slot.refresh_from_db()
+    assert (manual.kind, manual.status, slot.kind, slot.status) == ("manual", "succeeded", "scheduled", "succeeded")
+    assert list(CleanupRun.objects.order_by("id").values_list("trigger", "rows_deleted")) == [
+        ("manual", 2), ("schedule", 3)]
