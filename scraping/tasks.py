@@ -81,8 +81,13 @@ def _again(task, source_id: int, *, countdown: float, why: str, **state) -> None
 
 
 def _outcome(fetched: SourceFetched, output: dict) -> dict:
-    """The run succeeds when the page was read (or skipped, another fetch running); any other
-    outcome fails it, with the fetch's output kept."""
-    if fetched.succeeded or fetched.outcome == "skipped":
+    """The run succeeds when the page was read, and is skipped when another fetch of the source
+    was running (that one's run says what the page held); any other outcome fails it, with the
+    fetch's output kept."""
+    if fetched.succeeded:
         return output
+    if fetched.outcome == "skipped":
+        skipped = Skipped(fetched.detail)
+        skipped.update(output)
+        return skipped
     raise JobFailed(f"{fetched.outcome}: {fetched.detail}", output=output)

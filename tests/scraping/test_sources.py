@@ -233,6 +233,19 @@ def test_scrape_source_command_fails_and_the_ledger_says_why(source, fetching):
     assert run.status == ScheduleRun.Status.FAILED and run.output["outcome"] == "disallowed_by_robots"
 
 
+def test_a_run_that_found_another_fetch_of_its_source_running_is_recorded_skipped_not_succeeded(source, fetching):
+    serve(fetching, html("Tea 3 EUR"))
+    Source.objects.filter(pk=source.pk).update(claimed_by="other:1:ab", claimed_until=timezone.now()
+                                               + timezone.timedelta(minutes=1))
+    with pytest.raises(CommandError, match=r"not fetched: another fetch of this source is running \(other:1:ab\)"):
+        call_command("scrape", "--source", "Tea prices", stdout=io.StringIO())
+    run = ScheduleRun.objects.get()
+    # Skipped counts as neither a success nor a failure for the schedule's health; the other
+    # fetch's own run says what the page held.
+    assert (run.status, run.output["outcome"]) == (ScheduleRun.Status.SKIPPED, "skipped")
+    assert "other:1:ab" in run.reason
+
+
 def test_scrape_source_command_names_the_sources_when_the_name_is_unknown(source):
     with pytest.raises(CommandError, match="No source named 'Nope'; sources: 'Tea prices'"):
         call_command("scrape", "--source", "Nope")
