@@ -142,9 +142,12 @@ class Configuration:
             return value
         key_file = data_dir / "secret_key"
         if not key_file.exists():
-            key_file.touch(mode=0o600)
-            key_file.write_text(secrets.token_urlsafe(50))
-        return key_file.read_text().strip()
+            _write_once(key_file, secrets.token_urlsafe(50))
+        key = key_file.read_text().strip()
+        if not key:
+            self.problem(variable, f"unset, and the generated key's file {key_file} is empty: delete it to have a "
+                                   f"new key made (everyone is logged out), or set {variable}")
+        return key
 
     def seal(self) -> None:
         """Stop start-up with one line per bad variable, naming it."""
@@ -158,6 +161,26 @@ class Configuration:
             for line in self.problems:
                 print(f"configuration error: {line}", file=sys.stderr)
             raise SystemExit(2)
+
+
+def _write_once(path: Path, text: str) -> None:
+    """Write `path` with `text`, readable by its owner alone, unless it exists: the first of
+    several processes starting at once on a new data folder (web, worker, beat) wins, and every
+    one reads the same, whole text. The text goes into a file of this process's own, linked
+    into place only once written: a link fails when the name exists, and is never half done."""
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process's is in place: that one is everyone's
+    finally:
+        draft.unlink()
 
 
 def _flatten(messages):

@@ -124,6 +124,34 @@ def test_it_keeps_a_generated_secret_key_across_starts(tmp_path):
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
 
 
+def test_processes_starting_at_once_on_a_new_data_folder_all_get_the_one_key_written(tmp_path):
+    # `make run` starts web, worker and beat together: each must sign with the same key.
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    with context.Pool(8) as pool:
+        keys = pool.starmap(_generated_key, [(tmp_path,)] * 64)
+    assert len(set(keys)) == 1 and len(keys[0]) >= 50
+    assert (tmp_path / "secret_key").read_text() == keys[0]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["secret_key"]  # no draft left behind
+
+
+def _generated_key(data_dir) -> str:
+    from wiring.environment import Configuration
+
+    os.environ.pop("SECRET_KEY", None)  # a forked process of the pool's: its environment is its own
+    return Configuration().secret_key("SECRET_KEY", data_dir)
+
+
+def test_an_empty_generated_key_file_stops_start_up_naming_it(tmp_path):
+    (tmp_path / "secret_key").write_text("")
+    result = run_manage("check", env=subprocess_env(DATA_DIR=str(tmp_path)))
+    assert result.returncode == 2
+    assert configuration_errors(result) == [
+        f"configuration error: SECRET_KEY: unset, and the generated key's file {tmp_path / 'secret_key'} is empty: "
+        "delete it to have a new key made (everyone is logged out), or set SECRET_KEY"]
+
+
 def test_it_uses_the_running_embedded_redis_when_redis_url_is_unset(tmp_path):
     (tmp_path / "redis").mkdir()
     (tmp_path / "redis" / "url").write_text("redis://:pw@127.0.0.1:41234/0")
