@@ -5,6 +5,7 @@ import re
 import signal
 import socket
 import sys
+from pathlib import Path
 
 from tests.e2e.admin_http import AdminSession
 from tests.e2e.waiting import wait_until
@@ -69,6 +70,9 @@ def test_the_run_command_serves_the_admin_runs_heartbeats_and_a_second_run_keeps
     # the forked starter blocked in kombu's after-fork hooks); web, beat and the evaluator run on.
     for kill in (1, 2):
         worker_pid = int(re.findall(r"worker started \(pid=(\d+)\)", launch.output())[-1])
+        # The pid said is the worker's own, not the shell's that started it.
+        argv = Path(f"/proc/{worker_pid}/cmdline").read_bytes().split(b"\0")
+        assert any(arg.endswith(b"/celery") for arg in argv[:2]), argv  # not ["sh", "-c", ...]
         os.killpg(worker_pid, signal.SIGKILL)  # the worker and its pool (honcho starts each in its own group)
         launch.wait_for_output("worker stopped on its own", timeout=30, times=kill)
         launch.wait_for_output("worker started (pid=", timeout=60, times=kill + 1)

@@ -79,7 +79,10 @@ class Command(BaseCommand):
         procfile = parse_procfile((Path(settings.BASE_DIR) / "Procfile").read_text())
         manager = Supervisor()
         for name, command in procfile.processes.items():
-            manager.add_process(name, command, env=env, cwd=str(settings.BASE_DIR))
+            # Honcho runs each through `sh -c`, and dash stays as the parent: the pid honcho
+            # prints would be the shell's, and a person who stops that pid leaves the process
+            # running. `exec` makes the printed pid the process's own, in the same group.
+            manager.add_process(name, f"exec {command}", env=env, cwd=str(settings.BASE_DIR))
         # Every process stops on Ctrl-C or SIGTERM; one that stops on its own is started again.
         manager.loop()
         # Stopped on request (honcho reports 130 for SIGINT, 143 for SIGTERM) is a clean exit;
