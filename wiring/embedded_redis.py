@@ -20,6 +20,8 @@ from pathlib import Path
 
 import redis
 
+from wiring.private_files import private_file_write
+
 URL_FILE = "url"
 
 
@@ -107,8 +109,8 @@ class EmbeddedRedis:
         self.password = password = self.password or secrets.token_urlsafe(24)
         self.port = port = self.port or free_port()
         config = self.directory / "redis.conf"
-        config.touch(mode=0o600)
-        config.write_text(
+        private_file_write(
+            config,
             f"port {port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {password}\n"
             f"dir {self.directory}\nappendonly yes\nsave \"\"\ndaemonize no\n"
             "loglevel warning\n"
@@ -126,9 +128,9 @@ class EmbeddedRedis:
         self.url = f"redis://:{password}@127.0.0.1:{port}/0"
         self._wait_until_ready(timeout)
         if self.publish_url:
-            url_file = self.directory / URL_FILE
-            url_file.touch(mode=0o600)
-            url_file.write_text(self.url)
+            # Replaced whole: a `manage.py` command starting while a restart writes it again
+            # read an empty file and took the default Redis (running_url) instead.
+            private_file_write(self.directory / URL_FILE, self.url)
         return self.url
 
     def _wait_until_ready(self, timeout: float) -> None:

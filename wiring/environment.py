@@ -20,6 +20,7 @@ from marshmallow import ValidationError
 from scraping.addresses import ForbiddenNetworks, allowed_networks
 from scraping.gate import Refused, url_target
 from shared.addresses import email_list, validate_email_list
+from wiring.private_files import private_file_write
 
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket")
 # The two databases the product is built and tested on; any other engine failed at its first
@@ -142,7 +143,7 @@ class Configuration:
             return value
         key_file = data_dir / "secret_key"
         if not key_file.exists():
-            _write_once(key_file, secrets.token_urlsafe(50))
+            private_file_write(key_file, secrets.token_urlsafe(50), unless_present=True)
         key = key_file.read_text().strip()
         if not key:
             self.problem(variable, f"unset, and the generated key's file {key_file} is empty: delete it to have a "
@@ -161,26 +162,6 @@ class Configuration:
             for line in self.problems:
                 print(f"configuration error: {line}", file=sys.stderr)
             raise SystemExit(2)
-
-
-def _write_once(path: Path, text: str) -> None:
-    """Write `path` with `text`, readable by its owner alone, unless it exists: the first of
-    several processes starting at once on a new data folder (web, worker, beat) wins, and every
-    one reads the same, whole text. The text goes into a file of this process's own, linked
-    into place only once written: a link fails when the name exists, and is never half done."""
-    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        try:
-            os.link(draft, path)
-        except FileExistsError:
-            pass  # another process's is in place: that one is everyone's
-    finally:
-        draft.unlink()
 
 
 def _flatten(messages):
