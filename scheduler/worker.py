@@ -32,16 +32,22 @@ from shared.compiled_updates import CompiledUpdate, param
 
 logger = logging.getLogger(__name__)
 
+def _run_header(request, name: str):
+    """One of the run's headers (scheduler.messages) on a task's `request`; None without it (a
+    task not sent by beat or "run now", or called directly)."""
+    return (request.headers or {}).get(name) if request else None
+
+
 def run_id_of(request) -> int | None:
     """The ledger run a task's `request` executes, if beat or "run now" sent it."""
-    value = (request.headers or {}).get(RUN_HEADER) if request else None
+    value = _run_header(request, RUN_HEADER)
     return int(value) if value is not None else None
 
 
 def run_kind_of(request) -> str | None:
     """The kind of ledger run (ScheduleRun.Kind) a task's `request` executes, if beat or "run
     now" sent it."""
-    return (request.headers or {}).get(RUN_KIND_HEADER) if request else None
+    return _run_header(request, RUN_KIND_HEADER)
 
 
 def scheduled_for(request) -> datetime:
@@ -50,7 +56,7 @@ def scheduled_for(request) -> datetime:
     Jobs compute "the day this is for" from this, never from the worker's clock, so a run
     delivered late after an outage still covers the slot it was due for.
     """
-    value = (request.headers or {}).get(SCHEDULED_FOR_HEADER) if request else None
+    value = _run_header(request, SCHEDULED_FOR_HEADER)
     return parse_datetime(value) if value else timezone.now()
 
 
@@ -294,7 +300,7 @@ def run_finish(*, run_id: int, worker: str, succeeded: bool, output=None, error:
 
 class RecordedTask(Task):
     def __call__(self, *args, **kwargs):
-        run_id = (self.request.headers or {}).get(RUN_HEADER)
+        run_id = _run_header(self.request, RUN_HEADER)
         if run_id is None or self.request.called_directly:
             return super().__call__(*args, **kwargs)
         # The worker's node name with this process and a token: each delivery its own holder.
